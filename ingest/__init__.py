@@ -1,0 +1,1 @@
+"""Ingestion: load files, clean them, split into chunks, embed and store them."""

@@ -1,0 +1,1 @@
+"""Prompt templates as files: see rag_service/prompts.py for the format."""

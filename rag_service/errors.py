@@ -1,0 +1,54 @@
+"""Typed errors of the core.
+
+Every failure a user can cause or fix has its own class with a stable ``code``; the CLI prints
+``error: <message>`` and the HTTP layer maps the code to a problem response, each in one place.
+"""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    code = "rag_error"
+    exit_code = 1
+
+
+class ConfigError(RagError):
+    code = "config_error"
+
+
+class ModelError(RagError):
+    """A bundled or configured model cannot be located, assembled or verified."""
+
+    code = "model_unavailable"
+
+
+class ModelPackageMissingError(ModelError):
+    code = "model_package_missing"
+
+
+class ModelHashMismatchError(ModelError):
+    code = "model_hash_mismatch"
+
+
+class EmbedderMismatchError(RagError):
+    code = "embedder_mismatch"
+
+
+class KnowledgeBaseNotFoundError(RagError):
+    code = "kb_not_found"
+
+
+class InvalidInputError(RagError):
+    """Bad user input: an unreadable path, an empty file, an unsupported format."""
+
+    code = "invalid_input"
+
+
+class StoreError(RagError):
+    code = "store_error"
+
+
+class LLMError(RagError):
+    code = "llm_error"

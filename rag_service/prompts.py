@@ -1,0 +1,82 @@
+"""Prompt templates live in files under ``prompts/`` (one per purpose and language).
+
+Format: ``#`` comment lines, one ``# variables: a, b`` declaration, then sections that each start
+with ``=== <name>`` (a chat role such as ``system``/``user``, or a plain part name). Placeholders
+are ``{{name}}``. A template whose placeholders differ from its declaration fails when it is
+loaded, so a typo surfaces at start-up instead of inside a request.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag_service.errors import ConfigError
+
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_DECLARATION = re.compile(r"^#\s*variables:(.*)$")
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    variables: frozenset[str]
+    sections: tuple[tuple[str, str], ...]
+
+    def render(self, **values: str) -> dict[str, str]:
+        """Every section with its placeholders filled; values are inserted verbatim, never re-parsed."""
+        missing = self.variables - values.keys()
+        if missing:
+            raise ConfigError(f"template '{self.name}' needs {', '.join(sorted(missing))}")
+        return {section: _PLACEHOLDER.sub(lambda m: values[m.group(1)], body)
+                for section, body in self.sections}
+
+    def messages(self, **values: str) -> list[dict[str, str]]:
+        return [{"role": role, "content": content} for role, content in self.render(**values).items()]
+
+
+def parse(name: str, text: str) -> Template:
+    declared: set[str] | None = None
+    sections: list[tuple[str, list[str]]] = []
+    for line in text.splitlines():
+        if not sections and line.startswith("#"):
+            m = _DECLARATION.match(line)
+            if m:
+                declared = {v.strip() for v in m.group(1).split(",") if v.strip()}
+            continue
+        if line.startswith("=== "):
+            sections.append((line[4:].strip(), []))
+        elif sections:
+            sections[-1][1].append(line)
+        elif line.strip():
+            raise ConfigError(f"template '{name}': text before the first '=== section' line")
+    if declared is None:
+        raise ConfigError(f"template '{name}': missing the '# variables: ...' declaration")
+    if not sections:
+        raise ConfigError(f"template '{name}': no '=== section' found")
+    bodies = tuple((section, "\n".join(lines).strip()) for section, lines in sections)
+    used = {m.group(1) for _, body in bodies for m in _PLACEHOLDER.finditer(body)}
+    if used != declared:
+        problems = []
+        if used - declared:
+            problems.append(f"undeclared {', '.join(sorted(used - declared))}")
+        if declared - used:
+            problems.append(f"declared but unused {', '.join(sorted(declared - used))}")
+        raise ConfigError(f"template '{name}': {'; '.join(problems)}")
+    return Template(name, frozenset(declared), bodies)
+
+
+@functools.lru_cache(maxsize=64)
+def load(name: str, override_dir: Path | None = None) -> Template:
+    """Load ``<name>.txt`` from ``override_dir`` when it has one, else from the bundled ``prompts``."""
+    if override_dir is not None and (override_dir / f"{name}.txt").is_file():
+        text = (override_dir / f"{name}.txt").read_text(encoding="utf-8")
+    else:
+        resource = importlib.resources.files("prompts") / f"{name}.txt"
+        if not resource.is_file():
+            raise ConfigError(f"no prompt template named '{name}'")
+        text = resource.read_text(encoding="utf-8")
+    return parse(name, text)

@@ -1,0 +1,97 @@
+"""The typed records handed from one pipeline step to the next."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A loaded, cleaned document before splitting. ``id`` is the sha256 of the source bytes."""
+
+    id: str
+    source: str
+    text: str
+    sha256: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of a document that is embedded and indexed on its own."""
+
+    id: str
+    doc_id: str
+    source: str
+    text: str
+    position: int
+    start: int
+    end: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A retrieved chunk with its fused score and, for explanation, each retriever's view of it."""
+
+    chunk: Chunk
+    score: float
+    ranks: dict[str, int] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chunk_id": self.chunk.id,
+            "doc_id": self.chunk.doc_id,
+            "source": self.chunk.source,
+            "text": self.chunk.text,
+            "score": self.score,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A passage number the answer cites, resolved to the chunk that was packed under it."""
+
+    n: int
+    chunk: Chunk
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "chunk_id": self.chunk.id,
+            "doc_id": self.chunk.doc_id,
+            "source": self.chunk.source,
+            "text": self.chunk.text,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An answer with the evidence behind it; ``trace`` holds everything needed to explain it."""
+
+    answer: str
+    citations: list[Citation]
+    refused: bool
+    usage: Usage
+    grounded: bool
+    trace: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self, *, with_trace: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "answer": self.answer,
+            "citations": [c.to_json() for c in self.citations],
+            "refused": self.refused,
+            "grounded": self.grounded,
+            "usage": asdict(self.usage),
+        }
+        if with_trace:
+            out["trace"] = self.trace
+        return out

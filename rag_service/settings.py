@@ -1,0 +1,105 @@
+"""All configuration in one typed object.
+
+Values come from, highest priority first: keyword arguments, ``RAG_*`` environment variables, a TOML
+file (``RAG_CONFIG_FILE``, default ``./rag.toml`` if present), then the defaults below. Each field's
+description is the documentation (``rag config`` prints them).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from rag_service.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True)
+
+    data_dir: Path = Field(Path("./data"), description="Where catalogs, indexes and the model cache live.")
+    model_cache_dir: Path | None = Field(
+        None, description="Where the bundled GGUF is assembled once (default: <data_dir>/models)."
+    )
+    embedder: str = Field(
+        "e5",
+        description="Embedder for new knowledge bases: 'e5' (multilingual, default), 'minilm' (English "
+        "only) or a path to any sentence-transformers model directory.",
+    )
+    embed_batch_size: int = Field(32, ge=1, le=1024, description="Chunks embedded per batch.")
+    llm_model_path: Path | None = Field(
+        None, description="A GGUF file to use instead of the bundled Qwen2.5-Coder-0.5B-Instruct."
+    )
+    llm_context_size: int = Field(4096, ge=512, description="llama.cpp context window (tokens).")
+    llm_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, description="CPU threads for llama.cpp."
+    )
+    llm_max_tokens: int = Field(384, ge=16, description="Tokens reserved for, and allowed in, an answer.")
+    llm_temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy).")
+    context_max_tokens: int = Field(
+        1200, ge=64, description="Most LLM tokens spent on retrieved passages in one prompt."
+    )
+    chunk_size: int = Field(400, ge=20, description="Default chunk size in characters for new KBs.")
+    chunk_overlap: int = Field(60, ge=0, description="Default overlap between chunks in characters.")
+    search_k: int = Field(5, ge=1, le=200, description="Hits returned by a search and passed to the LLM.")
+    search_candidates: int = Field(30, ge=1, le=1000, description="Candidates taken from each retriever.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+    prompts_dir: Path | None = Field(None, description="A directory of prompt templates overriding ours.")
+    chroma_url: str | None = Field(
+        None, description="URL of a 'chroma run' server; unset means embedded Chroma under data_dir."
+    )
+
+    @field_validator("embedder")
+    @classmethod
+    def _embedder_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("embedder must not be empty")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be below chunk_size ({self.chunk_size})")
+        return self
+
+    @property
+    def models_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        explicit = os.environ.get("RAG_CONFIG_FILE")
+        path = Path(explicit) if explicit else Path("rag.toml")
+        if explicit and not path.is_file():
+            raise ConfigError(f"RAG_CONFIG_FILE points to {path}, which is not a file")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning validation failures into one readable ConfigError."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None

