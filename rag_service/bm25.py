@@ -58,23 +58,25 @@ class BM25Index:
         self._weights = sparse.csc_matrix((weight, (row_idx, col_idx)), shape=(n_docs, len(vocab)))
         return self
 
-    def scores(self, query_tokens: list[str]) -> np.ndarray:
-        """BM25 score of every document; a repeated query term counts again, as in rank_bm25."""
+    def _query(self, query_tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(score of every document, rows that contain at least one query term)."""
         counts = Counter(t for t in query_tokens if t in self._vocab)
         if not counts or not self.ids:
-            return np.zeros(len(self.ids))
-        cols = [self._vocab[t] for t in counts]
-        mult = np.asarray([counts[t] for t in counts], dtype=np.float64)
-        return np.asarray(self._weights[:, cols] @ mult).ravel()
+            return np.zeros(len(self.ids)), np.zeros(0, dtype=np.int64)
+        columns = self._weights[:, [self._vocab[t] for t in counts]]
+        mult = np.asarray(list(counts.values()), dtype=np.float64)
+        # The matrix keeps explicit zeros, so its structure says "contains the term" even when the
+        # term's idf is 0 or negative (tiny corpora): such documents still match, ranked by score.
+        return np.asarray(columns @ mult).ravel(), np.unique(columns.indices)
+
+    def scores(self, query_tokens: list[str]) -> np.ndarray:
+        """BM25 score of every document; a repeated query term counts again, as in rank_bm25."""
+        return self._query(query_tokens)[0]
 
     def top(self, query_tokens: list[str], n: int) -> list[tuple[str, float]]:
-        """The ``n`` best (id, score) pairs with a positive score, best first."""
-        scores = self.scores(query_tokens)
-        positive = np.flatnonzero(scores > 0)
-        if positive.size == 0:
-            return []
-        if positive.size > n:
-            positive = positive[np.argpartition(-scores[positive], n - 1)[:n]]
-        order = positive[np.argsort(-scores[positive], kind="stable")]
+        """The ``n`` best (id, score) pairs among documents sharing a term with the query, best first."""
+        scores, matched = self._query(query_tokens)
+        if matched.size > n:
+            matched = matched[np.argpartition(-scores[matched], n - 1)[:n]]
+        order = matched[np.argsort(-scores[matched], kind="stable")]
         return [(self.ids[i], float(scores[i])) for i in order]
-

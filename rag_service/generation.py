@@ -4,35 +4,20 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import asdict
 
 from rag_service import prompts
 from rag_service.catalog import KnowledgeBase
+from rag_service.citations import validate
 from rag_service.llm import LLM, get_llm
-from rag_service.records import Answer, Chunk, Citation, Hit, Usage
+from rag_service.records import Answer, Chunk, Hit, Usage
 from rag_service.retrieval import Retriever
 from rag_service.tokenize import has_cjk
 from rag_service.workspace import Workspace
 
-_MARKER = re.compile(r"[\[【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]】]")
-
 
 def language(text: str) -> str:
     return "zh" if has_cjk(text) else "en"
-
-
-def parse_citations(text: str, packed: list[Chunk]) -> tuple[str, list[Citation]]:
-    """Keep markers that name a packed passage, drop the rest from the text, list citations in order."""
-    cited: dict[int, Citation] = {}
-
-    def keep(match: re.Match[str]) -> str:
-        valid = [n for n in (int(x) for x in re.findall(r"\d+", match.group(1))) if 1 <= n <= len(packed)]
-        for n in valid:
-            cited.setdefault(n, Citation(n=n, chunk=packed[n - 1]))
-        return "".join(f"[{n}]" for n in valid)
-
-    cleaned = _MARKER.sub(keep, text)
-    cleaned = re.sub(r"[ \t]+([.,;:!?。，；：！？])", r"\1", cleaned).strip()
-    return cleaned, list(cited.values())
 
 
 def _normalise(text: str) -> str:
@@ -62,7 +47,7 @@ class Answerer:
         rendered: list[str] = []
         used = 0
         for hit in hits:
-            text = passage.render(n=str(len(packed) + 1), source=hit.chunk.source, text=hit.chunk.text)["passage"]
+            text = passage.text(n=str(len(packed) + 1), source=hit.chunk.source, text=hit.chunk.text)
             cost = self.llm.count_tokens(text + "\n\n")
             if used + cost > budget:
                 continue
@@ -78,7 +63,7 @@ class Answerer:
         hits = self.retriever.search(question, k=k)
         timings["retrieve_s"] = time.perf_counter() - t0
         lang = language(question)
-        refusal = self._template(f"refusal.{lang}").render()["message"]
+        refusal = self._template(f"refusal.{lang}").text()
         trace = {"question": question, "language": lang,
                  "hits": [{**h.to_json(), "ranks": h.ranks, "scores": h.scores} for h in hits]}
         if not hits:
@@ -100,11 +85,12 @@ class Answerer:
         timings["generate_s"] = time.perf_counter() - t2
 
         refused = _normalise(refusal) in _normalise(completion.text)
-        text, citations = parse_citations(completion.text, packed)
         if refused:
-            text, citations = refusal, []
+            text, citations, checks = refusal, [], []
+        else:
+            text, citations, checks = validate(completion.text, packed, question)
         trace.update(packed=[c.id for c in packed], messages=messages, raw_completion=completion.text,
-                     timings=timings)
+                     citation_checks=[asdict(c) for c in checks], timings=timings)
         return Answer(answer=text, citations=citations, refused=refused,
                       usage=Usage(completion.prompt_tokens, completion.completion_tokens),
                       grounded=bool(citations), trace=trace)

@@ -26,16 +26,20 @@ class Template:
     variables: frozenset[str]
     sections: tuple[tuple[str, str], ...]
 
-    def render(self, **values: str) -> dict[str, str]:
-        """Every section with its placeholders filled; values are inserted verbatim, never re-parsed."""
+    def render(self, **values: str) -> list[tuple[str, str]]:
+        """Every section, in order, with its placeholders filled; values are inserted verbatim."""
         missing = self.variables - values.keys()
         if missing:
             raise ConfigError(f"template '{self.name}' needs {', '.join(sorted(missing))}")
-        return {section: _PLACEHOLDER.sub(lambda m: values[m.group(1)], body)
-                for section, body in self.sections}
+        return [(section, _PLACEHOLDER.sub(lambda m: values[m.group(1)], body)) for section, body in self.sections]
+
+    def text(self, **values: str) -> str:
+        """The first section's text, for single-section templates (a passage, a refusal message)."""
+        return self.render(**values)[0][1]
 
     def messages(self, **values: str) -> list[dict[str, str]]:
-        return [{"role": role, "content": content} for role, content in self.render(**values).items()]
+        """Chat messages, one per section; repeated user/assistant sections make few-shot examples."""
+        return [{"role": role, "content": content} for role, content in self.render(**values)]
 
 
 def parse(name: str, text: str) -> Template:

@@ -30,3 +30,27 @@ def tokenize(text: str) -> list[str]:
         else:
             tokens.append(run.lower())
     return tokens
+
+
+# Function words that carry no evidence; used where overlap must mean shared content.
+STOPWORDS = frozenset(
+    "a an the and or but if then of to in on at by for with from as is are was were be been being it its this "
+    "that these those there here which who whom what when where why how do does did has have had not no can "
+    "could will would should may might must shall i you he she we they them their our your his her my me us "
+    "so than too very also just only about into over under again further more most some any each all both "
+    "such own same other".split()
+) | frozenset("的 了 是 在 和 有 也 就 都 而 及 与 着 或 之 其 这 那 个 吗 呢 吧 啊 被 把 让 对 从 向 为 以 于 并 但 "
+              "如果 因为 所以 我们 你们 他们 它们 什么 一个 没有 可以 这个 那个 哪些 哪个 多少 怎么 如何".split())
+
+
+def evidence_tokens(text: str) -> set[str]:
+    """Distinct content units for overlap checks: Latin words minus function words, and CJK character
+    bigrams. Bigrams, not jieba words, because jieba can cut the same name differently in two contexts
+    (林晓雨 alone vs 由林晓雨于), which would hide real overlap."""
+    units: set[str] = set()
+    for run in _RUNS.findall(text):
+        if _IS_CJK.match(run):
+            units.update(run[i:i + 2] for i in range(max(len(run) - 1, 1)))
+        elif (word := run.lower()) not in STOPWORDS:
+            units.add(word)
+    return units

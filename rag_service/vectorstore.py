@@ -6,6 +6,7 @@ Chroma's default embedding function would try to download a model, so collection
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -77,10 +78,8 @@ class VectorStore:
             return 0
 
     def drop(self, collection: str) -> None:
-        try:
+        with contextlib.suppress(Exception):  # already gone
             self._client.delete_collection(collection)
-        except Exception:  # already gone
-            pass
 
     def query(self, collection: str, embedder: str, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
         """(chunk id, cosine similarity) of the ``n`` nearest chunks, best first."""

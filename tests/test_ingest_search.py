@@ -38,13 +38,6 @@ def test_each_mode_finds_the_fact(sample_dir: Path, mode: str) -> None:
     assert mode in hits[0].ranks or mode == "hybrid"
 
 
-def test_cross_lingual_vector_search(sample_dir: Path) -> None:
-    ws = Workspace(Settings(data_dir=sample_dir))
-    hits = Retriever(ws, ws.catalog.get_kb("samples")).search(
-        "When is the library closed?", mode="vector", k=3)
-    assert any("闭馆" in h.chunk.text for h in hits)
-
-
 def test_reingest_is_idempotent_and_changes_replace(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
