@@ -2,27 +2,31 @@
 
 Order of writes per document: catalog rows as ``pending`` (one transaction), vectors into Chroma,
 then ``ready``. Only ready documents are searchable; pending leftovers of a killed run are purged at
-the next start. A changed file replaces the old version only after the new one is ready.
+the next start. A changed file replaces the old version only after the new one is ready. One ingest
+at a time per data dir (a file lock), so that purge never touches another run's pending work.
 """
 
 from __future__ import annotations
 
+import bisect
+import fcntl
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from ingest.loaders import load, read_bytes
-from ingest.splitters import make_splitter
+from ingest.splitters import Splitter, make_splitter
 from rag_service.catalog import KnowledgeBase
+from rag_service.embeddings import Embedder, get_embedder
 from rag_service.errors import InvalidInputError, RagError
+from rag_service.records import Chunk, Document
 from rag_service.tokenize import tokenize
-from rag_service.workspace import Workspace
-
-MAX_FILE_BYTES = 50 * 1024 * 1024
+from rag_service.workspace import Workspace, canonical_embedder
 
 
 @dataclass(slots=True)
@@ -36,6 +40,15 @@ class FileResult:
 
     def to_json(self) -> dict[str, object]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class SplitOptions:
+    """Per-ingest overrides of the KB's stored splitter settings (None keeps the KB's value)."""
+
+    splitter: str | None = None
+    chunk_size: int | None = None
+    chunk_overlap: int | None = None
 
 
 def discover(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
@@ -53,22 +66,79 @@ def discover(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
             yield path, path.name
 
 
+def index_text(chunk: Chunk) -> str:
+    """What is embedded and BM25-indexed: the chunk, prefixed by its heading path when it has one."""
+    headings = chunk.metadata.get("headings")
+    return f"{' > '.join(headings)}\n{chunk.text}" if headings else chunk.text
+
+
+def with_pages(chunks: list[Chunk], doc: Document) -> list[Chunk]:
+    """Give each chunk the page its first character is on, for documents that have pages."""
+    starts = doc.metadata.get("page_starts")
+    if not starts:
+        return chunks
+    offsets = [offset for offset, _ in starts]
+    return [replace(c, metadata={**c.metadata, "page": starts[max(bisect.bisect_right(offsets, c.start) - 1, 0)][1]})
+            for c in chunks]
+
+
+@contextmanager
+def ingest_lock(data_dir: Path) -> Iterator[None]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "ingest.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_splitter(embedder: Embedder, unit: str, splitter: str, size: int, overlap: int) -> Splitter:
+    length: Callable[[str], int] = embedder.count_tokens if unit == "tokens" else len
+    return make_splitter(splitter, size, overlap, length=length, embed=embedder.embed_documents)
+
+
 class Ingestor:
-    def __init__(self, workspace: Workspace, kb: KnowledgeBase, *, progress: bool = False) -> None:
+    def __init__(self, workspace: Workspace, kb: KnowledgeBase, options: SplitOptions = SplitOptions(), *,
+                 progress: bool = False) -> None:
         self.ws = workspace
         self.kb = kb
         self.embedder = workspace.embedder_for(kb)
-        self.splitter = make_splitter(kb.splitter, kb.chunk_size, kb.chunk_overlap)
+        self.splitter = _build_splitter(
+            self.embedder, kb.chunk_unit, options.splitter or kb.splitter,
+            options.chunk_size if options.chunk_size is not None else kb.chunk_size,
+            options.chunk_overlap if options.chunk_overlap is not None else kb.chunk_overlap,
+        )
         self.progress = progress
+
+    @classmethod
+    def open(cls, workspace: Workspace, kb_name: str, options: SplitOptions = SplitOptions(), *,
+             progress: bool = False) -> tuple[Ingestor, bool]:
+        """An ingestor for the named KB, creating the KB (with ``options`` as its stored splitter
+        settings) when it does not exist yet. Settings are validated before anything is created."""
+        kb = workspace.catalog.find_kb(kb_name)
+        if kb is not None:
+            return cls(workspace, kb, options, progress=progress), False
+        s = workspace.settings
+        splitter = options.splitter or s.splitter
+        size = options.chunk_size if options.chunk_size is not None else s.chunk_size
+        overlap = options.chunk_overlap if options.chunk_overlap is not None else s.chunk_overlap
+        _build_splitter(get_embedder(canonical_embedder(s.embedder)), s.chunk_unit, splitter, size, overlap)
+        kb = workspace.create_kb(kb_name, splitter=splitter, chunk_size=size, chunk_overlap=overlap)
+        return cls(workspace, kb, progress=progress), True
 
     def recover(self) -> int:
         """Purge documents a killed run left pending; returns how many."""
         pending = self.ws.catalog.documents(self.kb.id, status="pending")
         for doc in pending:
-            self.remove(doc.id)
+            self._remove(doc.id)
         return len(pending)
 
     def remove(self, doc_id: str) -> None:
+        with ingest_lock(self.ws.settings.data_dir):
+            self._remove(doc_id)
+
+    def _remove(self, doc_id: str) -> None:
         """Hide the document first, then drop its vectors, then its rows: a crash in between leaves
         a pending document that the next run purges."""
         self.ws.catalog.set_status(self.kb.id, doc_id, "pending")
@@ -76,45 +146,53 @@ class Ingestor:
         self.ws.catalog.delete_document(self.kb.id, doc_id)
 
     def run(self, paths: Iterable[Path]) -> list[FileResult]:
-        self.recover()
+        files = list(discover(paths))
         results = []
-        for file, source in discover(paths):
-            try:
-                results.append(self.ingest_file(file, source))
-            except RagError as exc:
-                results.append(FileResult(path=str(file), status="failed", source=source, error=str(exc)))
+        with ingest_lock(self.ws.settings.data_dir):
+            self.recover()
+            bar = tqdm(files, desc="ingesting", unit="file", disable=not self.progress or len(files) < 2)
+            for file, source in bar:
+                bar.set_postfix_str(source[-40:], refresh=False)
+                try:
+                    results.append(self._ingest_file(file, source))
+                except RagError as exc:
+                    results.append(FileResult(path=str(file), status="failed", source=source, error=str(exc)))
         return results
 
-    def ingest_file(self, path: Path, source: str) -> FileResult:
-        if not path.exists():
-            raise InvalidInputError(f"{path}: no such file or directory")
-        raw = read_bytes(path, MAX_FILE_BYTES)
-        doc = load(path, source, raw)
+    def _ingest_file(self, path: Path, source: str) -> FileResult:
+        if not path.is_file():
+            raise InvalidInputError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
+        settings = self.ws.settings
+        raw = read_bytes(path, int(settings.max_file_mb * 1024 * 1024))
+        doc = load(path, source, raw, json_text_field=settings.json_text_field)
         catalog, kb_id = self.ws.catalog, self.kb.id
         existing = catalog.get_document(kb_id, doc.id)
         if existing is not None and existing.status == "ready":
             return FileResult(str(path), "unchanged", doc.id, existing.source, existing.chunks)
 
-        chunks = self.splitter.split(doc)
-        texts = [c.text for c in chunks]
+        chunks = with_pages(self.splitter.split(doc), doc)
+        indexed = [c for c in chunks if c.metadata.get("role") != "parent"]
+        texts = [index_text(c) for c in indexed]
         vectors = self._embed(texts, source)
-        catalog.add_pending_document(kb_id, doc.id, doc.source, doc.sha256, chunks, [tokenize(t) for t in texts])
+        tokens = iter([tokenize(t) for t in texts])
+        catalog.add_pending_document(kb_id, doc.id, doc.source, doc.sha256, chunks,
+                                     [None if c.metadata.get("role") == "parent" else next(tokens) for c in chunks])
         self.ws.vectors.upsert(
-            self.kb.collection, self.embedder.name, [c.id for c in chunks], vectors,
-            [{"doc_id": c.doc_id, "source": c.source, "position": c.position} for c in chunks],
+            self.kb.collection, self.embedder.name, [c.id for c in indexed], vectors,
+            [{"doc_id": c.doc_id, "source": c.source, "position": c.position} for c in indexed],
         )
         catalog.set_status(kb_id, doc.id, "ready")
 
         older = [d for d in catalog.documents(kb_id, source=doc.source) if d.id != doc.id]
         for old in older:
-            self.remove(old.id)
-        return FileResult(str(path), "replaced" if older else "added", doc.id, doc.source, len(chunks))
+            self._remove(old.id)
+        return FileResult(str(path), "replaced" if older else "added", doc.id, doc.source, len(indexed))
 
     def _embed(self, texts: list[str], source: str) -> np.ndarray:
         batch = self.ws.settings.embed_batch_size
         parts = []
-        with tqdm(total=len(texts), desc=f"embedding {source}", unit="chunk", disable=not self.progress,
-                  leave=False) as bar:
+        with tqdm(total=len(texts), desc=f"embedding {source[-30:]}", unit="chunk", leave=False,
+                  disable=not self.progress or len(texts) <= batch) as bar:
             for start in range(0, len(texts), batch):
                 parts.append(self.embedder.embed_documents(texts[start:start + batch]))
                 bar.update(len(parts[-1]))

@@ -1,54 +1,337 @@
-"""Splitters: one contract, ``split(Document) -> list[Chunk]``, and a registry by name."""
+"""Splitters: one contract, ``split(Document) -> list[Chunk]``, and a registry by name.
+
+Every splitter works on offsets into the cleaned document text, so a chunk's ``text`` is always exactly
+``doc.text[start:end]`` (citations and highlighting can trust the offsets). Sizes and overlaps are
+measured with ``length``: characters by default, or the embedder's token counter when a knowledge base
+counts in tokens.
+
+- ``recursive``: LangChain's recursive splitter (paragraphs, lines, sentence ends, clauses, words, characters);
+- ``sentence``: whole sentences packed up to the size, the overlap being whole trailing sentences;
+- ``markdown``: one ATX-heading section at a time (``metadata["headings"]``), a big section by sentences;
+- ``semantic``: sentences grouped by topic (a dip in adjacent embedding similarity), then by size;
+- ``parent_child``: small sentence chunks to match, each pointing to a big parent chunk to answer from.
+"""
 
 from __future__ import annotations
 
+import inspect
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
 
+import numpy as np
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from rag_service.errors import ConfigError
 from rag_service.records import Chunk, Document
 
+Length = Callable[[str], int]
+Embed = Callable[[list[str]], np.ndarray]
+Span = tuple[int, int]  # [start, end) into the document text
+
 # Paragraphs, lines, then sentence ends (Chinese full-width first), clauses, words, characters.
 SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", "…", ". ", "! ", "? ", "; ", "，", ", ", " ", ""]
 
+# Document metadata too bulky to copy into every chunk (the pipeline maps offsets to pages itself).
+_BULKY_METADATA = frozenset({"page_starts"})
+
+# A closing quote or bracket right after a sentence end belongs to that sentence.
+_CLOSERS = "”’」』)）\"'"
+_SENTENCE_END = re.compile(
+    rf"[。！？；…]+[{_CLOSERS}]*"  # full-width ends always end a sentence
+    rf"|[.!?;]+[{_CLOSERS}]*(?=\s|$)"  # ASCII ends only before whitespace or the end: not 3.14, not a.b
+    rf"|[!?;]+[{_CLOSERS}]*(?=[^\x00-\x7f{_CLOSERS}])"  # half-width !?; typed inside Chinese text
+)
+_BLANK_LINE = re.compile(r"\n\s*\n")
+_WORD_BEFORE_DOT = re.compile(r"[A-Za-z.]+$")
+_INITIALS = re.compile(r"(?:[A-Za-z]\.)*[A-Za-z]")  # J. / e.g. / i.e. / U.S.
+_ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "fig", "cf", "approx"})
+
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+_HEADING = re.compile(r" {0,3}(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A chunk-to-be: its span and the keys the splitter adds to the document's metadata."""
+
+    start: int
+    end: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _strip(text: str, start: int, end: int) -> Span | None:
+    """Trim whitespace by moving the offsets (never by editing text); None when nothing is left."""
+    piece = text[start:end]
+    stripped = piece.strip()
+    if not stripped:
+        return None
+    start += len(piece) - len(piece.lstrip())
+    return start, start + len(stripped)
+
+
+def _is_abbreviation(text: str, dot: int) -> bool:
+    """Whether the '.' at ``dot`` ends an abbreviation or initials ("Dr.", "e.g.", "J.") rather than a sentence."""
+    word = _WORD_BEFORE_DOT.search(text, max(0, dot - 12), dot)
+    if word is None:
+        return False
+    token = word.group().strip(".")
+    return token.lower() in _ABBREVIATIONS or _INITIALS.fullmatch(token) is not None
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+    """Sentences of ``text[start:end]`` as trimmed spans, in order.
+
+    Ends: full-width 。！？；… always; ASCII . ! ? ; before whitespace or the end (so decimals and
+    "Dr."-style abbreviations stay inside); half-width ! ? ; straight before Chinese text; and blank
+    lines. Closing quotes and brackets after an end stay with their sentence.
+    """
+    end = len(text) if end is None else end
+    bounds: list[Span] = []
+    block_start = start
+    blocks = [(m.start(), m.end()) for m in _BLANK_LINE.finditer(text, start, end)] + [(end, end)]
+    for block_end, next_start in blocks:
+        cut = block_start
+        for m in _SENTENCE_END.finditer(text, block_start, block_end):
+            if m.group().rstrip(_CLOSERS) == "." and _is_abbreviation(text, m.start()):
+                continue
+            bounds.append((cut, m.end()))
+            cut = m.end()
+        bounds.append((cut, block_end))
+        block_start = next_start
+    return [span for span in (_strip(text, a, b) for a, b in bounds) if span is not None]
+
+
+def _chunk(doc: Document, key: str, position: int, piece: Piece) -> Chunk:
+    """The one place chunks are built: text from the offsets, the document's metadata minus bulky keys."""
+    metadata = {k: v for k, v in doc.metadata.items() if k not in _BULKY_METADATA} | piece.metadata
+    return Chunk(id=f"{doc.id}:{key}", doc_id=doc.id, source=doc.source, text=doc.text[piece.start:piece.end],
+                 position=position, start=piece.start, end=piece.end, metadata=metadata)
+
 
 class Splitter(ABC):
+    """Every splitter takes the same arguments, so ``make_splitter`` can build any of them by name;
+    ``embed`` is used only by the splitters that need vectors."""
+
     name: str
+
+    def __init__(self, chunk_size: int, chunk_overlap: int, *, length: Length = len,
+                 embed: Embed | None = None) -> None:
+        if chunk_size < 1:
+            raise ConfigError(f"{self.name} splitter: chunk_size must be at least 1, got {chunk_size}")
+        if not 0 <= chunk_overlap < chunk_size:
+            raise ConfigError(f"{self.name} splitter: chunk_overlap must be >= 0 and below chunk_size "
+                              f"({chunk_size}), got {chunk_overlap}")
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+        self.length = length
 
     @abstractmethod
     def split(self, doc: Document) -> list[Chunk]: ...
 
 
 class RecursiveSplitter(Splitter):
-    """LangChain's recursive splitter with Chinese and English sentence separators (sizes in characters)."""
+    """LangChain's recursive splitter with Chinese and English sentence separators, with exact offsets."""
 
     name = "recursive"
 
-    def __init__(self, chunk_size: int, chunk_overlap: int) -> None:
-        if chunk_size < 1 or not 0 <= chunk_overlap < chunk_size:
-            raise ConfigError(f"need 0 <= chunk_overlap < chunk_size, got {chunk_overlap} and {chunk_size}")
+    def __init__(self, chunk_size: int, chunk_overlap: int, *, length: Length = len,
+                 embed: Embed | None = None) -> None:
+        super().__init__(chunk_size, chunk_overlap, length=length, embed=embed)
         self._splitter = RecursiveCharacterTextSplitter(
-            chunk_size=chunk_size, chunk_overlap=chunk_overlap, separators=SEPARATORS,
-            keep_separator="end", add_start_index=True, strip_whitespace=True,
+            chunk_size=chunk_size, chunk_overlap=chunk_overlap, length_function=length, separators=SEPARATORS,
+            keep_separator="end", strip_whitespace=True,
         )
 
     def split(self, doc: Document) -> list[Chunk]:
-        chunks = []
-        for position, piece in enumerate(self._splitter.create_documents([doc.text])):
-            start = int(piece.metadata["start_index"])
-            chunks.append(Chunk(id=f"{doc.id}:{position}", doc_id=doc.id, source=doc.source,
-                                text=piece.page_content, position=position, start=start,
-                                end=start + len(piece.page_content), metadata=dict(doc.metadata)))
+        return [_chunk(doc, str(position), position, piece) for position, piece in enumerate(self._pieces(doc.text))]
+
+    def _pieces(self, text: str) -> list[Piece]:
+        return [Piece(start, end) for start, end in self.spans(text)]
+
+    def spans(self, text: str, start: int = 0, end: int | None = None) -> list[Span]:
+        """Chunk spans of ``text[start:end]``.
+
+        Each piece is located by searching after the previous piece's start: LangChain's own
+        ``start_index`` guesses from the overlap size, which is wrong when the overlapped text repeats
+        or when sizes are tokens rather than characters.
+        """
+        segment = text[start:] if end is None else text[start:end]
+        spans, search_from = [], 0
+        for piece in self._splitter.split_text(segment):
+            at = segment.index(piece, search_from)
+            spans.append((start + at, start + at + len(piece)))
+            search_from = at + 1
+        return spans
+
+
+class SentenceSplitter(RecursiveSplitter):
+    """Whole sentences packed up to ``chunk_size``; the overlap is the previous chunk's trailing whole
+    sentences that fit in ``chunk_overlap``. Only a sentence longer than ``chunk_size`` is cut, by the
+    recursive splitter this class extends."""
+
+    name = "sentence"
+
+    def spans(self, text: str, start: int = 0, end: int | None = None) -> list[Span]:
+        return self._pack(text, sentence_spans(text, start, end))
+
+    def _size(self, text: str, start: int, end: int) -> int:
+        return self.length(text[start:end])
+
+    def _pack(self, text: str, sentences: list[Span]) -> list[Span]:
+        """Greedy packing of consecutive sentences into chunk spans."""
+        chunks: list[Span] = []
+        current: list[Span] = []
+        for sentence in sentences:
+            if self._size(text, *sentence) > self.chunk_size:
+                if current:
+                    chunks.append((current[0][0], current[-1][1]))
+                chunks.extend(super().spans(text, *sentence))
+                current = []
+                continue
+            if current and self._size(text, current[0][0], sentence[1]) > self.chunk_size:
+                chunks.append((current[0][0], current[-1][1]))
+                current = self._overlap(text, current, sentence)
+            current.append(sentence)
+        if current:
+            chunks.append((current[0][0], current[-1][1]))
+        return chunks
+
+    def _overlap(self, text: str, previous: list[Span], sentence: Span) -> list[Span]:
+        """The trailing sentences of ``previous`` within ``chunk_overlap`` that still leave room for ``sentence``.
+        Never all of ``previous`` (it did not fit with ``sentence``), so packing always moves forward."""
+        keep = len(previous)
+        while keep > 0 and (self._size(text, previous[keep - 1][0], previous[-1][1]) <= self.chunk_overlap
+                            and self._size(text, previous[keep - 1][0], sentence[1]) <= self.chunk_size):
+            keep -= 1
+        return previous[keep:]
+
+
+def _sections(text: str) -> Iterator[tuple[list[str], int, int]]:
+    """(heading path, body start, body end) for the text before the first heading and under each ATX
+    heading; heading lines themselves are not part of any body, and '#' lines inside code fences are code."""
+    path: list[tuple[int, str]] = []
+    fence = ""
+    body_start = offset = 0
+    for line in text.split("\n"):
+        line_start, offset = offset, offset + len(line) + 1
+        marker = _FENCE.match(line)
+        if fence:
+            if marker and marker.group(1)[0] == fence[0] and len(marker.group(1)) >= len(fence):
+                fence = ""
+            continue
+        if marker:
+            fence = marker.group(1)
+            continue
+        heading = _HEADING.fullmatch(line)
+        if heading:
+            yield [title for _, title in path], body_start, line_start
+            level = len(heading.group(1))
+            path = [(lvl, title) for lvl, title in path if lvl < level] + [(level, heading.group(2))]
+            body_start = min(offset, len(text))
+    yield [title for _, title in path], body_start, len(text)
+
+
+class MarkdownSplitter(SentenceSplitter):
+    """One ATX-heading section per chunk when it fits, else the section's sentences packed as by
+    ``sentence``; sections are never merged, so every chunk has one heading path,
+    ``metadata["headings"]`` (the pipeline prefixes it to the indexed text, not to ``text``)."""
+
+    name = "markdown"
+
+    def _pieces(self, text: str) -> list[Piece]:
+        return [Piece(start, end, {"headings": list(headings)})
+                for headings, body_start, body_end in _sections(text)
+                for start, end in self.spans(text, body_start, body_end)]
+
+
+class SemanticSplitter(SentenceSplitter):
+    """Sentences grouped by topic: a new group starts where the cosine similarity of adjacent sentences
+    is below the ``breakpoint_percentile``-th percentile of all adjacent similarities in the document
+    (default 25: the lowest quarter are topic breaks; 0 turns topic breaks off). A group larger than
+    ``chunk_size`` is packed as by ``sentence``, with its sentence overlap; there is no overlap across a
+    topic break, since that would glue the old topic onto the new one."""
+
+    name = "semantic"
+
+    def __init__(self, chunk_size: int, chunk_overlap: int, *, length: Length = len, embed: Embed | None = None,
+                 breakpoint_percentile: float = 25) -> None:
+        super().__init__(chunk_size, chunk_overlap, length=length, embed=embed)
+        if embed is None:
+            raise ConfigError("semantic splitter: needs an embed function (the knowledge base's embedder)")
+        if not 0 <= breakpoint_percentile <= 100:
+            raise ConfigError(f"semantic splitter: breakpoint_percentile must be within 0..100, "
+                              f"got {breakpoint_percentile}")
+        self._embed = embed
+        self.breakpoint_percentile = breakpoint_percentile
+
+    def spans(self, text: str, start: int = 0, end: int | None = None) -> list[Span]:
+        sentences = sentence_spans(text, start, end)
+        bounds = [0, *self._topic_breaks(text, sentences), len(sentences)]
+        return [span for lo, hi in pairwise(bounds) for span in self._pack(text, sentences[lo:hi])]
+
+    def _topic_breaks(self, text: str, sentences: list[Span]) -> list[int]:
+        """Indices of the sentences that start a new topic; all sentences are embedded in one call."""
+        if len(sentences) < 2:
+            return []
+        vectors = np.asarray(self._embed([text[a:b] for a, b in sentences]), dtype=np.float64)
+        if vectors.shape[0] != len(sentences):
+            raise ValueError(f"embed returned {vectors.shape[0]} vectors for {len(sentences)} sentences")
+        similarity = np.einsum("ij,ij->i", vectors[:-1], vectors[1:])
+        threshold = np.percentile(similarity, self.breakpoint_percentile)
+        return (np.flatnonzero(similarity < threshold) + 1).tolist()
+
+
+class ParentChildSplitter(Splitter):
+    """Small chunks to match, big ones to read: parents are ``parent_size`` sentence chunks without
+    overlap (default 4 x chunk_size), children are ``sentence`` chunks of one parent at
+    ``chunk_size``/``chunk_overlap``. Returns each parent (id ``<doc>:p<k>``, ``role`` "parent") followed
+    by its children (ids ``<doc>:<n>`` numbered across the document, ``role`` "child", ``parent_id``);
+    the pipeline indexes the children and answers from the parent."""
+
+    name = "parent_child"
+
+    def __init__(self, chunk_size: int, chunk_overlap: int, *, length: Length = len, embed: Embed | None = None,
+                 parent_size: int | None = None) -> None:
+        super().__init__(chunk_size, chunk_overlap, length=length, embed=embed)
+        self.parent_size = 4 * chunk_size if parent_size is None else parent_size
+        if self.parent_size <= chunk_size:
+            raise ConfigError(f"parent_child splitter: parent_size must be larger than chunk_size ({chunk_size}), "
+                              f"got {self.parent_size}")
+        self._parents = SentenceSplitter(self.parent_size, 0, length=length)
+        self._children = SentenceSplitter(chunk_size, chunk_overlap, length=length)
+
+    def split(self, doc: Document) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        position = 0
+        for k, (parent_start, parent_end) in enumerate(self._parents.spans(doc.text)):
+            parent = _chunk(doc, f"p{k}", k, Piece(parent_start, parent_end, {"role": "parent"}))
+            chunks.append(parent)
+            for start, end in self._children.spans(doc.text, parent_start, parent_end):
+                chunks.append(_chunk(doc, str(position), position,
+                                     Piece(start, end, {"role": "child", "parent_id": parent.id})))
+                position += 1
         return chunks
 
 
-SPLITTERS: dict[str, type[Splitter]] = {RecursiveSplitter.name: RecursiveSplitter}
+SPLITTERS: dict[str, type[Splitter]] = {
+    cls.name: cls
+    for cls in (RecursiveSplitter, SentenceSplitter, MarkdownSplitter, SemanticSplitter, ParentChildSplitter)
+}
 
 
-def make_splitter(name: str, chunk_size: int, chunk_overlap: int) -> Splitter:
+def make_splitter(name: str, chunk_size: int, chunk_overlap: int, *, length: Length = len,
+                  embed: Embed | None = None, **params: Any) -> Splitter:
+    """The splitter called ``name``. ``params`` are splitter-specific (semantic: breakpoint_percentile;
+    parent_child: parent_size); one the splitter does not take is a ConfigError, not silently ignored."""
     try:
         cls = SPLITTERS[name]
     except KeyError:
         raise ConfigError(f"unknown splitter '{name}' (choose from {', '.join(sorted(SPLITTERS))})") from None
-    return cls(chunk_size, chunk_overlap)
+    unknown = sorted(set(params) - set(inspect.signature(cls).parameters))
+    if unknown:
+        raise ConfigError(f"{name} splitter: unknown parameter(s) {', '.join(unknown)}")
+    return cls(chunk_size, chunk_overlap, length=length, embed=embed, **params)

@@ -11,7 +11,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,9 @@ CREATE TABLE IF NOT EXISTS kbs (
     chunk_size INTEGER NOT NULL,
     chunk_overlap INTEGER NOT NULL,
     created TEXT NOT NULL,
-    revision INTEGER NOT NULL DEFAULT 0
+    revision INTEGER NOT NULL DEFAULT 0,
+    chunk_unit TEXT NOT NULL DEFAULT 'chars',
+    options TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS documents (
     kb_id TEXT NOT NULL REFERENCES kbs(id) ON DELETE CASCADE,
@@ -53,11 +55,18 @@ CREATE TABLE IF NOT EXISTS chunks (
     end INTEGER NOT NULL,
     tokens TEXT NOT NULL,
     metadata TEXT NOT NULL,
+    indexed INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (kb_id, id),
     FOREIGN KEY (kb_id, doc_id) REFERENCES documents(kb_id, id) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (kb_id, doc_id);
 """
+# Columns added after the first schema; older catalogs get them on open.
+_ADDED_COLUMNS = {
+    "kbs": {"chunk_unit": "TEXT NOT NULL DEFAULT 'chars'", "options": "TEXT NOT NULL DEFAULT '{}'"},
+    "chunks": {"indexed": "INTEGER NOT NULL DEFAULT 1"},
+}
+CHUNK_UNITS = ("chars", "tokens")
 
 MAX_KB_NAME = 128
 
@@ -73,6 +82,12 @@ class KnowledgeBase:
     chunk_overlap: int
     created: str
     revision: int = 0
+    chunk_unit: str = "chars"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> KnowledgeBase:
+        return cls(**{**dict(row), "options": json.loads(row["options"])})
 
     @property
     def collection(self) -> str:
@@ -106,6 +121,11 @@ class Catalog:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            for column, decl in columns.items():
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def close(self) -> None:
         self._db.close()
@@ -122,24 +142,28 @@ class Catalog:
 
     # -- knowledge bases -------------------------------------------------------------------------
     def create_kb(self, name: str, *, embedder: str, dim: int, splitter: str, chunk_size: int,
-                  chunk_overlap: int) -> KnowledgeBase:
+                  chunk_overlap: int, chunk_unit: str = "chars",
+                  options: dict[str, Any] | None = None) -> KnowledgeBase:
         name = name.strip()
         if not name or len(name) > MAX_KB_NAME or any(c in name for c in "/\\\0"):
             raise InvalidInputError(
                 f"invalid knowledge base name {name!r}: 1-{MAX_KB_NAME} characters, no slashes"
             )
+        if chunk_unit not in CHUNK_UNITS:
+            raise InvalidInputError(f"chunk unit must be one of {', '.join(CHUNK_UNITS)}, not {chunk_unit!r}")
         kb = KnowledgeBase(uuid.uuid4().hex[:12], name, embedder, dim, splitter, chunk_size, chunk_overlap,
-                           _now())
+                           _now(), 0, chunk_unit, options or {})
         with self.transaction() as db:
-            db.execute("INSERT INTO kbs VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+            db.execute("INSERT INTO kbs (id, name, embedder, dim, splitter, chunk_size, chunk_overlap, created, "
+                       "chunk_unit, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (kb.id, kb.name, kb.embedder, kb.dim, kb.splitter, kb.chunk_size, kb.chunk_overlap,
-                        kb.created))
+                        kb.created, kb.chunk_unit, json.dumps(kb.options)))
         return kb
 
     def find_kb(self, name_or_id: str) -> KnowledgeBase | None:
         row = self._db.execute("SELECT * FROM kbs WHERE name = ? OR id = ? ORDER BY name = ? DESC LIMIT 1",
                                (name_or_id, name_or_id, name_or_id)).fetchone()
-        return KnowledgeBase(**dict(row)) if row else None
+        return KnowledgeBase.from_row(row) if row else None
 
     def get_kb(self, name_or_id: str) -> KnowledgeBase:
         kb = self.find_kb(name_or_id)
@@ -148,7 +172,7 @@ class Catalog:
         return kb
 
     def list_kbs(self) -> list[KnowledgeBase]:
-        return [KnowledgeBase(**dict(r)) for r in self._db.execute("SELECT * FROM kbs ORDER BY name")]
+        return [KnowledgeBase.from_row(r) for r in self._db.execute("SELECT * FROM kbs ORDER BY name")]
 
     def delete_kb(self, kb_id: str) -> None:
         with self.transaction() as db:
@@ -176,15 +200,18 @@ class Catalog:
         return DocumentRecord(**dict(row)) if row else None
 
     def add_pending_document(self, kb_id: str, doc_id: str, source: str, sha256: str,
-                             chunks: list[Chunk], tokens: list[list[str]]) -> None:
-        """Write a document and its chunks in one transaction, not yet searchable."""
+                             chunks: list[Chunk], tokens: list[list[str] | None]) -> None:
+        """Write a document and its chunks in one transaction, not yet searchable. A chunk whose
+        tokens are None is stored for context only (a parent section), never indexed."""
         with self.transaction() as db:
             db.execute("INSERT INTO documents VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                       (kb_id, doc_id, source, sha256, len(chunks), _now()))
+                       (kb_id, doc_id, source, sha256, sum(t is not None for t in tokens), _now()))
             db.executemany(
-                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(kb_id, c.id, c.doc_id, c.source, c.position, c.text, c.start, c.end, " ".join(t),
-                  json.dumps(c.metadata, ensure_ascii=False)) for c, t in zip(chunks, tokens, strict=True)])
+                "INSERT INTO chunks (kb_id, id, doc_id, source, position, text, start, end, tokens, metadata, "
+                "indexed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(kb_id, c.id, c.doc_id, c.source, c.position, c.text, c.start, c.end, " ".join(t or []),
+                  json.dumps(c.metadata, ensure_ascii=False), t is not None)
+                 for c, t in zip(chunks, tokens, strict=True)])
 
     def set_status(self, kb_id: str, doc_id: str, status: str) -> None:
         """Make a document searchable (``ready``) or hide it before its parts are removed (``pending``)."""
@@ -205,14 +232,15 @@ class Catalog:
 
     # -- chunks ----------------------------------------------------------------------------------
     def chunk_ids(self, kb_id: str, doc_id: str) -> list[str]:
+        """Ids of the document's indexed chunks (those with vectors in Chroma)."""
         return [r[0] for r in self._db.execute(
-            "SELECT id FROM chunks WHERE kb_id = ? AND doc_id = ? ORDER BY position", (kb_id, doc_id))]
+            "SELECT id FROM chunks WHERE kb_id = ? AND doc_id = ? AND indexed ORDER BY position", (kb_id, doc_id))]
 
     def ready_chunk_tokens(self, kb_id: str) -> Iterable[tuple[str, list[str]]]:
         """(chunk id, BM25 tokens) of every searchable chunk."""
         for row in self._db.execute(
             "SELECT c.id, c.tokens FROM chunks c JOIN documents d ON d.kb_id = c.kb_id AND d.id = c.doc_id "
-            "WHERE c.kb_id = ? AND d.status = 'ready' ORDER BY c.rowid", (kb_id,)):
+            "WHERE c.kb_id = ? AND d.status = 'ready' AND c.indexed ORDER BY c.rowid", (kb_id,)):
             yield row[0], row[1].split(" ") if row[1] else []
 
     def ready_chunks(self, kb_id: str, chunk_ids: list[str]) -> dict[str, Chunk]:

@@ -34,17 +34,13 @@ def _snippet(text: str, width: int = 160) -> str:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from ingest.pipeline import Ingestor
+    from ingest.pipeline import Ingestor, SplitOptions
 
-    ws = _workspace(chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap)
-    kb, created = ws.get_or_create_kb(args.kb, splitter=args.splitter or "recursive")
-    if not created:
-        asked = {"splitter": args.splitter, "chunk_size": args.chunk_size, "chunk_overlap": args.chunk_overlap}
-        for field, value in asked.items():
-            if value is not None and value != getattr(kb, field):
-                raise RagError(f"knowledge base '{kb.name}' uses {field}={getattr(kb, field)}; "
-                               f"it cannot be changed to {value} for an existing knowledge base")
-    results = Ingestor(ws, kb, progress=not args.json and sys.stderr.isatty()).run(Path(p) for p in args.paths)
+    ws = _workspace(chunk_unit=args.chunk_unit)
+    options = SplitOptions(args.splitter, args.chunk_size, args.chunk_overlap)
+    ingestor, created = Ingestor.open(ws, args.kb, options, progress=not args.json and sys.stderr.isatty())
+    kb = ingestor.kb
+    results = ingestor.run(Path(p) for p in args.paths)
     failed = [r for r in results if r.status == "failed"]
     if args.json:
         _print_json({"kb": kb.name, "created": created, "files": [r.to_json() for r in results]})
@@ -118,7 +114,8 @@ def cmd_kbs(args: argparse.Namespace) -> int:
     kbs = ws.catalog.list_kbs()
     if args.json:
         _print_json({"kbs": [{"id": k.id, "name": k.name, "embedder": k.embedder, "splitter": k.splitter,
-                              "chunk_size": k.chunk_size, "chunk_overlap": k.chunk_overlap} for k in kbs]})
+                              "chunk_size": k.chunk_size, "chunk_overlap": k.chunk_overlap,
+                              "chunk_unit": k.chunk_unit} for k in kbs]})
     else:
         for k in kbs:
             print(f"{k.id}  {k.name}  (embedder {k.embedder}, {k.splitter} {k.chunk_size}/{k.chunk_overlap})")
@@ -140,9 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ingest", help="add files or directories to a knowledge base (created if new)")
     s.add_argument("--kb", required=True, help="knowledge base name")
-    s.add_argument("--splitter", help="splitter for a new knowledge base (default: recursive)")
-    s.add_argument("--chunk-size", type=int, help="chunk size in characters for a new knowledge base")
-    s.add_argument("--chunk-overlap", type=int, help="chunk overlap in characters for a new knowledge base")
+    s.add_argument("--splitter", help="recursive | sentence | markdown | semantic | parent_child; stored with a "
+                   "new knowledge base, a one-off override for an existing one")
+    s.add_argument("--chunk-size", type=int, help="chunk size (stored for a new KB, override for an existing one)")
+    s.add_argument("--chunk-overlap", type=int, help="chunk overlap (same rule as --chunk-size)")
+    s.add_argument("--chunk-unit", choices=["chars", "tokens"], help="unit of chunk sizes for a new KB")
     s.add_argument("--json", action="store_true", help="print a JSON report")
     s.add_argument("paths", nargs="+", metavar="PATH")
     s.set_defaults(func=cmd_ingest)

@@ -39,6 +39,7 @@ class Hit:
     score: float
     ranks: dict[str, int] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)
+    matched: str | None = None  # the indexed child chunk that matched, when ``chunk`` is its parent
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Literal
 
 from rag_service.bm25 import BM25Index
@@ -64,7 +65,7 @@ class Retriever:
         chunks = self.ws.catalog.ready_chunks(self.kb.id, [i for i, _ in fused[: n * 2]])
         seen = {name: {cid: (rank, s) for rank, (cid, s) in enumerate(lst, start=1)}
                 for name, lst in ranked.items()}
-        hits = []
+        hits: list[Hit] = []
         for chunk_id, score in fused:
             chunk = chunks.get(chunk_id)
             if chunk is None:
@@ -72,6 +73,22 @@ class Retriever:
             views = {name: pos[chunk_id] for name, pos in seen.items() if chunk_id in pos}
             hits.append(Hit(chunk=chunk, score=score, ranks={n: r for n, (r, _) in views.items()},
                             scores={n: s for n, (_, s) in views.items()}))
-            if len(hits) == k:
-                break
-        return hits
+        return self._resolve_parents(hits)[:k]
+
+    def _resolve_parents(self, hits: list[Hit]) -> list[Hit]:
+        """Swap child chunks for their parent section (the context the generator needs); several
+        children of one parent become one hit at the best child's rank."""
+        parent_ids = [h.chunk.metadata["parent_id"] for h in hits if "parent_id" in h.chunk.metadata]
+        if not parent_ids:
+            return hits
+        parents = self.ws.catalog.ready_chunks(self.kb.id, list(dict.fromkeys(parent_ids)))
+        out: list[Hit] = []
+        taken: set[str] = set()
+        for hit in hits:
+            parent = parents.get(hit.chunk.metadata.get("parent_id", ""))
+            chunk = parent or hit.chunk
+            if chunk.id in taken:
+                continue
+            taken.add(chunk.id)
+            out.append(replace(hit, chunk=chunk, matched=hit.chunk.id) if parent else hit)
+        return out

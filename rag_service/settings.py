@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
@@ -46,8 +47,16 @@ class Settings(BaseSettings):
     context_max_tokens: int = Field(
         1200, ge=64, description="Most LLM tokens spent on retrieved passages in one prompt."
     )
-    chunk_size: int = Field(400, ge=20, description="Default chunk size in characters for new KBs.")
-    chunk_overlap: int = Field(60, ge=0, description="Default overlap between chunks in characters.")
+    chunk_size: int = Field(400, ge=20, description="Default chunk size for new KBs (in chunk_unit).")
+    chunk_overlap: int = Field(60, ge=0, description="Default overlap between chunks (in chunk_unit).")
+    chunk_unit: Literal["chars", "tokens"] = Field(
+        "chars", description="Unit of chunk_size/chunk_overlap: characters, or tokens of the KB's embedder."
+    )
+    splitter: str = Field(
+        "recursive", description="Default splitter for new KBs: recursive, sentence, markdown, semantic, parent_child."
+    )
+    max_file_mb: float = Field(50, gt=0, description="Largest file accepted for ingestion, in MB.")
+    json_text_field: str = Field("text", description="Field holding the text in .json/.jsonl records.")
     search_k: int = Field(5, ge=1, le=200, description="Hits returned by a search and passed to the LLM.")
     search_candidates: int = Field(30, ge=1, le=1000, description="Candidates taken from each retriever.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")

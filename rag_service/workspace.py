@@ -39,15 +39,12 @@ class Workspace:
             return canonical_embedder(self.settings.embedder)
         return None
 
-    def get_or_create_kb(self, name: str, *, splitter: str = "recursive") -> tuple[KnowledgeBase, bool]:
-        kb = self.catalog.find_kb(name)
-        if kb is not None:
-            return kb, False
+    def create_kb(self, name: str, *, splitter: str, chunk_size: int, chunk_overlap: int) -> KnowledgeBase:
+        """A new KB bound to the configured embedder (its name and dimension are recorded)."""
         embedder = get_embedder(canonical_embedder(self.settings.embedder))
-        kb = self.catalog.create_kb(name, embedder=embedder.name, dim=embedder.dim, splitter=splitter,
-                                    chunk_size=self.settings.chunk_size,
-                                    chunk_overlap=self.settings.chunk_overlap)
-        return kb, True
+        return self.catalog.create_kb(name, embedder=embedder.name, dim=embedder.dim, splitter=splitter,
+                                      chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+                                      chunk_unit=self.settings.chunk_unit)
 
     def embedder_for(self, kb: KnowledgeBase) -> Embedder:
         """The embedder that built ``kb``; asking for another one is refused, never silently mixed."""
