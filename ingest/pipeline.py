@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import fcntl
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -146,34 +147,44 @@ class Ingestor:
         self.ws.catalog.delete_document(self.kb.id, doc_id)
 
     def run(self, paths: Iterable[Path]) -> list[FileResult]:
-        files = list(discover(paths))
+        """Ingest files and directories; a bad file is reported in its result, the rest go on."""
+        return self._run([(str(file), source, functools.partial(self._load_file, file, source))
+                          for file, source in discover(paths)])
+
+    def run_documents(self, docs: Iterable[Document]) -> list[FileResult]:
+        """Ingest documents that were loaded elsewhere (evaluation data sets, custom loaders)."""
+        return self._run([(doc.source, doc.source, lambda d=doc: d) for doc in docs])
+
+    def _run(self, items: list[tuple[str, str, Callable[[], Document]]]) -> list[FileResult]:
         results = []
         with ingest_lock(self.ws.settings.data_dir):
             self.recover()
-            bar = tqdm(files, desc="ingesting", unit="file", disable=not self.progress or len(files) < 2)
-            for file, source in bar:
+            bar = tqdm(items, desc="ingesting", unit="file", disable=not self.progress or len(items) < 2)
+            for label, source, get_doc in bar:
                 bar.set_postfix_str(source[-40:], refresh=False)
                 try:
-                    results.append(self._ingest_file(file, source))
+                    results.append(self._ingest(label, get_doc()))
                 except RagError as exc:
-                    results.append(FileResult(path=str(file), status="failed", source=source, error=str(exc)))
+                    results.append(FileResult(path=label, status="failed", source=source, error=str(exc)))
         return results
 
-    def _ingest_file(self, path: Path, source: str) -> FileResult:
+    def _load_file(self, path: Path, source: str) -> Document:
         if not path.is_file():
             raise InvalidInputError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
         settings = self.ws.settings
         raw = read_bytes(path, int(settings.max_file_mb * 1024 * 1024))
-        doc = load(path, source, raw, json_text_field=settings.json_text_field)
+        return load(path, source, raw, json_text_field=settings.json_text_field)
+
+    def _ingest(self, label: str, doc: Document) -> FileResult:
         catalog, kb_id = self.ws.catalog, self.kb.id
         existing = catalog.get_document(kb_id, doc.id)
         if existing is not None and existing.status == "ready":
-            return FileResult(str(path), "unchanged", doc.id, existing.source, existing.chunks)
+            return FileResult(label, "unchanged", doc.id, existing.source, existing.chunks)
 
         chunks = with_pages(self.splitter.split(doc), doc)
         indexed = [c for c in chunks if c.metadata.get("role") != "parent"]
         texts = [index_text(c) for c in indexed]
-        vectors = self._embed(texts, source)
+        vectors = self._embed(texts, doc.source)
         tokens = iter([tokenize(t) for t in texts])
         catalog.add_pending_document(kb_id, doc.id, doc.source, doc.sha256, chunks,
                                      [None if c.metadata.get("role") == "parent" else next(tokens) for c in chunks])
@@ -186,7 +197,7 @@ class Ingestor:
         older = [d for d in catalog.documents(kb_id, source=doc.source) if d.id != doc.id]
         for old in older:
             self._remove(old.id)
-        return FileResult(str(path), "replaced" if older else "added", doc.id, doc.source, len(indexed))
+        return FileResult(label, "replaced" if older else "added", doc.id, doc.source, len(indexed))
 
     def _embed(self, texts: list[str], source: str) -> np.ndarray:
         batch = self.ws.settings.embed_batch_size
