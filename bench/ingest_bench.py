@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ingest.pipeline import Ingestor, index_text
+from ingest.pipeline import Ingestor
 from rag_service.models import force_offline
 from rag_service.settings import Settings
 from rag_service.workspace import Workspace
@@ -81,7 +81,7 @@ def main() -> None:
 
         chunks = [c for d in ws.catalog.documents(ingestor.kb.id)
                   for c in ws.catalog.ready_chunks(ingestor.kb.id, ws.catalog.chunk_ids(ingestor.kb.id, d.id)).values()]
-        texts = [index_text(c) for c in chunks]
+        texts = [c.index_text for c in chunks]
         batch = ws.settings.embed_batch_size
         t1 = time.perf_counter()
         for start in range(0, len(texts), batch):

@@ -9,11 +9,9 @@ at a time per data dir (a file lock), so that purge never touches another run's 
 from __future__ import annotations
 
 import bisect
-import fcntl
 import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -25,8 +23,8 @@ from ingest.splitters import Splitter, make_splitter
 from rag_service.catalog import KnowledgeBase
 from rag_service.embeddings import Embedder, get_embedder
 from rag_service.errors import InvalidInputError, RagError
+from rag_service.lexical import ensure_tokens
 from rag_service.records import Chunk, Document
-from rag_service.tokenize import tokenize
 from rag_service.workspace import Workspace, canonical_embedder
 
 
@@ -67,10 +65,17 @@ def discover(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
             yield path, path.name
 
 
-def index_text(chunk: Chunk) -> str:
-    """What is embedded and BM25-indexed: the chunk, prefixed by its heading path when it has one."""
-    headings = chunk.metadata.get("headings")
-    return f"{' > '.join(headings)}\n{chunk.text}" if headings else chunk.text
+def vector_metadata(chunk: Chunk) -> dict[str, str | int | float | bool]:
+    """What Chroma stores beside a vector, so ``where`` filters work there as in the catalog:
+    scalar metadata as is, heading paths joined, everything else left to the catalog."""
+    meta: dict[str, str | int | float | bool] = {"doc_id": chunk.doc_id, "source": chunk.source,
+                                                 "position": chunk.position}
+    for key, value in chunk.metadata.items():
+        if isinstance(value, str | int | float | bool):
+            meta[key] = value
+        elif key == "headings" and value:
+            meta[key] = " > ".join(value)
+    return meta
 
 
 def with_pages(chunks: list[Chunk], doc: Document) -> list[Chunk]:
@@ -81,17 +86,6 @@ def with_pages(chunks: list[Chunk], doc: Document) -> list[Chunk]:
     offsets = [offset for offset, _ in starts]
     return [replace(c, metadata={**c.metadata, "page": starts[max(bisect.bisect_right(offsets, c.start) - 1, 0)][1]})
             for c in chunks]
-
-
-@contextmanager
-def ingest_lock(data_dir: Path) -> Iterator[None]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / "ingest.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _build_splitter(embedder: Embedder, unit: str, splitter: str, size: int, overlap: int) -> Splitter:
@@ -136,7 +130,7 @@ class Ingestor:
         return len(pending)
 
     def remove(self, doc_id: str) -> None:
-        with ingest_lock(self.ws.settings.data_dir):
+        with self.ws.write_lock():
             self._remove(doc_id)
 
     def _remove(self, doc_id: str) -> None:
@@ -157,8 +151,9 @@ class Ingestor:
 
     def _run(self, items: list[tuple[str, str, Callable[[], Document]]]) -> list[FileResult]:
         results = []
-        with ingest_lock(self.ws.settings.data_dir):
+        with self.ws.write_lock():
             self.recover()
+            ensure_tokens(self.ws, self.kb)
             bar = tqdm(items, desc="ingesting", unit="file", disable=not self.progress or len(items) < 2)
             for label, source, get_doc in bar:
                 bar.set_postfix_str(source[-40:], refresh=False)
@@ -183,14 +178,14 @@ class Ingestor:
 
         chunks = with_pages(self.splitter.split(doc), doc)
         indexed = [c for c in chunks if c.metadata.get("role") != "parent"]
-        texts = [index_text(c) for c in indexed]
+        texts = [c.index_text for c in indexed]
         vectors = self._embed(texts, doc.source)
-        tokens = iter([tokenize(t) for t in texts])
+        tokens = iter([self.ws.tokenizer(t) for t in texts])
         catalog.add_pending_document(kb_id, doc.id, doc.source, doc.sha256, chunks,
                                      [None if c.metadata.get("role") == "parent" else next(tokens) for c in chunks])
         self.ws.vectors.upsert(
             self.kb.collection, self.embedder.name, [c.id for c in indexed], vectors,
-            [{"doc_id": c.doc_id, "source": c.source, "position": c.position} for c in indexed],
+            [vector_metadata(c) for c in indexed],
         )
         catalog.set_status(kb_id, doc.id, "ready")
 

@@ -60,6 +60,13 @@ CREATE TABLE IF NOT EXISTS chunks (
     FOREIGN KEY (kb_id, doc_id) REFERENCES documents(kb_id, id) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (kb_id, doc_id);
+CREATE TABLE IF NOT EXISTS changes (
+    kb_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    doc_id TEXT NOT NULL,
+    op TEXT NOT NULL CHECK (op IN ('add', 'del')),
+    PRIMARY KEY (kb_id, revision)
+);
 """
 # Columns added after the first schema; older catalogs get them on open.
 _ADDED_COLUMNS = {
@@ -217,31 +224,88 @@ class Catalog:
         """Make a document searchable (``ready``) or hide it before its parts are removed (``pending``)."""
         with self.transaction() as db:
             db.execute("UPDATE documents SET status = ? WHERE kb_id = ? AND id = ?", (status, kb_id, doc_id))
-            db.execute("UPDATE kbs SET revision = revision + 1 WHERE id = ?", (kb_id,))
+            self._log(db, kb_id, doc_id, "add" if status == "ready" else "del")
 
     def delete_document(self, kb_id: str, doc_id: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM chunks WHERE kb_id = ? AND doc_id = ?", (kb_id, doc_id))
             db.execute("DELETE FROM documents WHERE kb_id = ? AND id = ?", (kb_id, doc_id))
-            db.execute("UPDATE kbs SET revision = revision + 1 WHERE id = ?", (kb_id,))
+            self._log(db, kb_id, doc_id, "del")
+
+    @staticmethod
+    def _log(db: sqlite3.Connection, kb_id: str, doc_id: str, op: str) -> None:
+        """Bump the KB's revision and record why, so derived indexes catch up by replaying changes."""
+        db.execute("UPDATE kbs SET revision = revision + 1 WHERE id = ?", (kb_id,))
+        db.execute("INSERT INTO changes SELECT id, revision, ?, ? FROM kbs WHERE id = ?", (doc_id, op, kb_id))
 
     def revision(self, kb_id: str) -> int:
-        """Grows whenever the searchable set of a KB changes; derived indexes compare it to rebuild."""
+        """Grows whenever the searchable set of a KB changes; derived indexes compare it to catch up."""
         row = self._db.execute("SELECT revision FROM kbs WHERE id = ?", (kb_id,)).fetchone()
         return int(row[0]) if row else -1
 
-    # -- chunks ----------------------------------------------------------------------------------
+    def changes_since(self, kb_id: str, revision: int) -> list[tuple[int, str, str]]:
+        """(revision, doc id, 'add'|'del') after ``revision``, oldest first."""
+        return [tuple(r) for r in self._db.execute(
+            "SELECT revision, doc_id, op FROM changes WHERE kb_id = ? AND revision > ? ORDER BY revision",
+            (kb_id, revision))]
+
+    def set_kb_option(self, kb_id: str, key: str, value: Any) -> None:
+        with self.transaction() as db:
+            row = db.execute("SELECT options FROM kbs WHERE id = ?", (kb_id,)).fetchone()
+            options = {**json.loads(row[0]), key: value}
+            db.execute("UPDATE kbs SET options = ? WHERE id = ?", (json.dumps(options), kb_id))
+
     def chunk_ids(self, kb_id: str, doc_id: str) -> list[str]:
         """Ids of the document's indexed chunks (those with vectors in Chroma)."""
         return [r[0] for r in self._db.execute(
             "SELECT id FROM chunks WHERE kb_id = ? AND doc_id = ? AND indexed ORDER BY position", (kb_id, doc_id))]
 
-    def ready_chunk_tokens(self, kb_id: str) -> Iterable[tuple[str, list[str]]]:
-        """(chunk id, BM25 tokens) of every searchable chunk."""
-        for row in self._db.execute(
-            "SELECT c.id, c.tokens FROM chunks c JOIN documents d ON d.kb_id = c.kb_id AND d.id = c.doc_id "
-            "WHERE c.kb_id = ? AND d.status = 'ready' AND c.indexed ORDER BY c.rowid", (kb_id,)):
-            yield row[0], row[1].split(" ") if row[1] else []
+    def ready_chunk_tokens(self, kb_id: str,
+                           doc_id: str | None = None) -> Iterable[tuple[str, str, list[str]]]:
+        """(document id, chunk id, BM25 tokens) of every searchable chunk (of one document if given)."""
+        sql = ("SELECT c.doc_id, c.id, c.tokens FROM chunks c "
+               "JOIN documents d ON d.kb_id = c.kb_id AND d.id = c.doc_id "
+               "WHERE c.kb_id = ? AND d.status = 'ready' AND c.indexed")
+        args: list[Any] = [kb_id]
+        if doc_id is not None:
+            sql += " AND c.doc_id = ?"
+            args.append(doc_id)
+        for row in self._db.execute(sql + " ORDER BY c.rowid", args):
+            yield row[0], row[1], row[2].split(" ") if row[2] else []
+
+    def filtered_doc_ids(self, kb_id: str, doc_ids: Iterable[str], source_glob: str | None) -> list[str]:
+        """Ready documents among ``doc_ids`` (all when empty) whose source matches the glob."""
+        sql, args = "SELECT id FROM documents WHERE kb_id = ? AND status = 'ready'", [kb_id]
+        ids = list(doc_ids)
+        if ids:
+            sql += f" AND id IN ({','.join('?' * len(ids))})"
+            args += ids
+        if source_glob is not None:
+            sql += " AND source GLOB ?"
+            args.append(source_glob)
+        return [r[0] for r in self._db.execute(sql, args)]
+
+    def filtered_chunk_ids(self, kb_id: str, doc_ids: list[str] | None,
+                           metadata: Iterable[tuple[str, Any]]) -> list[str]:
+        """Indexed chunks of ``doc_ids`` (all documents when None) whose metadata has the given values."""
+        sql, args = "SELECT id FROM chunks WHERE kb_id = ? AND indexed", [kb_id]
+        if doc_ids is not None:
+            sql += f" AND doc_id IN ({','.join('?' * len(doc_ids))})"
+            args += doc_ids
+        for key, value in metadata:
+            sql += " AND json_extract(metadata, ?) = ?"
+            args += [f"$.{key}", value]
+        return [r[0] for r in self._db.execute(sql, args)]
+
+    def indexed_chunks(self, kb_id: str) -> Iterator[Chunk]:
+        """Every indexed chunk of the KB, whatever its document's status (for re-tokenising)."""
+        rows = self._db.execute("SELECT * FROM chunks WHERE kb_id = ? AND indexed ORDER BY rowid", (kb_id,))
+        yield from (_chunk(r) for r in rows)
+
+    def set_tokens(self, kb_id: str, tokens: Iterable[tuple[str, list[str]]]) -> None:
+        with self.transaction() as db:
+            db.executemany("UPDATE chunks SET tokens = ? WHERE kb_id = ? AND id = ?",
+                           [(" ".join(t), kb_id, cid) for cid, t in tokens])
 
     def ready_chunks(self, kb_id: str, chunk_ids: list[str]) -> dict[str, Chunk]:
         """The searchable chunks among ``chunk_ids``; ids of pending or deleted documents are absent."""
@@ -252,7 +316,10 @@ class Catalog:
             for r in self._db.execute(
                 f"SELECT c.* FROM chunks c JOIN documents d ON d.kb_id = c.kb_id AND d.id = c.doc_id "
                 f"WHERE c.kb_id = ? AND d.status = 'ready' AND c.id IN ({marks})", [kb_id, *part]):
-                out[r["id"]] = Chunk(id=r["id"], doc_id=r["doc_id"], source=r["source"], text=r["text"],
-                                     position=r["position"], start=r["start"], end=r["end"],
-                                     metadata=json.loads(r["metadata"]))
+                out[r["id"]] = _chunk(r)
         return out
+
+
+def _chunk(r: sqlite3.Row) -> Chunk:
+    return Chunk(id=r["id"], doc_id=r["doc_id"], source=r["source"], text=r["text"], position=r["position"],
+                 start=r["start"], end=r["end"], metadata=json.loads(r["metadata"]))

@@ -55,17 +55,25 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from rag_service.filters import SearchFilter
     from rag_service.retrieval import Retriever
 
     ws = _workspace()
-    hits = Retriever(ws, ws.catalog.get_kb(args.kb)).search(args.query, k=args.k, mode=args.mode)
+    result = Retriever(ws, ws.catalog.get_kb(args.kb)).run(
+        args.query, k=args.k, mode=args.mode, fusion=args.fusion, filter=SearchFilter.parse(args.filter),
+        expand=args.expand, rerank=args.rerank, explain=args.explain)
     if args.json:
-        _print_json({"hits": [h.to_json() for h in hits]})
+        _print_json(result.to_json(explain=args.explain))
         return 0
-    if not hits:
+    if len(result.queries) > 1:
+        print("searched also: " + " | ".join(result.queries[1:]))
+    if not result.hits:
         print("no matching passages")
-    for i, h in enumerate(hits, start=1):
+    for i, h in enumerate(result.hits, start=1):
         print(f"{i}. [{h.score:.4f}] {h.chunk.source} ({h.chunk.id})\n   {_snippet(h.chunk.text)}")
+        if args.explain:
+            views = ", ".join(f"{name} #{h.ranks[name]} ({h.scores[name]:.4f})" for name in h.ranks)
+            print(f"   {views}; terms: {' '.join(h.terms) or '-'}")
     return 0
 
 
@@ -150,7 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--kb", required=True)
     s.add_argument("--k", type=int, default=None, help="number of hits (default 5)")
     s.add_argument("--mode", choices=["bm25", "vector", "hybrid"], default="hybrid")
+    s.add_argument("--fusion", choices=["rrf", "weighted"], help="default: the KB's, else RAG_FUSION (rrf)")
+    s.add_argument("--expand", choices=["multi", "hyde"], help="LLM query expansion (slower)")
+    s.add_argument("--rerank", help="none | e5 | path to a CrossEncoder model (default: RAG_RERANK)")
+    s.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="doc_id=ID[,ID], source=GLOB or a metadata field (page=2); repeatable, all must hold")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--explain", action="store_true", help="per hit: bm25/vector rank and score, fused score, "
+                   "matched terms")
     s.add_argument("query")
     s.set_defaults(func=cmd_search)
 
@@ -196,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. piped into `head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

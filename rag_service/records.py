@@ -30,6 +30,13 @@ class Chunk:
     end: int
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def index_text(self) -> str:
+        """What is embedded and BM25-indexed: the text, prefixed by its heading path when it has one
+        (title enhancement: a section's heading words find the section)."""
+        headings = self.metadata.get("headings")
+        return f"{' > '.join(headings)}\n{self.text}" if headings else self.text
+
 
 @dataclass(frozen=True, slots=True)
 class Hit:
@@ -40,15 +47,27 @@ class Hit:
     ranks: dict[str, int] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)
     matched: str | None = None  # the indexed child chunk that matched, when ``chunk`` is its parent
+    terms: tuple[str, ...] = ()  # query terms found in the chunk (filled when explaining)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, *, explain: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "chunk_id": self.chunk.id,
             "doc_id": self.chunk.doc_id,
             "source": self.chunk.source,
             "text": self.chunk.text,
             "score": self.score,
         }
+        if "page" in self.chunk.metadata:
+            out["page"] = self.chunk.metadata["page"]
+        if explain:
+            out["explain"] = {
+                **{name: {"rank": self.ranks[name], "score": self.scores[name]} for name in self.ranks},
+                **({"rerank": self.scores["rerank"]} if "rerank" in self.scores else {}),
+                "fused_score": self.score,
+                "matched_terms": list(self.terms),
+                **({"matched_chunk_id": self.matched} if self.matched else {}),
+            }
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,36 +1,43 @@
-"""Hybrid retrieval: BM25 and vector candidates, fused by reciprocal rank, resolved to ready chunks."""
+"""Hybrid retrieval: BM25 and vector candidates under the same filter, optionally expanded by the LLM,
+fused (RRF or weighted), optionally re-scored, resolved to ready chunks and to parent sections."""
 
 from __future__ import annotations
 
-import threading
-from dataclasses import replace
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
 
-from rag_service.bm25 import BM25Index
+import numpy as np
+
 from rag_service.catalog import KnowledgeBase
 from rag_service.errors import InvalidInputError
-from rag_service.fusion import reciprocal_rank_fusion
+from rag_service.expansion import EXPANSIONS, Expand, QueryExpander
+from rag_service.filters import SearchFilter
+from rag_service.fusion import FUSIONS, Fusion, reciprocal_rank_fusion, weighted_fusion
+from rag_service.lexical import bm25_index
+from rag_service.llm import get_llm
 from rag_service.records import Hit
-from rag_service.tokenize import tokenize
+from rag_service.rerank import E5Rescorer, Reranker, cross_encoder
 from rag_service.workspace import Workspace
 
 Mode = Literal["bm25", "vector", "hybrid"]
 MODES: tuple[Mode, ...] = ("bm25", "vector", "hybrid")
-
-_bm25_cache: dict[tuple[str, str], tuple[int, BM25Index]] = {}
-_bm25_lock = threading.Lock()
+Ranked = dict[str, list[tuple[str, float]]]
 
 
-def bm25_index(ws: Workspace, kb: KnowledgeBase) -> BM25Index:
-    """The KB's BM25 index, rebuilt from the catalog's stored tokens only when its revision moved."""
-    key = (str(ws.settings.data_dir.resolve()), kb.id)
-    revision = ws.catalog.revision(kb.id)
-    with _bm25_lock:
-        cached = _bm25_cache.get(key)
-        if cached is None or cached[0] != revision:
-            cached = (revision, BM25Index().build(ws.catalog.ready_chunk_tokens(kb.id)))
-            _bm25_cache[key] = cached
-        return cached[1]
+@dataclass(slots=True)
+class SearchResult:
+    hits: list[Hit]
+    queries: list[str] = field(default_factory=list)  # the query, then any paraphrases searched too
+    hypothetical: str | None = None  # the HyDE passage, when one was written
+
+    def to_json(self, *, explain: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"hits": [h.to_json(explain=explain) for h in self.hits]}
+        if explain:
+            out["queries"] = self.queries
+            if self.hypothetical is not None:
+                out["hypothetical"] = self.hypothetical
+        return out
 
 
 class Retriever:
@@ -39,33 +46,102 @@ class Retriever:
         self.kb = kb
         self.embedder = ws.embedder_for(kb)
 
-    def search(self, query: str, *, k: int | None = None, mode: Mode = "hybrid") -> list[Hit]:
+    def search(self, query: str, **options: Any) -> list[Hit]:
+        return self.run(query, **options).hits
+
+    def run(self, query: str, *, k: int | None = None, mode: Mode = "hybrid", fusion: Fusion | None = None,
+            filter: SearchFilter | None = None, expand: Expand | None = None, rerank: str | None = None,
+            explain: bool = False) -> SearchResult:
+        """Search the KB. Unset options fall back to the KB's stored options, then to settings."""
         query = query.strip()
         if not query:
             raise InvalidInputError("the query is empty")
         if mode not in MODES:
             raise InvalidInputError(f"unknown search mode '{mode}' (choose from {', '.join(MODES)})")
+        fusion = fusion or self.kb.options.get("fusion") or self.ws.settings.fusion
+        if fusion not in FUSIONS:
+            raise InvalidInputError(f"unknown fusion '{fusion}' (choose from {', '.join(FUSIONS)})")
+        if expand is not None and expand not in EXPANSIONS:
+            raise InvalidInputError(f"unknown expansion '{expand}' (choose from {', '.join(EXPANSIONS)})")
         settings = self.ws.settings
         k = k or settings.search_k
         n = max(settings.search_candidates, k)
+        scope = self._scope(filter or SearchFilter())
+        if scope is not None and not scope.chunk_ids:
+            return SearchResult([], [query])
 
-        ranked: dict[str, list[tuple[str, float]]] = {}
-        if mode in ("bm25", "hybrid"):
-            ranked["bm25"] = bm25_index(self.ws, self.kb).top(tokenize(query), n)
-        if mode in ("vector", "hybrid"):
-            vector = self.embedder.embed_query(query)
-            ranked["vector"] = self.ws.vectors.query(self.kb.collection, self.embedder.name, vector, n)
+        result = SearchResult([], [query])
+        expander = QueryExpander(settings, lambda: get_llm(settings))
+        if expand == "multi":
+            result.queries += expander.paraphrases(query)
+        ranked: Ranked = {}
+        for i, q in enumerate(result.queries):
+            suffix = f"#{i}" if i else ""
+            for name, hits in self._candidates(q, mode, n, scope).items():
+                ranked[name + suffix] = hits
+        if expand == "hyde" and mode != "bm25":
+            result.hypothetical = expander.hypothetical_passage(query)
+            vector = self.embedder.embed_documents([result.hypothetical])[0]
+            ranked["hyde"] = self._vector(vector, n, scope)
 
-        if mode == "hybrid":
+        if len(ranked) == 1:
+            fused = next(iter(ranked.values()))
+        elif fusion == "weighted":
+            w = settings.bm25_weight
+            fused = weighted_fusion(ranked, {name: w if name.startswith("bm25") else 1 - w for name in ranked})
+        else:
             fused = reciprocal_rank_fusion({name: [i for i, _ in lst] for name, lst in ranked.items()},
                                            k=settings.rrf_k)
-        else:
-            fused = ranked[mode]
-        # Vector ids can name chunks of documents that are pending or were deleted mid-way: drop them.
-        chunks = self.ws.catalog.ready_chunks(self.kb.id, [i for i, _ in fused[: n * 2]])
-        seen = {name: {cid: (rank, s) for rank, (cid, s) in enumerate(lst, start=1)}
-                for name, lst in ranked.items()}
-        hits: list[Hit] = []
+        hits = self._hits(fused[: n * 2], ranked)
+        reranker = self._reranker(rerank or self.kb.options.get("rerank") or settings.rerank)
+        if reranker is not None:
+            hits = reranker.rerank(query, hits[:n])
+        hits = self._resolve_parents(hits)[:k]
+        if explain:
+            tokens = self.ws.tokenizer(" ".join(result.queries))
+            index = bm25_index(self.ws, self.kb)
+            hits = [replace(h, terms=tuple(index.matched_terms(tokens, h.matched or h.chunk.id))) for h in hits]
+        result.hits = hits
+        return result
+
+    # -- candidates -------------------------------------------------------------------------------
+    @dataclass(frozen=True, slots=True)
+    class _Scope:
+        """A filter resolved once: the allowed chunk ids (BM25) and the Chroma ``where``."""
+
+        chunk_ids: frozenset[str]
+        where: dict[str, Any] | None
+
+    def _scope(self, flt: SearchFilter) -> Retriever._Scope | None:
+        if not flt:
+            return None
+        catalog = self.ws.catalog
+        doc_ids = catalog.filtered_doc_ids(self.kb.id, flt.doc_ids, flt.source) if (
+            flt.doc_ids or flt.source) else None
+        chunk_ids = frozenset(catalog.filtered_chunk_ids(self.kb.id, doc_ids, flt.metadata))
+        return self._Scope(chunk_ids, flt.chroma_where(doc_ids))
+
+    def _candidates(self, query: str, mode: Mode, n: int, scope: Retriever._Scope | None) -> Ranked:
+        ranked: Ranked = {}
+        if mode in ("bm25", "hybrid"):
+            index = bm25_index(self.ws, self.kb)
+            allowed = index.allowed_rows(scope.chunk_ids) if scope is not None else None
+            ranked["bm25"] = index.top(self.ws.tokenizer(query), n, allowed)
+        if mode in ("vector", "hybrid"):
+            ranked["vector"] = self._vector(self.embedder.embed_query(query), n, scope)
+        return ranked
+
+    def _vector(self, vector: np.ndarray, n: int, scope: Retriever._Scope | None) -> list[tuple[str, float]]:
+        where = scope.where if scope is not None else None
+        hits = self.ws.vectors.query(self.kb.collection, self.embedder.name, vector, n, where)
+        return [h for h in hits if scope is None or h[0] in scope.chunk_ids]
+
+    def _hits(self, fused: list[tuple[str, float]], ranked: Ranked) -> list[Hit]:
+        """Hits for the fused ids that are still searchable; each keeps every retriever's rank and score.
+        Vector ids can name chunks of documents that are pending or were deleted mid-way: they drop out."""
+        chunks = self.ws.catalog.ready_chunks(self.kb.id, [i for i, _ in fused])
+        seen = {name: {cid: (rank, s) for rank, (cid, s) in enumerate(lst, start=1)} for name, lst in ranked.items()}
+        hits = []
         for chunk_id, score in fused:
             chunk = chunks.get(chunk_id)
             if chunk is None:
@@ -73,7 +149,16 @@ class Retriever:
             views = {name: pos[chunk_id] for name, pos in seen.items() if chunk_id in pos}
             hits.append(Hit(chunk=chunk, score=score, ranks={n: r for n, (r, _) in views.items()},
                             scores={n: s for n, (_, s) in views.items()}))
-        return self._resolve_parents(hits)[:k]
+        return hits
+
+    def _reranker(self, name: str) -> Reranker | None:
+        if name in ("", "none"):
+            return None
+        if name == "e5":
+            return E5Rescorer(self.embedder, self.ws.vectors, self.kb.collection)
+        if not Path(name).expanduser().is_dir():
+            raise InvalidInputError(f"unknown reranker '{name}': use 'none', 'e5' or a CrossEncoder model directory")
+        return cross_encoder(str(Path(name).expanduser().resolve()))
 
     def _resolve_parents(self, hits: list[Hit]) -> list[Hit]:
         """Swap child chunks for their parent section (the context the generator needs); several
@@ -92,3 +177,4 @@ class Retriever:
             taken.add(chunk.id)
             out.append(replace(hit, chunk=chunk, matched=hit.chunk.id) if parent else hit)
         return out
+

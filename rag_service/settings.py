@@ -57,9 +57,21 @@ class Settings(BaseSettings):
     )
     max_file_mb: float = Field(50, gt=0, description="Largest file accepted for ingestion, in MB.")
     json_text_field: str = Field("text", description="Field holding the text in .json/.jsonl records.")
+    jieba_user_dict: Path | None = Field(
+        None, description="A jieba user dictionary (word [freq] [tag] per line) for Chinese BM25 tokens."
+    )
     search_k: int = Field(5, ge=1, le=200, description="Hits returned by a search and passed to the LLM.")
     search_candidates: int = Field(30, ge=1, le=1000, description="Candidates taken from each retriever.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+    fusion: Literal["rrf", "weighted"] = Field("rrf", description="How BM25 and vector results are fused.")
+    bm25_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="Weight of BM25 in weighted fusion (vector gets 1 - this)."
+    )
+    rerank: str = Field(
+        "none", description="Re-scoring of fused candidates: 'none', 'e5' (the KB's embedder's vectors) or a "
+        "path to a sentence-transformers CrossEncoder model.",
+    )
+    expand_n: int = Field(3, ge=1, le=8, description="Paraphrases written by the LLM for --expand multi.")
     prompts_dir: Path | None = Field(None, description="A directory of prompt templates overriding ours.")
     chroma_url: str | None = Field(
         None, description="URL of a 'chroma run' server; unset means embedded Chroma under data_dir."

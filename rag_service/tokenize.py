@@ -1,35 +1,62 @@
-"""Tokenisation for BM25: jieba search mode for CJK runs, lower-cased words for Latin script.
+"""Tokenisation for BM25, by script: jieba search mode for CJK runs; lower-case, stop-word removal and
+Snowball stemming for Latin script.
 
 Splitting by script first keeps mixed text ("RAG 系统 uses BM25") sane: jieba never sees English,
-and English never falls through as one giant CJK token.
+and English never falls through as one giant CJK token. A tokenizer has a ``version``: tokens
+stored with one version are never mixed with queries tokenised by another.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import re
+from pathlib import Path
 
 import jieba
+import Stemmer
 
 jieba.setLogLevel(logging.WARNING)
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 _RUNS = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+", re.UNICODE)
 _IS_CJK = re.compile(rf"[{_CJK}]")
+_SCHEME = "3"  # bump when the rules below change
 
 
 def has_cjk(text: str) -> bool:
     return _IS_CJK.search(text) is not None
 
 
+class Tokenizer:
+    def __init__(self, user_dict: Path | None = None) -> None:
+        self._jieba = jieba.Tokenizer()
+        suffix = ""
+        if user_dict is not None:
+            self._jieba.load_userdict(str(user_dict))
+            suffix = "+" + hashlib.sha256(user_dict.read_bytes()).hexdigest()[:12]
+        self._stem = Stemmer.Stemmer("english").stemWord
+        self.version = f"{_SCHEME}{suffix}"
+
+    def __call__(self, text: str) -> list[str]:
+        tokens: list[str] = []
+        for run in _RUNS.findall(text):
+            if _IS_CJK.match(run):
+                tokens.extend(t for t in self._jieba.cut_for_search(run) if t.strip() and t not in STOPWORDS)
+            elif (word := run.lower()) not in STOPWORDS:
+                tokens.append(self._stem(word))
+        return tokens
+
+
+@functools.lru_cache(maxsize=8)
+def get_tokenizer(user_dict: Path | None = None) -> Tokenizer:
+    return Tokenizer(user_dict)
+
+
 def tokenize(text: str) -> list[str]:
-    tokens: list[str] = []
-    for run in _RUNS.findall(text):
-        if _IS_CJK.match(run):
-            tokens.extend(t for t in jieba.cut_for_search(run) if t.strip())
-        else:
-            tokens.append(run.lower())
-    return tokens
+    """Tokens with the default tokenizer (no user dictionary)."""
+    return get_tokenizer()(text)
 
 
 # Function words that carry no evidence; used where overlap must mean shared content.

@@ -81,11 +81,19 @@ class VectorStore:
         with contextlib.suppress(Exception):  # already gone
             self._client.delete_collection(collection)
 
-    def query(self, collection: str, embedder: str, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
-        """(chunk id, cosine similarity) of the ``n`` nearest chunks, best first."""
+    def query(self, collection: str, embedder: str, vector: np.ndarray, n: int,
+              where: dict[str, Any] | None = None) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity) of the ``n`` nearest chunks matching ``where``, best first."""
         col = self._collection(collection, int(vector.shape[0]), embedder)
         count = col.count()
         if count == 0:
             return []
-        res = col.query(query_embeddings=[vector], n_results=min(n, count), include=["distances"])
+        res = col.query(query_embeddings=[vector], n_results=min(n, count), where=where, include=["distances"])
         return [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0], strict=True)]
+
+    def vectors(self, collection: str, ids: list[str]) -> dict[str, np.ndarray]:
+        """Stored vectors by chunk id (for re-scoring without embedding passages again)."""
+        if not ids:
+            return {}
+        res = self._client.get_collection(collection, embedding_function=None).get(ids=ids, include=["embeddings"])
+        return {cid: np.asarray(v, dtype=np.float32) for cid, v in zip(res["ids"], res["embeddings"], strict=True)}

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rag_service.catalog import Catalog, KnowledgeBase
 from rag_service.embeddings import Embedder, get_embedder
-from rag_service.errors import EmbedderMismatchError
+from rag_service.errors import ConfigError, EmbedderMismatchError
 from rag_service.settings import Settings
+from rag_service.tokenize import Tokenizer, get_tokenizer
 from rag_service.vectorstore import VectorStore
 
 
@@ -29,6 +33,25 @@ class Workspace:
     def vectors(self) -> VectorStore:
         return VectorStore(self.settings.data_dir, self.settings.chroma_url)
 
+    @functools.cached_property
+    def tokenizer(self) -> Tokenizer:
+        path = self.settings.jieba_user_dict
+        if path is not None and not path.is_file():
+            raise ConfigError(f"jieba_user_dict {path} is not a file")
+        return get_tokenizer(path)
+
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """One writer per data dir at a time (ingest, delete, re-tokenise), across processes, so a
+        writer that purges leftovers never touches another writer's work in progress."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.settings.data_dir / "write.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def close(self) -> None:
         if "catalog" in self.__dict__:
             self.catalog.close()
@@ -44,7 +67,8 @@ class Workspace:
         embedder = get_embedder(canonical_embedder(self.settings.embedder))
         return self.catalog.create_kb(name, embedder=embedder.name, dim=embedder.dim, splitter=splitter,
                                       chunk_size=chunk_size, chunk_overlap=chunk_overlap,
-                                      chunk_unit=self.settings.chunk_unit)
+                                      chunk_unit=self.settings.chunk_unit,
+                                      options={"tokenizer": self.tokenizer.version})
 
     def embedder_for(self, kb: KnowledgeBase) -> Embedder:
         """The embedder that built ``kb``; asking for another one is refused, never silently mixed."""

@@ -1,21 +1,35 @@
-from rag_service.tokenize import has_cjk, tokenize
+from pathlib import Path
+
+from rag_service.tokenize import Tokenizer, has_cjk, tokenize
 
 
-def test_chinese_uses_jieba_search_mode() -> None:
-    tokens = tokenize("星河社区图书馆每人最多可以借阅八本书")
+def test_chinese_uses_jieba_search_mode_without_stop_words() -> None:
+    tokens = tokenize("星河社区图书馆的借阅规则")
     assert "图书馆" in tokens
     assert "图书" in tokens  # search mode also emits the shorter words inside long ones
     assert "借阅" in tokens
+    assert "的" not in tokens
 
 
-def test_latin_is_lower_cased_words_without_punctuation() -> None:
-    assert tokenize("Hello, World! BM25 rocks.") == ["hello", "world", "bm25", "rocks"]
+def test_latin_is_lower_cased_stemmed_and_stop_words_dropped() -> None:
+    assert tokenize("Hello, World! The libraries are borrowing BM25 books.") == [
+        "hello", "world", "librari", "borrow", "bm25", "book"]
 
 
 def test_mixed_script_is_split_by_script() -> None:
     tokens = tokenize("RAG系统uses BM25检索")
     assert tokens[0] == "rag"
-    assert "系统" in tokens and "uses" in tokens and "bm25" in tokens and "检索" in tokens
+    assert "系统" in tokens and "use" in tokens and "bm25" in tokens and "检索" in tokens
+
+
+def test_user_dictionary_changes_segmentation_and_version(tmp_path: Path) -> None:
+    text = "星河智检系统上线"
+    assert "星河智检" not in tokenize(text)
+    user_dict = tmp_path / "dict.txt"
+    user_dict.write_text("星河智检 10 n\n", encoding="utf-8")
+    custom = Tokenizer(user_dict)
+    assert "星河智检" in custom(text)
+    assert custom.version != Tokenizer().version
 
 
 def test_has_cjk() -> None:

@@ -1,0 +1,261 @@
+"""Evaluation data sets behind one record shape, loaded read-only.
+
+Every loader returns a ``Dataset``: documents to index and queries with their gold judgments (graded
+document ids, reference answers, evidence substrings), plus a hash of the exact bytes read, so a result
+can always be traced back to the data that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rag_service.errors import InvalidInputError, RagError
+
+
+@dataclass(frozen=True, slots=True)
+class EvalDoc:
+    id: str
+    title: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class EvalQuery:
+    """A question with whatever gold the data set has: ``gold`` maps document ids to graded relevance
+    (0 = judged non-relevant), ``answers`` are reference answers (empty = unanswerable) and
+    ``gold_substrings`` are evidence texts that mark a retrieved chunk as relevant on their own."""
+
+    id: str
+    text: str
+    gold: dict[str, int] = field(default_factory=dict)
+    answers: list[str] = field(default_factory=list)
+    gold_substrings: list[str] = field(default_factory=list)
+
+    @property
+    def judged(self) -> bool:
+        """Whether retrieval can be scored for this query (a relevant document or an evidence substring)."""
+        return any(g > 0 for g in self.gold.values()) or bool(self.gold_substrings)
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    name: str
+    docs: list[EvalDoc]
+    queries: list[EvalQuery]
+    content_hash: str  # sha256 over the names and bytes of the files read
+
+    def select(self, limit: int | None = None, corpus_limit: int | None = None) -> Dataset:
+        """The first ``limit`` judged queries; with ``corpus_limit``, only their gold documents plus the
+        first ``corpus_limit`` other documents (a small, deterministic corpus for quick runs)."""
+        queries = [q for q in self.queries if q.judged][:limit]
+        docs = self.docs
+        if corpus_limit is not None:
+            gold = {d for q in queries for d, grade in q.gold.items() if grade > 0}
+            others = [d for d in docs if d.id not in gold][:corpus_limit]
+            keep = gold | {d.id for d in others}
+            docs = [d for d in docs if d.id in keep]
+        return replace(self, docs=docs, queries=queries)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _hash_files(files: Iterable[tuple[str, Path]]) -> str:
+    """sha256 over (name, size, bytes) of each file, in the given order."""
+    digest = hashlib.sha256()
+    for name, path in files:
+        data = path.read_bytes()
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _require(path: Path, what: str, *, is_dir: bool = False) -> Path:
+    ok = path.is_dir() if is_dir else path.is_file()
+    if not ok:
+        problem = "does not exist" if not path.exists() else f"is not a {'directory' if is_dir else 'file'}"
+        raise InvalidInputError(f"{what} {path} {problem}")
+    return path
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise InvalidInputError(f"{path}:{lineno}: expected a JSON object")
+            yield lineno, row
+
+
+def _field(row: dict[str, Any], key: str, where: str) -> Any:
+    try:
+        return row[key]
+    except KeyError:
+        raise InvalidInputError(f"{where}: missing field '{key}'") from None
+
+
+def _unique(texts: Iterable[str]) -> list[str]:
+    """Non-blank texts, first occurrence kept, order preserved."""
+    return list(dict.fromkeys(t for t in texts if t.strip()))
+
+
+def _content_id(prefix: str, *parts: str) -> str:
+    """A stable id for data that has none: a hash of the content, so order changes do not move it."""
+    return f"{prefix}{hashlib.sha256(chr(0).join(parts).encode()).hexdigest()[:16]}"
+
+
+# -- BEIR --------------------------------------------------------------------------------------------
+def load_beir(directory: Path, split: str = "test") -> Dataset:
+    """A BEIR task directory: corpus.jsonl, queries.jsonl and qrels/<split>.tsv (graded relevance).
+    Only queries with judgments in the split are kept."""
+    directory = _require(Path(directory), "BEIR directory", is_dir=True)
+    corpus = _require(directory / "corpus.jsonl", "BEIR corpus")
+    queries_file = _require(directory / "queries.jsonl", "BEIR queries")
+    qrels_file = directory / "qrels" / f"{split}.tsv"
+    if not qrels_file.is_file():
+        have = sorted(p.stem for p in (directory / "qrels").glob("*.tsv"))
+        raise InvalidInputError(f"BEIR directory {directory} has no qrels for split '{split}' "
+                                f"(available: {', '.join(have) or 'none'})")
+
+    qrels: dict[str, dict[str, int]] = {}
+    with qrels_file.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            cols = line.rstrip("\n").split("\t")
+            if lineno == 1 and cols[0] == "query-id":
+                continue
+            if not line.strip():
+                continue
+            try:
+                qid, did, grade = cols
+                qrels.setdefault(qid, {})[did] = int(grade)
+            except ValueError:
+                raise InvalidInputError(f"{qrels_file}:{lineno}: expected 'query-id<TAB>corpus-id<TAB>score'") \
+                    from None
+
+    docs = [EvalDoc(str(_field(r, "_id", f"{corpus}:{n}")), str(r.get("title") or ""),
+                    str(_field(r, "text", f"{corpus}:{n}"))) for n, r in _json_lines(corpus)]
+    queries = []
+    for n, r in _json_lines(queries_file):
+        qid = str(_field(r, "_id", f"{queries_file}:{n}"))
+        if qid in qrels:
+            queries.append(EvalQuery(qid, str(_field(r, "text", f"{queries_file}:{n}")), gold=qrels[qid]))
+    files = [("corpus.jsonl", corpus), ("queries.jsonl", queries_file), (f"qrels/{split}.tsv", qrels_file)]
+    return Dataset(f"{directory.name}:{split}", docs, queries, _hash_files(files))
+
+
+# -- SQuAD-style reading comprehension ------------------------------------------------------------------
+def load_squad(path: Path) -> Dataset:
+    """SQuAD v1/v2-style JSON (CMRC 2018 uses it): each paragraph is a document, titled by its article,
+    and is the gold document of its own questions. Unanswerable v2 questions get no answers."""
+    path = _require(Path(path), "SQuAD file")
+    try:
+        articles = json.loads(path.read_text(encoding="utf-8"))["data"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"{path}: not SQuAD-style JSON ({type(exc).__name__}: {exc})") from None
+    docs: list[EvalDoc] = []
+    queries: list[EvalQuery] = []
+    try:
+        for article in articles:
+            title = str(article.get("title") or "")
+            for paragraph in article["paragraphs"]:
+                context = str(paragraph["context"])
+                doc_id = str(paragraph.get("id") or _content_id("p", title, context))
+                docs.append(EvalDoc(doc_id, title, context))
+                queries.extend(EvalQuery(str(qa["id"]), str(qa["question"]), gold={doc_id: 1},
+                                         answers=_unique(str(a["text"]) for a in qa.get("answers", [])))
+                               for qa in paragraph["qas"])
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InvalidInputError(f"{path}: not SQuAD-style JSON (missing or malformed {exc})") from None
+    return Dataset(path.stem, docs, queries, _hash_files([(path.name, path)]))
+
+
+# -- ClapNQ -----------------------------------------------------------------------------------------
+def load_clapnq(path: Path) -> Dataset:
+    """ClapNQ JSONL (one file, or a directory of them): each question's passage is a document (id derived
+    from its content, so a passage shared by several questions is one document); answerable questions
+    have that passage as gold, their human answers and the selected evidence sentences; unanswerable
+    ones have no answers and no gold document, and their passages stay in the corpus as distractors."""
+    path = Path(path)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [_require(path, "ClapNQ file")]
+    if not files:
+        raise InvalidInputError(f"ClapNQ directory {path} holds no .jsonl files")
+    docs: dict[str, EvalDoc] = {}
+    queries: list[EvalQuery] = []
+    for file in files:
+        for lineno, row in _json_lines(file):
+            where = f"{file}:{lineno}"
+            outputs = _field(row, "output", where)
+            answers = _unique(str(o.get("answer") or "") for o in outputs)
+            gold: dict[str, int] = {}
+            for passage in _field(row, "passages", where):
+                title, text = str(passage.get("title") or ""), str(_field(passage, "text", where))
+                doc = EvalDoc(_content_id("c", title, text), title, text)
+                docs.setdefault(doc.id, doc)
+                if answers:
+                    gold[doc.id] = 1
+            evidence = _unique(str(s) for o in outputs for s in o.get("selected_sentences") or [])
+            queries.append(EvalQuery(str(_field(row, "id", where)), str(_field(row, "input", where)), gold=gold,
+                                     answers=answers, gold_substrings=evidence))
+    name = f"clapnq:{path.name}" if path.is_dir() else path.stem
+    return Dataset(name, list(docs.values()), queries, _hash_files((f.name, f) for f in files))
+
+
+# -- our own format --------------------------------------------------------------------------------
+def _strings(row: dict[str, Any], key: str, where: str) -> list[str]:
+    value = row.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidInputError(f"{where}: '{key}' must be a list of strings")
+    return value
+
+
+def load_jsonl(path: Path, docs_dir: Path | None = None) -> Dataset:
+    """Our question file: one JSON object per line, ``{"id"?, "question", "answers": [...],
+    "gold_doc_ids"?: [...], "gold_substrings"?: [...]}`` (see eval/README.md). With ``docs_dir``, the
+    documents are that folder's files, loaded by the ingestion loaders and named as ``rag ingest`` names
+    them (the folder's own name, then the path inside it), which is what ``gold_doc_ids`` refer to.
+    Without it the questions are meant for an existing knowledge base."""
+    path = _require(Path(path), "question file")
+    queries = []
+    for lineno, row in _json_lines(path):
+        where = f"{path}:{lineno}"
+        question = row.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise InvalidInputError(f"{where}: 'question' must be a non-empty string")
+        queries.append(EvalQuery(str(row.get("id", f"q{lineno}")), question,
+                                 gold=dict.fromkeys(_strings(row, "gold_doc_ids", where), 1),
+                                 answers=_strings(row, "answers", where),
+                                 gold_substrings=_unique(_strings(row, "gold_substrings", where))))
+    if not queries:
+        raise InvalidInputError(f"{path}: no questions")
+    files = [(path.name, path)]
+    docs: list[EvalDoc] = []
+    if docs_dir is not None:
+        docs, doc_files = _folder_docs(_require(Path(docs_dir), "documents folder", is_dir=True))
+        files += doc_files
+    return Dataset(path.stem, docs, queries, _hash_files(files))
+
+
+def _folder_docs(folder: Path) -> tuple[list[EvalDoc], list[tuple[str, Path]]]:
+    """Every file of ``folder`` through the same discovery and loaders as ``rag ingest``."""
+    from ingest.loaders import load
+    from ingest.pipeline import discover
+
+    docs, files = [], []
+    for file, source in discover([folder]):
+        try:
+            loaded = load(file, source, file.read_bytes())
+        except RagError as exc:
+            raise InvalidInputError(f"documents folder: {exc}") from None
+        docs.append(EvalDoc(source, "", loaded.text))
+        files.append((source, file))
+    if not docs:
+        raise InvalidInputError(f"documents folder {folder} holds no files")
+    return docs, files

@@ -1,0 +1,76 @@
+"""Re-scoring of fused candidates. Off by default: RRF alone is what was measured (see README);
+turn one on per KB or request when it helps your data."""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from rag_service.embeddings import Embedder
+from rag_service.errors import ConfigError, ModelError
+from rag_service.models import force_offline
+from rag_service.records import Hit
+from rag_service.vectorstore import VectorStore
+
+
+class Reranker(ABC):
+    name: str
+
+    @abstractmethod
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        """The same hits, re-scored (``scores['rerank']``) and re-ordered, best first."""
+
+    @staticmethod
+    def _ordered(hits: list[Hit], scores: np.ndarray) -> list[Hit]:
+        rescored = [replace(h, score=float(s), scores={**h.scores, "rerank": float(s)})
+                    for h, s in zip(hits, scores, strict=True)]
+        return sorted(rescored, key=lambda h: -h.score)
+
+
+class E5Rescorer(Reranker):
+    """Cosine between the query and each candidate's stored vector: cheap (no passage is embedded
+    again) and it lets BM25-only candidates be judged semantically."""
+
+    name = "e5"
+
+    def __init__(self, embedder: Embedder, vectors: VectorStore, collection: str) -> None:
+        self._embedder, self._vectors, self._collection = embedder, vectors, collection
+
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        if not hits:
+            return hits
+        q = self._embedder.embed_query(query)
+        ids = [h.matched or h.chunk.id for h in hits]
+        stored = self._vectors.vectors(self._collection, ids)
+        return self._ordered(hits, np.asarray([float(stored[i] @ q) if i in stored else -1.0 for i in ids]))
+
+
+class CrossEncoderReranker(Reranker):
+    """Any sentence-transformers CrossEncoder on disk (none ships with the project)."""
+
+    def __init__(self, path: Path) -> None:
+        force_offline()
+        from sentence_transformers import CrossEncoder
+
+        if not path.is_dir():
+            raise ConfigError(f"rerank: {path} is not a CrossEncoder model directory")
+        try:
+            self._model = CrossEncoder(str(path), device="cpu", local_files_only=True)
+        except Exception as exc:  # the library raises many types for a bad directory
+            raise ModelError(f"rerank: cannot load a CrossEncoder from {path}: {exc}") from exc
+        self.name = f"cross-encoder:{path}"
+
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        if not hits:
+            return hits
+        scores = self._model.predict([(query, h.chunk.text) for h in hits], show_progress_bar=False)
+        return self._ordered(hits, np.asarray(scores, dtype=np.float64).reshape(len(hits)))
+
+
+@functools.lru_cache(maxsize=2)
+def cross_encoder(path: str) -> CrossEncoderReranker:
+    return CrossEncoderReranker(Path(path))
