@@ -11,9 +11,13 @@ import os
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag_service.errors import RagError
+
+if TYPE_CHECKING:
+    from rag_service.generation import Answerer
+    from rag_service.records import Answer
 
 
 def _print_json(data: Any) -> None:
@@ -77,24 +81,73 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_answer(answer: Answer, *, streamed: bool) -> None:
+    if not streamed:
+        print(answer.answer)
+    elif answer.citations or answer.refused:
+        print()
+    if answer.citations:
+        if streamed:
+            print(f"(validated) {answer.answer}")
+        print("\nSources:")
+        for c in answer.citations:
+            page = f", page {c.chunk.metadata['page']}" if "page" in c.chunk.metadata else ""
+            print(f"  [{c.n}] {c.chunk.source}{page}: {_snippet(c.chunk.text, 120)}")
+    elif not answer.refused:
+        print("\n(warning: the answer cites no passage; treat it as ungrounded)")
+
+
+def _answer(answerer: Answerer, question: str, *, k: int | None, session: str | None, stream: bool) -> Answer:
+    if not stream:
+        return answerer.ask(question, k=k, session_id=session)
+    answer = None
+    for item in answerer.stream(question, k=k, session_id=session):
+        if isinstance(item, str):
+            print(item, end="", flush=True)
+        else:
+            answer = item
+    assert answer is not None
+    return answer
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     from rag_service.generation import Answerer
 
     ws = _workspace()
-    answer = Answerer(ws, ws.catalog.get_kb(args.kb)).ask(args.question, k=args.k)
+    answerer = Answerer(ws, ws.catalog.get_kb(args.kb))
+    stream = args.stream and not args.json
+    answer = _answer(answerer, args.question, k=args.k, session=args.session, stream=stream)
     if args.json:
         _print_json(answer.to_json(with_trace=args.trace))
         return 0
-    print(answer.answer)
-    if answer.citations:
-        print("\nSources:")
-        for c in answer.citations:
-            print(f"  [{c.n}] {c.chunk.source}: {_snippet(c.chunk.text, 120)}")
-    elif not answer.refused:
-        print("\n(warning: the answer cites no passage; treat it as ungrounded)")
+    _print_answer(answer, streamed=stream)
+    print(f"\n(session {answer.session_id}: continue with --session {answer.session_id})", file=sys.stderr)
     if args.trace:
         _print_json(answer.trace)
     return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from rag_service.generation import Answerer
+
+    ws = _workspace()
+    answerer = Answerer(ws, ws.catalog.get_kb(args.kb))
+    session = args.session
+    print(f"chatting with '{args.kb}' (empty line or Ctrl-D to quit)")
+    while True:
+        try:
+            question = input("\n> ").strip()
+        except EOFError:
+            return 0
+        if not question:
+            return 0
+        try:
+            answer = _answer(answerer, question, k=args.k, session=session, stream=True)
+        except RagError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        session = answer.session_id
+        _print_answer(answer, streamed=True)
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
@@ -174,8 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--k", type=int, default=None, help="passages retrieved (default 5)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--trace", action="store_true", help="include the full trace (hits, prompt, timings)")
+    s.add_argument("--session", help="continue a conversation (the id printed by an earlier ask)")
+    s.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     s.add_argument("question")
     s.set_defaults(func=cmd_ask)
+
+    s = sub.add_parser("chat", help="an interactive conversation with streaming answers")
+    s.add_argument("--kb", required=True)
+    s.add_argument("--k", type=int, default=None)
+    s.add_argument("--session", help="continue an earlier conversation")
+    s.set_defaults(func=cmd_chat)
 
     s = sub.add_parser("docs", help="list or delete documents")
     docs = s.add_subparsers(dest="docs_cmd", required=True)
@@ -193,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("config", help="show every setting, its current value and what it does")
     s.set_defaults(func=cmd_config)
+
+    from eval.cli import add_eval_parser
+
+    add_eval_parser(sub)
     return p
 
 

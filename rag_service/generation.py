@@ -1,19 +1,29 @@
-"""Grounded answers: retrieve → pack passages under a token budget → prompt the LLM → validate citations."""
+"""Grounded answers: (condense a follow-up) → retrieve → refuse early or pack passages under a token
+budget → prompt the LLM → validate citations. ``ask`` returns an Answer; ``stream`` yields text
+pieces as the model writes them and then the same Answer (whose text, with validated citation
+markers, is authoritative)."""
 
 from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from rag_service import prompts
 from rag_service.catalog import KnowledgeBase
 from rag_service.citations import validate
-from rag_service.llm import LLM, get_llm
+from rag_service.llm import LLM, Completion, get_llm
 from rag_service.records import Answer, Chunk, Hit, Usage
 from rag_service.retrieval import Retriever
 from rag_service.tokenize import has_cjk
 from rag_service.workspace import Workspace
+
+# Best e5 cosine below which a question is refused without calling the LLM. Calibrated on the
+# bundled samples (answerable questions scored >= 0.844, off-topic ones <= 0.810); other embedders
+# have no default because their scores live in other bands.
+REFUSAL_MIN_SIMILARITY = {"e5": 0.82}
 
 
 def language(text: str) -> str:
@@ -22,6 +32,21 @@ def language(text: str) -> str:
 
 def _normalise(text: str) -> str:
     return re.sub(r"[\W_]+", "", text).lower()
+
+
+@dataclass
+class _Turn:
+    """Everything decided before generation starts; ``early`` is set when no LLM call is needed."""
+
+    session_id: str
+    question: str
+    standalone: str
+    refusal: str
+    packed: list[Chunk] = field(default_factory=list)
+    messages: list[dict[str, str]] = field(default_factory=list)
+    early: str | None = None
+    trace: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class Answerer:
@@ -40,14 +65,116 @@ class Answerer:
     def _template(self, name: str) -> prompts.Template:
         return prompts.load(name, self.ws.settings.prompts_dir)
 
+    # -- public API -------------------------------------------------------------------------------
+    def ask(self, question: str, *, k: int | None = None, session_id: str | None = None) -> Answer:
+        answer = None
+        for item in self.stream(question, k=k, session_id=session_id):
+            if isinstance(item, Answer):
+                answer = item
+        assert answer is not None
+        return answer
+
+    def stream(self, question: str, *, k: int | None = None,
+               session_id: str | None = None) -> Iterator[str | Answer]:
+        turn = self._prepare(question, k, session_id)
+        if turn.early is not None:
+            yield turn.early
+            yield self._finish(turn, turn.early, Usage(), refused=True)
+            return
+        settings = self.ws.settings
+        t0 = time.perf_counter()
+        completion: Completion | None = None
+        for item in self.llm.stream(turn.messages, max_tokens=settings.llm_max_tokens,
+                                    temperature=settings.llm_temperature):
+            if isinstance(item, Completion):
+                completion = item
+            else:
+                turn.timings.setdefault("first_token_s", time.perf_counter() - t0)
+                yield item
+        assert completion is not None
+        turn.timings["generate_s"] = time.perf_counter() - t0
+        turn.trace["raw_completion"] = completion.text
+        usage = Usage(completion.prompt_tokens, completion.completion_tokens)
+        if _normalise(turn.refusal) in _normalise(completion.text):
+            yield self._finish(turn, turn.refusal, usage, refused=True)
+            return
+        text, citations, checks = validate(completion.text, turn.packed, turn.standalone)
+        turn.trace["citation_checks"] = [asdict(c) for c in checks]
+        yield self._finish(turn, text, usage, refused=False, citations=citations)
+
+    # -- steps ------------------------------------------------------------------------------------
+    def _prepare(self, question: str, k: int | None, session_id: str | None) -> _Turn:
+        settings = self.ws.settings
+        sessions = self.ws.sessions
+        sid = sessions.open(self.kb.id, session_id)
+        lang = language(question)
+        turn = _Turn(sid, question, question, self._template(f"refusal.{lang}").text())
+        t0 = time.perf_counter()
+        history = self._history(sid)
+        if history:
+            condensed = self.llm.complete(
+                self._template(f"condense.{lang}").messages(history=history, question=question),
+                max_tokens=96, temperature=0.0).text.strip()
+            turn.standalone = condensed.splitlines()[0].strip() if condensed else question
+            turn.timings["condense_s"] = time.perf_counter() - t0
+        turn.trace.update(question=question, standalone_question=turn.standalone, language=lang, session_id=sid)
+
+        t1 = time.perf_counter()
+        hits = self.retriever.search(turn.standalone, k=k)
+        turn.timings["retrieve_s"] = time.perf_counter() - t1
+        turn.trace["hits"] = [{**h.to_json(), "ranks": h.ranks, "scores": h.scores} for h in hits]
+        if self._too_weak(hits):
+            turn.early = turn.refusal
+            turn.trace["refused_before_llm"] = True
+            return turn
+
+        t2 = time.perf_counter()
+        template = self._template(f"answer.{lang}")
+        overhead = sum(self.llm.count_tokens(m["content"])
+                       for m in template.messages(passages="", question=turn.standalone))
+        budget = min(settings.context_max_tokens,
+                     settings.llm_context_size - overhead - settings.llm_max_tokens - 32)
+        turn.packed, passages = self.pack(hits, budget)
+        turn.messages = template.messages(passages=passages, question=turn.standalone)
+        turn.timings["pack_s"] = time.perf_counter() - t2
+        turn.trace.update(packed=[c.id for c in turn.packed], messages=turn.messages)
+        return turn
+
+    def _history(self, session_id: str) -> str:
+        """The latest turns that fit ``history_max_tokens``, oldest first, as 'role: text' lines."""
+        budget = self.ws.settings.history_max_tokens
+        lines: list[str] = []
+        for message in reversed(self.ws.sessions.history(session_id)):
+            line = f"{message['role']}: {message['content']}"
+            cost = self.llm.count_tokens(line)
+            if cost > budget:
+                break
+            budget -= cost
+            lines.append(line)
+        return "\n".join(reversed(lines))
+
+    def _too_weak(self, hits: list[Hit]) -> bool:
+        """No hit at all, or vector evidence below the calibrated floor for this KB's embedder."""
+        if not hits:
+            return True
+        floor = self.ws.settings.refusal_min_similarity
+        if floor is None:
+            floor = REFUSAL_MIN_SIMILARITY.get(self.kb.embedder)
+        best = max((h.scores.get("vector", -1.0) for h in hits), default=-1.0)
+        return floor is not None and any("vector" in h.scores for h in hits) and best < floor
+
     def pack(self, hits: list[Hit], budget: int) -> tuple[list[Chunk], str]:
-        """Best-ranked passages first, each whole or not at all, within ``budget`` tokens."""
+        """Best-ranked passages first, each whole or not at all, near-duplicates skipped, within
+        ``budget`` tokens."""
         passage = self._template("passage")
         packed: list[Chunk] = []
         rendered: list[str] = []
         used = 0
         for hit in hits:
-            text = passage.text(n=str(len(packed) + 1), source=hit.chunk.source, text=hit.chunk.text)
+            if any(_near_duplicate(hit.chunk.text, c.text) for c in packed):
+                continue
+            source = hit.chunk.source + (f", page {hit.chunk.metadata['page']}" if "page" in hit.chunk.metadata else "")
+            text = passage.text(n=str(len(packed) + 1), source=source, text=hit.chunk.text)
             cost = self.llm.count_tokens(text + "\n\n")
             if used + cost > budget:
                 continue
@@ -56,41 +183,22 @@ class Answerer:
             used += cost
         return packed, "\n\n".join(rendered)
 
-    def ask(self, question: str, *, k: int | None = None) -> Answer:
-        settings = self.ws.settings
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        hits = self.retriever.search(question, k=k)
-        timings["retrieve_s"] = time.perf_counter() - t0
-        lang = language(question)
-        refusal = self._template(f"refusal.{lang}").text()
-        trace = {"question": question, "language": lang,
-                 "hits": [{**h.to_json(), "ranks": h.ranks, "scores": h.scores} for h in hits]}
-        if not hits:
-            trace["timings"] = timings
-            return Answer(refusal, [], refused=True, usage=Usage(), grounded=False, trace=trace)
+    def _finish(self, turn: _Turn, text: str, usage: Usage, *, refused: bool,
+                citations: list | None = None) -> Answer:
+        sessions = self.ws.sessions
+        sessions.append(turn.session_id, "user", turn.question)
+        sessions.append(turn.session_id, "assistant", text)
+        turn.trace["timings"] = {k: round(v, 4) for k, v in turn.timings.items()}
+        return Answer(answer=text, citations=citations or [], refused=refused, usage=usage,
+                      grounded=bool(citations), trace=turn.trace, session_id=turn.session_id)
 
-        template = self._template(f"answer.{lang}")
-        t1 = time.perf_counter()
-        overhead = sum(self.llm.count_tokens(m["content"]) for m in template.messages(passages="", question=question))
-        budget = min(settings.context_max_tokens,
-                     settings.llm_context_size - overhead - settings.llm_max_tokens - 32)
-        packed, passages = self.pack(hits, budget)
-        messages = template.messages(passages=passages, question=question)
-        timings["pack_s"] = time.perf_counter() - t1
 
-        t2 = time.perf_counter()
-        completion = self.llm.complete(messages, max_tokens=settings.llm_max_tokens,
-                                       temperature=settings.llm_temperature)
-        timings["generate_s"] = time.perf_counter() - t2
+def _near_duplicate(a: str, b: str) -> bool:
+    """Overlapping chunks (splitter overlap, the same paragraph in two files): most of the shorter
+    one's character trigrams appear in the other."""
+    def grams(t: str) -> set[str]:
+        t = re.sub(r"\s+", " ", t)
+        return {t[i:i + 3] for i in range(max(len(t) - 2, 1))}
 
-        refused = _normalise(refusal) in _normalise(completion.text)
-        if refused:
-            text, citations, checks = refusal, [], []
-        else:
-            text, citations, checks = validate(completion.text, packed, question)
-        trace.update(packed=[c.id for c in packed], messages=messages, raw_completion=completion.text,
-                     citation_checks=[asdict(c) for c in checks], timings=timings)
-        return Answer(answer=text, citations=citations, refused=refused,
-                      usage=Usage(completion.prompt_tokens, completion.completion_tokens),
-                      grounded=bool(citations), trace=trace)
+    ga, gb = grams(a), grams(b)
+    return len(ga & gb) / max(min(len(ga), len(gb)), 1) > 0.8

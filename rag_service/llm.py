@@ -1,14 +1,19 @@
-"""Generation backends behind one interface. The foundation ships in-process llama.cpp."""
+"""Generation backends behind one interface: in-process llama.cpp (default) or any OpenAI-compatible
+HTTP server (llama.cpp server, vLLM) when ``llm_base_url`` is set."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from rag_service.errors import LLMError, ModelError
 from rag_service.models import llm_model_path
@@ -26,17 +31,25 @@ class LLM(ABC):
     name: str
 
     @abstractmethod
+    def stream(self, messages: list[dict[str, str]], *, max_tokens: int,
+               temperature: float) -> Iterator[str | Completion]:
+        """Text pieces as they are generated, then the whole ``Completion`` (with token usage)."""
+
     def complete(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float) -> Completion:
-        """One chat completion."""
+        for item in self.stream(messages, max_tokens=max_tokens, temperature=temperature):
+            if isinstance(item, Completion):
+                return item
+        raise LLMError("the model stream ended without a completion")
 
     @abstractmethod
     def count_tokens(self, text: str) -> int:
-        """Tokens ``text`` costs in this model's own tokenizer."""
+        """Tokens ``text`` costs in this model's tokenizer."""
 
 
 class LlamaCppLLM(LLM):
-    """One loaded GGUF. A llama.cpp context serves one completion at a time, hence the lock; the
-    library reuses the KV cache for the longest common prompt prefix (our fixed system prompt)."""
+    """One loaded GGUF. A llama.cpp context serves one completion at a time, hence the lock (held for
+    a whole stream); the library reuses the KV cache for the longest common prompt prefix, which is
+    why templates put the fixed system prompt and example first."""
 
     def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int) -> None:
         from llama_cpp import Llama
@@ -53,17 +66,63 @@ class LlamaCppLLM(LLM):
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def complete(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float) -> Completion:
+    def stream(self, messages: list[dict[str, str]], *, max_tokens: int,
+               temperature: float) -> Iterator[str | Completion]:
         with self._lock:
+            pieces: list[str] = []
             try:
-                out = self._llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
-                                                         temperature=temperature, seed=0)
+                for chunk in self._llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
+                                                                temperature=temperature, seed=0, stream=True):
+                    piece = chunk["choices"][0]["delta"].get("content")
+                    if piece:
+                        pieces.append(piece)
+                        yield piece
             except ValueError as exc:  # e.g. the prompt exceeds the context window
                 raise LLMError(f"generation failed: {exc}") from exc
-        usage = out.get("usage") or {}
-        return Completion(text=out["choices"][0]["message"]["content"] or "",
-                          prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                          completion_tokens=int(usage.get("completion_tokens", 0)))
+            # After a stream the context holds prompt + generated tokens, one content piece per token.
+            completion_tokens = len(pieces)
+            yield Completion("".join(pieces), max(self._llama.n_tokens - completion_tokens, 0), completion_tokens)
+
+
+class OpenAIHttpLLM(LLM):
+    """An OpenAI-compatible chat endpoint. Token counts for packing are estimated (the server's
+    tokenizer is not local): about 3 UTF-8 bytes per token errs on the safe side for CJK and English."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None, timeout: float = 300.0) -> None:
+        self.name = model
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._model = model
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout = timeout
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.encode("utf-8")) // 3 + 1
+
+    def stream(self, messages: list[dict[str, str]], *, max_tokens: int,
+               temperature: float) -> Iterator[str | Completion]:
+        body = {"model": self._model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
+                "stream": True, "stream_options": {"include_usage": True}}
+        pieces: list[str] = []
+        usage: dict[str, int] = {}
+        try:
+            with httpx.stream("POST", self._url, json=body, headers=self._headers, timeout=self._timeout) as resp:
+                if resp.status_code != 200:
+                    raise LLMError(f"LLM server {self._url} answered {resp.status_code}: {resp.read()[:200]!r}")
+                for line in resp.iter_lines():
+                    if not line.startswith("data:") or line.strip() == "data: [DONE]":
+                        continue
+                    event = json.loads(line[5:])
+                    usage = event.get("usage") or usage
+                    for choice in event.get("choices") or []:
+                        piece = (choice.get("delta") or {}).get("content")
+                        if piece:
+                            pieces.append(piece)
+                            yield piece
+        except httpx.HTTPError as exc:
+            raise LLMError(f"cannot reach the LLM server at {self._url}: {exc}") from exc
+        text = "".join(pieces)
+        yield Completion(text, int(usage.get("prompt_tokens", 0)),
+                         int(usage.get("completion_tokens", len(pieces))))
 
 
 @functools.lru_cache(maxsize=2)
@@ -73,5 +132,7 @@ def _load(model_path: Path, n_ctx: int, n_threads: int) -> LlamaCppLLM:
 
 def get_llm(settings: Settings) -> LLM:
     """The process-wide model for these settings (loaded once)."""
+    if settings.llm_base_url:
+        return OpenAIHttpLLM(settings.llm_base_url, settings.llm_model, settings.llm_api_key)
     path = llm_model_path(settings.llm_model_path, settings.models_dir)
     return _load(path.resolve(), settings.llm_context_size, settings.llm_threads)

@@ -103,6 +103,7 @@ class Answer:
     usage: Usage
     grounded: bool
     trace: dict[str, Any] = field(default_factory=dict)
+    session_id: str | None = None
 
     def to_json(self, *, with_trace: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -112,6 +113,8 @@ class Answer:
             "grounded": self.grounded,
             "usage": asdict(self.usage),
         }
+        if self.session_id is not None:
+            out["session_id"] = self.session_id
         if with_trace:
             out["trace"] = self.trace
         return out

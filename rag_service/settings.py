@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         None, description="A GGUF file to use instead of the bundled Qwen2.5-Coder-0.5B-Instruct."
     )
     llm_context_size: int = Field(4096, ge=512, description="llama.cpp context window (tokens).")
+    llm_base_url: str | None = Field(
+        None, description="An OpenAI-compatible server (e.g. http://llm:8080/v1) instead of in-process llama.cpp."
+    )
+    llm_model: str = Field("default", description="Model name sent to the OpenAI-compatible server.")
+    llm_api_key: str | None = Field(None, description="Bearer key for the OpenAI-compatible server, if it needs one.")
     llm_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, description="CPU threads for llama.cpp."
     )
@@ -72,6 +77,11 @@ class Settings(BaseSettings):
         "path to a sentence-transformers CrossEncoder model.",
     )
     expand_n: int = Field(3, ge=1, le=8, description="Paraphrases written by the LLM for --expand multi.")
+    refusal_min_similarity: float | None = Field(
+        None, description="Refuse without calling the LLM when the best vector similarity is below this. "
+        "Default: calibrated per embedder (e5 0.82; others: never)."
+    )
+    history_max_tokens: int = Field(600, ge=0, description="Most tokens of chat history used to condense a follow-up.")
     prompts_dir: Path | None = Field(None, description="A directory of prompt templates overriding ours.")
     chroma_url: str | None = Field(
         None, description="URL of a 'chroma run' server; unset means embedded Chroma under data_dir."

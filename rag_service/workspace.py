@@ -11,6 +11,7 @@ from pathlib import Path
 from rag_service.catalog import Catalog, KnowledgeBase
 from rag_service.embeddings import Embedder, get_embedder
 from rag_service.errors import ConfigError, EmbedderMismatchError
+from rag_service.sessions import SessionStore
 from rag_service.settings import Settings
 from rag_service.tokenize import Tokenizer, get_tokenizer
 from rag_service.vectorstore import VectorStore
@@ -32,6 +33,10 @@ class Workspace:
     @functools.cached_property
     def vectors(self) -> VectorStore:
         return VectorStore(self.settings.data_dir, self.settings.chroma_url)
+
+    @functools.cached_property
+    def sessions(self) -> SessionStore:
+        return SessionStore(self.settings.data_dir / "sessions.sqlite3")
 
     @functools.cached_property
     def tokenizer(self) -> Tokenizer:

@@ -1,0 +1,64 @@
+"""The services of one app, built once and handed to routers through FastAPI dependencies."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from rag_service.server.config import ServerSettings
+from rag_service.server.services.chat import ChatService
+from rag_service.server.services.documents import DocumentService
+from rag_service.server.services.health import Readiness
+from rag_service.server.services.jobs import IngestJobs
+from rag_service.server.services.kbs import KnowledgeBaseService
+from rag_service.server.services.search import SearchService
+from rag_service.server.workspaces import Workspaces
+from rag_service.settings import Settings
+
+
+@dataclass
+class Services:
+    api_keys: frozenset[str]
+    workspaces: Workspaces
+    upload_root: Path
+    readiness: Readiness
+    kbs: KnowledgeBaseService
+    jobs: IngestJobs
+    documents: DocumentService
+    search: SearchService
+    chat: ChatService
+
+    @classmethod
+    def build(cls, settings: Settings, server: ServerSettings) -> Services:
+        workspaces = Workspaces(settings)
+        if server.upload_dir is not None:
+            server.upload_dir.mkdir(parents=True, exist_ok=True)
+        # A private directory per process: replicas sharing a data dir never see each other's uploads.
+        upload_root = Path(tempfile.mkdtemp(prefix="rag-uploads-", dir=server.upload_dir))
+        jobs = IngestJobs(workspaces, server.ingest_queue_size)
+        return cls(api_keys=server.api_keys(), workspaces=workspaces, upload_root=upload_root,
+                   readiness=Readiness(workspaces), kbs=KnowledgeBaseService(workspaces), jobs=jobs,
+                   documents=DocumentService(workspaces, jobs, upload_root), search=SearchService(workspaces),
+                   chat=ChatService(workspaces, server.chat_concurrency, server.chat_queue_size))
+
+    def start(self) -> None:
+        self.jobs.start()
+        self.readiness.warm_up()
+
+    def stop(self) -> None:
+        self.chat.shutdown()
+        self.jobs.stop()
+        self.workspaces.close()
+        shutil.rmtree(self.upload_root, ignore_errors=True)
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services
+
+
+AppServices = Annotated[Services, Depends(_services)]

@@ -1,0 +1,133 @@
+"""Errors of the HTTP layer and the one place where every error becomes an RFC 9457 problem response.
+
+Each ``RagError`` class maps to a status once (``STATUS``); ``code`` is the stable, machine-readable part.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from rag_service.errors import (
+    ConfigError,
+    EmbedderMismatchError,
+    InvalidInputError,
+    KnowledgeBaseNotFoundError,
+    LLMError,
+    ModelError,
+    RagError,
+    StoreError,
+)
+
+log = logging.getLogger("rag_service.server")
+PROBLEM_JSON = "application/problem+json"
+
+
+class NotFoundError(RagError):
+    """A job, document or session that does not exist (knowledge bases have their own class in the core)."""
+
+    code = "not_found"
+
+
+class KnowledgeBaseExistsError(RagError):
+    code = "kb_exists"
+
+
+class UnauthorizedError(RagError):
+    code = "unauthorized"
+
+
+class PayloadTooLargeError(InvalidInputError):
+    code = "file_too_large"
+
+
+class BusyError(RagError):
+    """A bounded queue is full; the client should come back after ``retry_after`` seconds."""
+
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+STATUS: dict[type[RagError], int] = {
+    UnauthorizedError: 401,
+    NotFoundError: 404,
+    KnowledgeBaseNotFoundError: 404,
+    KnowledgeBaseExistsError: 409,
+    EmbedderMismatchError: 409,
+    PayloadTooLargeError: 413,
+    InvalidInputError: 400,
+    LLMError: 502,
+    BusyError: 503,
+    ModelError: 503,
+    StoreError: 503,
+    ConfigError: 500,
+}
+_HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "file_too_large"}
+
+
+def status_of(exc: BaseException) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def problem_body(exc: BaseException) -> dict[str, Any]:
+    """The problem document for any exception; unexpected ones are logged and never leak internals."""
+    if isinstance(exc, RagError):
+        status, code, detail = status_of(exc), exc.code, str(exc)
+    else:
+        log.error("unexpected error", exc_info=exc)
+        status, code, detail = 500, "internal_error", "internal error; see the server log"
+    if status >= 500 and isinstance(exc, RagError):
+        log.warning("%s: %s", code, detail)
+    return _body(status, code, detail)
+
+
+def _body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "code": code,
+            "detail": detail, **extra}
+
+
+def _headers(exc: Exception) -> dict[str, str]:
+    if isinstance(exc, UnauthorizedError):
+        return {"WWW-Authenticate": 'Bearer realm="rag-service"'}
+    if isinstance(exc, BusyError):
+        return {"Retry-After": str(exc.retry_after)}
+    return {}
+
+
+def _response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=body["status"], headers=headers, media_type=PROBLEM_JSON)
+
+
+def install(app: FastAPI) -> None:
+    """Route every error through problem+json: ours, request validation, routing (404/405) and the rest."""
+
+    async def rag_error(request: Request, exc: Exception) -> JSONResponse:
+        return _response(problem_body(exc), _headers(exc))
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+        return _response(_body(422, "validation_error", detail, errors=errors))
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return _response(_body(exc.status_code, code, str(exc.detail)), dict(exc.headers or {}))
+
+    app.add_exception_handler(RagError, rag_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, rag_error)

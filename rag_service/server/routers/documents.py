@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from rag_service.server.deps import AppServices
+from rag_service.server.uploads import FIELD, save_uploads
+
+router = APIRouter(tags=["documents"])
+
+_MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": [FIELD],
+    "properties": {FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
+
+
+@router.post("/kbs/{kb}/documents", status_code=202, openapi_extra=_MULTIPART_BODY,
+             summary="Upload one or more files (multipart field 'file'); ingestion runs as a job")
+async def upload(kb: str, request: Request, services: AppServices) -> JSONResponse:
+    docs = services.documents
+    target = await run_in_threadpool(docs.prepare_upload, kb)
+    files = await save_uploads(request, target.directory, max_bytes=docs.max_file_bytes,
+                               max_files=services.max_upload_files)
+    body = docs.submit(target, files)
+    return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{body['job_id']}"})
+
+
+@router.get("/kbs/{kb}/documents", summary="Documents of a knowledge base")
+def list_documents(kb: str, services: AppServices) -> dict[str, Any]:
+    return services.documents.list(kb)
+
+
+@router.delete("/kbs/{kb}/documents/{doc_id}", status_code=204, summary="Delete a document and its chunks")
+def delete_document(kb: str, doc_id: str, services: AppServices) -> Response:
+    services.documents.delete(kb, doc_id)
+    return Response(status_code=204)
+
+
+@router.get("/jobs/{job_id}", summary="An upload job: queued, running, succeeded or failed")
+def get_job(job_id: str, services: AppServices) -> dict[str, Any]:
+    return services.jobs.get(job_id)

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from rag_service.server.deps import AppServices
+from rag_service.server.schemas import CreateKnowledgeBase
+
+router = APIRouter(tags=["knowledge bases"])
+
+
+@router.post("/kbs", status_code=201, summary="Create a knowledge base")
+def create_kb(body: CreateKnowledgeBase, services: AppServices) -> dict[str, Any]:
+    return services.kbs.create(**body.model_dump())
+
+
+@router.get("/kbs", summary="List knowledge bases")
+def list_kbs(services: AppServices) -> dict[str, Any]:
+    return services.kbs.list()
+
+
+@router.get("/kbs/{kb}", summary="A knowledge base (by name or id) with its document and chunk counts")
+def get_kb(kb: str, services: AppServices) -> dict[str, Any]:
+    return services.kbs.get(kb)
+
+
+@router.delete("/kbs/{kb}", status_code=204, summary="Delete a knowledge base: catalog, vectors and BM25 index")
+def delete_kb(kb: str, services: AppServices) -> Response:
+    services.kbs.delete(kb)
+    return Response(status_code=204)

@@ -1,0 +1,71 @@
+"""Request bodies. Unknown fields are refused (a typo is an error, not a silently ignored option), except
+in the OpenAI-compatible body, where clients routinely send options this service does not use."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rag_service.catalog import MAX_KB_NAME
+from rag_service.errors import InvalidInputError
+
+MAX_QUESTION = 4000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateKnowledgeBase(_Strict):
+    name: str = Field(min_length=1, max_length=MAX_KB_NAME)
+    splitter: str | None = Field(None, description="recursive, sentence, markdown, semantic or parent_child")
+    chunk_size: int | None = Field(None, ge=20)
+    chunk_overlap: int | None = Field(None, ge=0)
+    chunk_unit: Literal["chars", "tokens"] | None = None
+    embedder: Literal["e5", "minilm"] | None = Field(None, description="fixed for the KB's lifetime")
+
+
+class SearchRequest(_Strict):
+    query: str = Field(min_length=1, max_length=MAX_QUESTION)
+    k: int | None = Field(None, ge=1, le=200)
+    mode: Literal["bm25", "vector", "hybrid"] = "hybrid"
+    fusion: Literal["rrf", "weighted"] | None = None
+    filter: dict[str, str | int | float | bool | list[str]] | None = Field(
+        None, description="doc_id (one or a list), source (a glob) or chunk metadata fields by equality")
+    explain: bool = False
+
+
+class ChatRequest(_Strict):
+    question: str = Field(min_length=1, max_length=MAX_QUESTION)
+    session_id: str | None = Field(None, description="continue a conversation; omitted: a new session")
+    stream: bool = Field(False, description="Server-Sent Events (also chosen by Accept: text/event-stream)")
+    k: int | None = Field(None, ge=1, le=50)
+
+
+class OpenAIMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class OpenAIChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(description="a knowledge base id or name")
+    messages: list[OpenAIMessage] = Field(min_length=1)
+    stream: bool = False
+
+    def turns(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """The last user message (the question) and the user/assistant turns before it (the history)."""
+        turns = [(m.role, m.text()) for m in self.messages if m.role in ("user", "assistant") and m.text().strip()]
+        if not turns or turns[-1][0] != "user":
+            raise InvalidInputError("the last message must be a non-empty user message")
+        question = turns[-1][1]
+        if len(question) > MAX_QUESTION:
+            raise InvalidInputError(f"the question is longer than {MAX_QUESTION} characters")
+        return question, tuple(turns[:-1])

@@ -1,0 +1,1 @@
+"""One service per feature; routers only translate HTTP to these calls and back."""

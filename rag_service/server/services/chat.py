@@ -1,0 +1,170 @@
+"""Chat with a knowledge base through one bounded queue in front of the LLM, and the sessions it keeps.
+
+Admission is decided before any work starts: at most ``concurrency`` chats generate and ``queue_size`` wait;
+the next one gets 503 + Retry-After at once instead of a timeout. Each chat (condensing, retrieval,
+generation, session writes) runs from start to finish on one executor thread with its own workspace, and
+its events reach the event loop through an asyncio queue. A client that goes away stops its chat between
+two tokens, so it never holds the single llama.cpp context; answers never mix because a chat's events only
+ever go to its own queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from rag_service.catalog import KnowledgeBase
+from rag_service.errors import InvalidInputError, LLMError
+from rag_service.generation import Answerer
+from rag_service.records import Answer
+from rag_service.server.problems import BusyError, NotFoundError
+from rag_service.server.workspaces import Workspaces
+from rag_service.workspace import Workspace
+
+Event = str | Answer
+_END = object()
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTurn:
+    kb: KnowledgeBase
+    question: str
+    k: int | None = None
+    session_id: str | None = None
+    # Earlier turns sent by a stateless client (OpenAI style): replayed into a throwaway session.
+    history: tuple[tuple[str, str], ...] | None = None
+
+
+class ChatGate:
+    """Counts admitted chats (running + waiting) and estimates when a refused client should retry."""
+
+    def __init__(self, concurrency: int, queue_size: int) -> None:
+        self.concurrency = concurrency
+        self.capacity = concurrency + queue_size
+        self._admitted = 0
+        self._mean_s = 10.0  # until measured: a typical short answer on 2 CPU cores
+        self._lock = threading.Lock()
+
+    def admit(self) -> None:
+        with self._lock:
+            if self._admitted >= self.capacity:
+                waves = math.ceil(self._admitted / self.concurrency)
+                raise BusyError(f"{self._admitted} chats are running or waiting for the LLM; retry later",
+                                max(1, math.ceil(waves * self._mean_s)))
+            self._admitted += 1
+
+    def release(self, seconds: float | None) -> None:
+        """``seconds`` is how long the chat ran (None when it was abandoned before starting)."""
+        with self._lock:
+            self._admitted -= 1
+            if seconds is not None:
+                self._mean_s = 0.8 * self._mean_s + 0.2 * seconds
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {"admitted": self._admitted, "capacity": self.capacity}
+
+
+class ChatService:
+    def __init__(self, workspaces: Workspaces, concurrency: int, queue_size: int) -> None:
+        self.workspaces = workspaces
+        self.gate = ChatGate(concurrency, queue_size)
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="chat")
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def resolve(self, kb_ref: str, session_id: str | None = None) -> KnowledgeBase:
+        """The KB, and the session when one is named: checked before a response starts, so a stream never
+        begins with an error that could have been a plain 4xx."""
+        ws = self.workspaces.current()
+        kb = ws.catalog.get_kb(kb_ref)
+        if session_id is not None:
+            session = ws.sessions.get(session_id)
+            if session is None:
+                raise NotFoundError(f"no session '{session_id}'")
+            if session["kb_id"] != kb.id:
+                raise InvalidInputError(f"session '{session_id}' belongs to another knowledge base")
+        return kb
+
+    async def open(self, turn: ChatTurn) -> AsyncIterator[Event]:
+        """Admit the chat now (503 when the queue is full) and return its events: text pieces, then the Answer."""
+        self.gate.admit()
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Any] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def emit(item: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the server is stopping
+                loop.call_soon_threadsafe(events.put_nowait, item)
+
+        try:
+            self._executor.submit(self._produce, turn, emit, cancelled)
+        except RuntimeError:  # the executor was shut down
+            self.gate.release(None)
+            raise BusyError("the server is shutting down", 5) from None
+        return self._consume(events, cancelled)
+
+    async def ask(self, turn: ChatTurn) -> Answer:
+        async for item in await self.open(turn):
+            if isinstance(item, Answer):
+                return item
+        raise LLMError("the chat ended without an answer")
+
+    @staticmethod
+    async def _consume(events: asyncio.Queue[Any], cancelled: threading.Event) -> AsyncIterator[Event]:
+        try:
+            while (item := await events.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancelled.set()
+
+    def _produce(self, turn: ChatTurn, emit: Callable[[object], None], cancelled: threading.Event) -> None:
+        started = time.perf_counter()
+        ran = not cancelled.is_set()  # a client that left while its chat waited costs no LLM time
+        try:
+            if ran:
+                self._generate(self.workspaces.current(), turn, emit, cancelled)
+        except Exception as exc:
+            emit(exc)
+        finally:
+            self.gate.release(time.perf_counter() - started if ran else None)
+            emit(_END)
+
+    @staticmethod
+    def _generate(ws: Workspace, turn: ChatTurn, emit: Callable[[object], None], cancelled: threading.Event) -> None:
+        session_id = turn.session_id
+        if turn.history is not None:
+            session_id = ws.sessions.open(turn.kb.id, None)
+            for role, content in turn.history:
+                ws.sessions.append(session_id, role, content)
+        items = Answerer(ws, turn.kb).stream(turn.question, k=turn.k, session_id=session_id)
+        try:
+            for item in items:
+                emit(item)
+                if cancelled.is_set():
+                    break
+        finally:
+            items.close()  # releases the LLM between two tokens when the client left
+            if turn.history is not None and session_id is not None:
+                ws.sessions.delete(session_id)
+
+    # -- sessions ----------------------------------------------------------------------------------
+    def session(self, session_id: str) -> dict[str, Any]:
+        session = self.workspaces.current().sessions.get(session_id)
+        if session is None:
+            raise NotFoundError(f"no session '{session_id}'")
+        return session
+
+    def delete_session(self, session_id: str) -> None:
+        if not self.workspaces.current().sessions.delete(session_id):
+            raise NotFoundError(f"no session '{session_id}'")

@@ -1,0 +1,61 @@
+"""Documents of a knowledge base: uploads become ingest jobs; list and delete go straight to the core."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ingest.pipeline import Ingestor
+from rag_service.catalog import KnowledgeBase
+from rag_service.server.problems import NotFoundError
+from rag_service.server.services.jobs import IngestJobs
+from rag_service.server.uploads import SavedFile
+from rag_service.server.workspaces import Workspaces
+
+
+@dataclass(frozen=True, slots=True)
+class UploadTarget:
+    """Where one accepted upload request is written: checked before a byte of the body is read."""
+
+    kb: KnowledgeBase
+    job_id: str
+    directory: Path
+
+
+class DocumentService:
+    def __init__(self, workspaces: Workspaces, jobs: IngestJobs, upload_root: Path) -> None:
+        self.workspaces = workspaces
+        self.jobs = jobs
+        self.upload_root = upload_root
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.workspaces.settings.max_file_mb * 1024 * 1024)
+
+    def prepare_upload(self, kb_ref: str) -> UploadTarget:
+        kb = self.workspaces.current().catalog.get_kb(kb_ref)
+        self.jobs.check_capacity()
+        job_id = self.jobs.new_id()
+        return UploadTarget(kb, job_id, self.upload_root / job_id)
+
+    def submit(self, target: UploadTarget, files: list[SavedFile]) -> dict[str, Any]:
+        job = self.jobs.submit(target.kb, target.job_id, target.directory, files)
+        return {"job_id": job.id, "status": job.status,
+                "documents": [{**f.to_json(), "status": "queued"} for f in files]}
+
+    def discard(self, target: UploadTarget) -> None:
+        shutil.rmtree(target.directory, ignore_errors=True)
+
+    def list(self, kb_ref: str) -> dict[str, Any]:
+        ws = self.workspaces.current()
+        kb = ws.catalog.get_kb(kb_ref)
+        return {"documents": [d.to_json() for d in ws.catalog.documents(kb.id)]}
+
+    def delete(self, kb_ref: str, doc_id: str) -> None:
+        ws = self.workspaces.current()
+        kb = ws.catalog.get_kb(kb_ref)
+        if ws.catalog.get_document(kb.id, doc_id) is None:
+            raise NotFoundError(f"knowledge base '{kb.name}' has no document '{doc_id}'")
+        Ingestor(ws, kb).remove(doc_id)

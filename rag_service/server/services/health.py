@@ -1,0 +1,66 @@
+"""Readiness: models are loaded once in the background at start, stores are probed on each check.
+
+``/healthz`` answers 200 only when a chat could be served now, so an orchestrator routes traffic to a
+replica after its models are loaded, and away from it when Chroma or the LLM server is unreachable.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from rag_service.embeddings import get_embedder
+from rag_service.errors import RagError
+from rag_service.llm import get_llm
+from rag_service.server.workspaces import Workspaces
+from rag_service.workspace import canonical_embedder
+
+PROBE_TIMEOUT_S = 2.0
+OK = "ok"
+
+
+class Readiness:
+    def __init__(self, workspaces: Workspaces) -> None:
+        self.workspaces = workspaces
+        self.settings = workspaces.settings
+        self._models = {"embedder": "loading", "llm": "loading"}
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        threading.Thread(target=self._load_models, name="warm-up", daemon=True).start()
+
+    def _load_models(self) -> None:
+        for name, load in (("embedder", lambda: get_embedder(canonical_embedder(self.settings.embedder))),
+                           ("llm", lambda: get_llm(self.settings))):
+            try:
+                load()
+                state = OK
+            except RagError as exc:
+                state = f"error: {exc}"
+            with self._lock:
+                self._models[name] = state
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        with self._lock:
+            checks: dict[str, str] = dict(self._models)
+        checks["catalog"] = self._probe(lambda: self.workspaces.current().catalog.list_kbs())
+        if self.settings.chroma_url:
+            checks["vector_store"] = self._get(self.settings.chroma_url.rstrip("/") + "/api/v2/heartbeat")
+        if self.settings.llm_base_url and checks["llm"] == OK:
+            checks["llm"] = self._get(self.settings.llm_base_url.rstrip("/") + "/models")
+        ready = all(v == OK for v in checks.values())
+        return ready, {"status": "ready" if ready else "unavailable", "checks": checks}
+
+    @staticmethod
+    def _probe(check: Callable[[], object]) -> str:
+        try:
+            check()
+        except Exception as exc:  # any failure is the answer here
+            return f"error: {exc}"
+        return OK
+
+    def _get(self, url: str) -> str:
+        return self._probe(lambda: httpx.get(url, timeout=PROBE_TIMEOUT_S).raise_for_status())

@@ -1,0 +1,145 @@
+"""Upload jobs: a bounded queue in front of one ingest worker thread.
+
+One worker because ingestion takes the data dir's write lock anyway and embedding already uses every core;
+a bounded queue so that a flood of uploads is refused (503) instead of filling the disk. Jobs live in memory:
+after a restart their ids are gone, but the documents they ingested are in the catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ingest.pipeline import Ingestor
+from rag_service.catalog import KnowledgeBase
+from rag_service.errors import RagError
+from rag_service.server.problems import BusyError, NotFoundError
+from rag_service.server.uploads import SavedFile
+from rag_service.server.workspaces import Workspaces
+
+log = logging.getLogger("rag_service.server.jobs")
+RETAINED_JOBS = 1000
+# Seconds a client is asked to wait when the queue is full: roughly one small job.
+RETRY_AFTER = 30
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Job:
+    id: str
+    kb_id: str
+    kb_name: str
+    directory: Path
+    files: list[SavedFile]
+    status: str = "queued"  # queued | running | succeeded | failed
+    results: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    created: str = field(default_factory=_now)
+    finished: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "kb": self.kb_name, "kb_id": self.kb_id, "status": self.status,
+                               "progress": round(len(self.results) / len(self.files), 3),
+                               "files": list(self.results), "created": self.created}
+        if self.error is not None:
+            out["error"] = self.error
+        if self.finished is not None:
+            out["finished"] = self.finished
+        return out
+
+
+class IngestJobs:
+    def __init__(self, workspaces: Workspaces, queue_size: int) -> None:
+        self.workspaces = workspaces
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._lock = threading.Lock()
+        self._worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
+
+    def start(self) -> None:
+        self._worker.start()
+
+    def stop(self) -> None:
+        """Let the current file finish (ingestion is crash-safe anyway); queued jobs are dropped."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._queue.put(None)
+        self._worker.join(timeout=10)
+
+    def check_capacity(self) -> None:
+        """Refuse before an upload is received, not after it was written to disk."""
+        if self._queue.full():
+            raise BusyError("the ingest queue is full; retry later", RETRY_AFTER)
+
+    def submit(self, kb: KnowledgeBase, job_id: str, directory: Path, files: list[SavedFile]) -> Job:
+        job = Job(job_id, kb.id, kb.name, directory, files)
+        with self._lock:
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                shutil.rmtree(directory, ignore_errors=True)
+                raise BusyError("the ingest queue is full; retry later", RETRY_AFTER) from None
+            self._jobs[job.id] = job
+            while len(self._jobs) > RETAINED_JOBS and next(iter(self._jobs.values())).finished:
+                self._jobs.popitem(last=False)
+        return job
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise NotFoundError(f"no job '{job_id}' (jobs are kept in memory until the server restarts)")
+            return job.to_json()
+
+    @staticmethod
+    def new_id() -> str:
+        return uuid.uuid4().hex
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            try:
+                self._run(job)
+            finally:
+                shutil.rmtree(job.directory, ignore_errors=True)
+
+    def _set(self, job: Job, **changes: Any) -> None:
+        with self._lock:
+            for name, value in changes.items():
+                setattr(job, name, value)
+
+    def _run(self, job: Job) -> None:
+        """Each file on its own (so progress moves and a KB deleted mid-job stops the job); a bad file fails
+        the job with its reason while the other files are still ingested."""
+        self._set(job, status="running")
+        ws = self.workspaces.current()
+        try:
+            kb = ws.catalog.get_kb(job.kb_id)
+            ingestor = Ingestor(ws, kb)
+            for file in job.files:
+                if ws.catalog.find_kb(kb.id) is None:
+                    raise RagError(f"knowledge base '{kb.name}' was deleted during the upload")
+                (result,) = ingestor.run([file.path])
+                entry = {k: v for k, v in result.to_json().items() if k != "path"}  # path: a server temp file
+                self._set(job, results=[*job.results, entry])
+        except RagError as exc:
+            self._set(job, error=str(exc))
+        except Exception as exc:  # a store or library failure: the job reports it, the worker lives on
+            log.exception("ingest job %s failed", job.id)
+            self._set(job, error=f"internal error: {exc}")
+        failed = [r["error"] for r in job.results if r["status"] == "failed"]
+        error = "; ".join([*failed, *([job.error] if job.error else [])]) or None
+        self._set(job, status="failed" if error else "succeeded", error=error, finished=_now())

@@ -1,0 +1,55 @@
+"""Knowledge bases: create (with their splitter and embedder fixed for life), list, inspect, delete."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from ingest.pipeline import Ingestor, SplitOptions
+from rag_service.admin import delete_kb
+from rag_service.catalog import KnowledgeBase
+from rag_service.server.problems import KnowledgeBaseExistsError
+from rag_service.server.workspaces import Workspaces
+from rag_service.workspace import Workspace
+
+
+def kb_json(kb: KnowledgeBase) -> dict[str, Any]:
+    return {"id": kb.id, "name": kb.name, "embedder": kb.embedder, "dim": kb.dim, "splitter": kb.splitter,
+            "chunk_size": kb.chunk_size, "chunk_overlap": kb.chunk_overlap, "chunk_unit": kb.chunk_unit,
+            "created": kb.created}
+
+
+class KnowledgeBaseService:
+    def __init__(self, workspaces: Workspaces) -> None:
+        self.workspaces = workspaces
+
+    def create(self, name: str, *, splitter: str | None = None, chunk_size: int | None = None,
+               chunk_overlap: int | None = None, chunk_unit: str | None = None,
+               embedder: str | None = None) -> dict[str, Any]:
+        """The same path as ``rag ingest`` into a new KB, so the splitter settings are validated the same way."""
+        ws = self.workspaces.current()
+        if ws.catalog.find_kb(name.strip()) is not None:
+            raise KnowledgeBaseExistsError(f"knowledge base '{name.strip()}' already exists")
+        overrides = {k: v for k, v in {"embedder": embedder, "chunk_unit": chunk_unit}.items() if v is not None}
+        scoped = Workspace(ws.settings.model_copy(update=overrides)) if overrides else ws
+        try:
+            ingestor, _ = Ingestor.open(scoped, name, SplitOptions(splitter, chunk_size, chunk_overlap))
+        except sqlite3.IntegrityError:  # created by a concurrent request a moment ago
+            raise KnowledgeBaseExistsError(f"knowledge base '{name.strip()}' already exists") from None
+        finally:
+            if scoped is not ws:
+                scoped.close()
+        return kb_json(ingestor.kb)
+
+    def list(self) -> dict[str, Any]:
+        return {"kbs": [kb_json(kb) for kb in self.workspaces.current().catalog.list_kbs()]}
+
+    def get(self, ref: str) -> dict[str, Any]:
+        ws = self.workspaces.current()
+        kb = ws.catalog.get_kb(ref)
+        docs = ws.catalog.documents(kb.id, status="ready")
+        return {**kb_json(kb), "documents": len(docs), "chunks": sum(d.chunks for d in docs)}
+
+    def delete(self, ref: str) -> None:
+        ws = self.workspaces.current()
+        delete_kb(ws, ws.catalog.get_kb(ref))

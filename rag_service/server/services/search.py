@@ -1,0 +1,23 @@
+"""Hybrid search over one knowledge base, answering the same JSON as ``rag search --json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rag_service.filters import SearchFilter
+from rag_service.fusion import Fusion
+from rag_service.retrieval import Mode, Retriever
+from rag_service.server.workspaces import Workspaces
+
+
+class SearchService:
+    def __init__(self, workspaces: Workspaces) -> None:
+        self.workspaces = workspaces
+
+    def search(self, kb_ref: str, query: str, *, k: int | None = None, mode: Mode = "hybrid",
+               fusion: Fusion | None = None, filter: dict[str, Any] | None = None,
+               explain: bool = False) -> dict[str, Any]:
+        ws = self.workspaces.current()
+        result = Retriever(ws, ws.catalog.get_kb(kb_ref)).run(
+            query, k=k, mode=mode, fusion=fusion, filter=SearchFilter.from_mapping(filter or {}), explain=explain)
+        return result.to_json(explain=explain)

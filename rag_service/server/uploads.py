@@ -1,0 +1,155 @@
+"""Multipart uploads streamed straight to disk.
+
+Starlette's form parser spools a whole file before the handler sees it, so a size limit there comes too
+late; here python-multipart's callbacks count and write each part as it arrives and stop at the limit.
+File names are reduced to a plain base name: they become the document's source name, never a path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from rag_service.errors import InvalidInputError
+from rag_service.server.problems import PayloadTooLargeError
+
+FIELD = "file"
+MAX_NAME = 200
+# Room for multipart boundaries and part headers when judging a request by its Content-Length.
+_ENVELOPE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SavedFile:
+    path: Path
+    source: str
+    sha256: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        """What the upload answers before ingestion: the id is the sha256 prefix, as ingestion assigns it."""
+        return {"id": self.sha256[:16], "source": self.source, "sha256": self.sha256, "bytes": self.size}
+
+
+def safe_filename(raw: str) -> str:
+    """The base name of a client-supplied name (either slash), without control characters; '' and '..'
+    are refused. ``../../etc/x.txt`` becomes ``x.txt``."""
+    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    if name in ("", ".", ".."):
+        raise InvalidInputError(f"unusable file name {raw!r}")
+    if len(name) > MAX_NAME:
+        stem, dot, suffix = name.rpartition(".")
+        name = stem[: MAX_NAME - len(suffix) - 1] + dot + suffix if dot and len(suffix) < 16 else name[:MAX_NAME]
+    return name
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.3g} MB"
+
+
+class _Receiver:
+    """python-multipart callbacks: every part must be a file in field ``file``; bytes go to disk as they come."""
+
+    def __init__(self, directory: Path, max_bytes: int, max_files: int) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.max_files = max_files
+        self.files: list[SavedFile] = []
+        self._header = self._value = self._disposition = b""
+        self._out: BinaryIO | None = None
+        self._source = ""
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    def callbacks(self) -> dict[str, Any]:
+        return {"on_part_begin": self.on_part_begin, "on_header_field": self.on_header_field,
+                "on_header_value": self.on_header_value, "on_header_end": self.on_header_end,
+                "on_headers_finished": self.on_headers_finished, "on_part_data": self.on_part_data,
+                "on_part_end": self.on_part_end}
+
+    def on_part_begin(self) -> None:
+        self._header = self._value = self._disposition = b""
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self._header.strip().lower() == b"content-disposition":
+            self._disposition = self._value
+        self._header = self._value = b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._disposition)
+        if options.get(b"name") != FIELD.encode() or b"filename" not in options:
+            raise InvalidInputError(f"send each document as a file in the multipart field '{FIELD}'")
+        if len(self.files) >= self.max_files:
+            raise InvalidInputError(f"at most {self.max_files} files per upload")
+        self._source = safe_filename(options[b"filename"].decode("utf-8", "replace"))
+        if any(f.source == self._source for f in self.files):
+            raise InvalidInputError(f"two files named '{self._source}' in one upload")
+        self._out = (self.directory / self._source).open("xb")
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        assert self._out is not None
+        self._size += end - start
+        if self._size > self.max_bytes:
+            raise PayloadTooLargeError(f"{self._source}: larger than the {_mb(self.max_bytes)} upload limit")
+        self._hash.update(data[start:end])
+        self._out.write(data[start:end])
+
+    def on_part_end(self) -> None:
+        assert self._out is not None
+        self._out.close()
+        self._out = None
+        self.files.append(SavedFile(self.directory / self._source, self._source, self._hash.hexdigest(), self._size))
+
+    @property
+    def receiving(self) -> bool:
+        """A file part has begun and not ended."""
+        return self._out is not None
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+
+
+async def save_uploads(request: Request, directory: Path, *, max_bytes: int, max_files: int) -> list[SavedFile]:
+    """Stream the request's files into ``directory`` (created here, removed again on any failure)."""
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data" or not params.get(b"boundary"):
+        raise InvalidInputError(f"upload documents as multipart/form-data in the field '{FIELD}'")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_files * max_bytes + _ENVELOPE:
+        raise PayloadTooLargeError(f"the upload exceeds {max_files} files of {_mb(max_bytes)}")
+    directory.mkdir(parents=True)
+    receiver = _Receiver(directory, max_bytes, max_files)
+    try:
+        try:
+            parser = MultipartParser(params[b"boundary"], receiver.callbacks())
+            async for chunk in request.stream():
+                parser.write(chunk)
+            parser.finalize()
+        except MultipartParseError as exc:
+            raise InvalidInputError(f"malformed multipart body: {exc}") from None
+        if receiver.receiving:
+            raise InvalidInputError("the multipart body ended in the middle of a file")
+        if not receiver.files:
+            raise InvalidInputError(f"no file in the upload (multipart field '{FIELD}')")
+    except BaseException:
+        receiver.close()
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return receiver.files

@@ -1,0 +1,73 @@
+"""Multi-turn chat sessions in SQLite: who asked what, and what was answered, per knowledge base."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rag_service.errors import InvalidInputError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, kb_id TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+    content TEXT NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class SessionStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def open(self, kb_id: str, session_id: str | None) -> str:
+        """An existing session of this KB, or a new one when ``session_id`` is None."""
+        if session_id is None:
+            session_id = uuid.uuid4().hex
+            self._db.execute("INSERT INTO sessions VALUES (?, ?, ?)", (session_id, kb_id, _now()))
+            return session_id
+        row = self._db.execute("SELECT kb_id FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            raise InvalidInputError(f"session '{session_id}' does not exist")
+        if row[0] != kb_id:
+            raise InvalidInputError(f"session '{session_id}' belongs to another knowledge base")
+        return session_id
+
+    def append(self, session_id: str, role: str, content: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO messages SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM messages WHERE session_id = ?",
+                (session_id, role, content, _now(), session_id))
+
+    def history(self, session_id: str) -> list[dict[str, str]]:
+        return [{"role": r["role"], "content": r["content"]} for r in self._db.execute(
+            "SELECT role, content FROM messages WHERE session_id = ? ORDER BY seq", (session_id,))]
+
+    def get(self, session_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            return None
+        messages = [dict(r) for r in self._db.execute(
+            "SELECT role, content, created FROM messages WHERE session_id = ? ORDER BY seq", (session_id,))]
+        return {**dict(row), "messages": messages}
+
+    def delete(self, session_id: str) -> bool:
+        return self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
