@@ -18,6 +18,7 @@ from typing import Any
 
 from rag_service.errors import InvalidInputError, KnowledgeBaseNotFoundError
 from rag_service.records import Chunk
+from rag_service.sqlite import connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kbs (
@@ -122,12 +123,7 @@ def _now() -> str:
 
 class Catalog:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        self._db = connect(path, _SCHEMA)
         for table, columns in _ADDED_COLUMNS.items():
             have = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
             for column, decl in columns.items():

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag_service.errors import ConfigError, ModelError
-from rag_service.models import force_offline, minilm_path
+from rag_service.errors import ConfigError
+from rag_service.models import load_sentence_transformers, minilm_path
 
 
 class Embedder(ABC):
@@ -59,15 +59,7 @@ class E5Embedder(Embedder):
 
 class SentenceTransformerEmbedder(Embedder):
     def __init__(self, name: str, path: Path, batch_size: int = 32) -> None:
-        force_offline()
-        from sentence_transformers import SentenceTransformer
-
-        if not path.is_dir():
-            raise ConfigError(f"embedder '{name}': {path} is not a sentence-transformers model directory")
-        try:
-            self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        except Exception as exc:  # the library raises many types for a bad directory
-            raise ModelError(f"embedder '{name}' failed to load from {path}: {exc}") from exc
+        self._model = load_sentence_transformers("SentenceTransformer", path, f"embedder '{name}'")
         self.name = name
         self.dim = int(self._model.get_embedding_dimension() or 0)
         self._batch_size = batch_size

@@ -11,8 +11,9 @@ import importlib.resources
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from rag_service.errors import ModelError, ModelHashMismatchError, ModelPackageMissingError
+from rag_service.errors import ConfigError, ModelError, ModelHashMismatchError, ModelPackageMissingError
 
 
 def force_offline() -> None:
@@ -104,6 +105,20 @@ def llm_model_path(override: Path | None, cache_dir: Path) -> Path:
             raise ModelError(f"configured LLM model file {override} does not exist")
         return override
     return assemble(QWEN_GGUF, cache_dir)
+
+
+def load_sentence_transformers(kind: str, path: Path, label: str) -> Any:
+    """A local sentence-transformers model (``kind`` = "SentenceTransformer" or "CrossEncoder") on
+    the CPU, never touching a hub; a bad directory is one readable error."""
+    force_offline()
+    import sentence_transformers
+
+    if not path.is_dir():
+        raise ConfigError(f"{label}: {path} is not a sentence-transformers {kind} model directory")
+    try:
+        return getattr(sentence_transformers, kind)(str(path), device="cpu", local_files_only=True)
+    except Exception as exc:  # the library raises many types for a bad directory
+        raise ModelError(f"{label}: cannot load a {kind} from {path}: {exc}") from exc
 
 
 def minilm_path() -> Path:

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from rag_service.embeddings import Embedder
-from rag_service.errors import ConfigError, ModelError
-from rag_service.models import force_offline
+from rag_service.models import load_sentence_transformers
 from rag_service.records import Hit
 from rag_service.vectorstore import VectorStore
 
@@ -53,15 +52,7 @@ class CrossEncoderReranker(Reranker):
     """Any sentence-transformers CrossEncoder on disk (none ships with the project)."""
 
     def __init__(self, path: Path) -> None:
-        force_offline()
-        from sentence_transformers import CrossEncoder
-
-        if not path.is_dir():
-            raise ConfigError(f"rerank: {path} is not a CrossEncoder model directory")
-        try:
-            self._model = CrossEncoder(str(path), device="cpu", local_files_only=True)
-        except Exception as exc:  # the library raises many types for a bad directory
-            raise ModelError(f"rerank: cannot load a CrossEncoder from {path}: {exc}") from exc
+        self._model = load_sentence_transformers("CrossEncoder", path, "rerank")
         self.name = f"cross-encoder:{path}"
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
