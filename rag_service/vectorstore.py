@@ -40,8 +40,13 @@ def _client(data_dir: Path, chroma_url: str | None) -> Any:
 class VectorStore:
     def __init__(self, data_dir: Path, chroma_url: str | None = None) -> None:
         self._client = _client(data_dir, chroma_url)
+        self._open: dict[tuple[str, str, int], Any] = {}  # checked collection handles; a lookup costs ms
 
     def _collection(self, name: str, dim: int, embedder: str) -> Any:
+        key = (name, embedder, dim)
+        col = self._open.get(key)
+        if col is not None:
+            return col
         col = self._client.get_or_create_collection(
             name, embedding_function=None,
             metadata={"hnsw:space": "cosine", "embedder": embedder, "dim": dim},
@@ -52,6 +57,7 @@ class VectorStore:
                 f"Chroma collection {name} holds vectors of embedder '{meta.get('embedder')}' "
                 f"(dim {meta.get('dim')}), not '{embedder}' (dim {dim})"
             )
+        self._open[key] = col
         return col
 
     def upsert(self, collection: str, embedder: str, ids: list[str], vectors: np.ndarray,
@@ -78,6 +84,7 @@ class VectorStore:
             return 0
 
     def drop(self, collection: str) -> None:
+        self._open = {k: v for k, v in self._open.items() if k[0] != collection}
         with contextlib.suppress(Exception):  # already gone
             self._client.delete_collection(collection)
 
@@ -85,10 +92,9 @@ class VectorStore:
               where: dict[str, Any] | None = None) -> list[tuple[str, float]]:
         """(chunk id, cosine similarity) of the ``n`` nearest chunks matching ``where``, best first."""
         col = self._collection(collection, int(vector.shape[0]), embedder)
-        count = col.count()
-        if count == 0:
-            return []
-        res = col.query(query_embeddings=[vector], n_results=min(n, count), where=where, include=["distances"])
+        # Chroma returns fewer results when the collection is smaller: no count() round trip (it costs
+        # more than the query itself at 100k vectors).
+        res = col.query(query_embeddings=[vector], n_results=n, where=where, include=["distances"])
         return [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0], strict=True)]
 
     def vectors(self, collection: str, ids: list[str]) -> dict[str, np.ndarray]:
