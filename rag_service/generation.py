@@ -134,7 +134,7 @@ class Answerer:
                        for m in template.messages(passages="", question=turn.standalone))
         budget = min(settings.context_max_tokens,
                      settings.llm_context_size - overhead - settings.llm_max_tokens - 32)
-        turn.packed, passages = self.pack(hits, budget)
+        turn.packed, passages = self.pack(self.relevant(hits), budget)
         turn.messages = template.messages(passages=passages, question=turn.standalone)
         turn.timings["pack_s"] = time.perf_counter() - t2
         turn.trace.update(packed=[c.id for c in turn.packed], messages=turn.messages)
@@ -162,6 +162,15 @@ class Answerer:
             floor = REFUSAL_MIN_SIMILARITY.get(self.kb.embedder)
         best = max((h.scores.get("vector", -1.0) for h in hits), default=-1.0)
         return floor is not None and any("vector" in h.scores for h in hits) and best < floor
+
+    def relevant(self, hits: list[Hit]) -> list[Hit]:
+        """Hits worth prompt tokens: with fused (hybrid) scores, those within ``context_min_relative_score``
+        of the best. Every packed passage costs prefill time on a small CPU, and weak ones invite the
+        model to wander; single-retriever scores are left alone (their scales differ)."""
+        if not hits or len(hits[0].ranks) < 2:
+            return hits
+        floor = self.ws.settings.context_min_relative_score * hits[0].score
+        return [h for h in hits if h.score >= floor]
 
     def pack(self, hits: list[Hit], budget: int) -> tuple[list[Chunk], str]:
         """Best-ranked passages first, each whole or not at all, near-duplicates skipped, within

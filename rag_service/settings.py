@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     context_max_tokens: int = Field(
         1200, ge=64, description="Most LLM tokens spent on retrieved passages in one prompt."
     )
+    context_min_relative_score: float = Field(
+        0.6, ge=0.0, le=1.0, description="Hybrid hits fused below this share of the best hit's score are not "
+        "sent to the LLM (with RRF: a chunk only one retriever ranked, when others were ranked by both).",
+    )
     chunk_size: int = Field(400, ge=20, description="Default chunk size for new KBs (in chunk_unit).")
     chunk_overlap: int = Field(60, ge=0, description="Default overlap between chunks (in chunk_unit).")
     chunk_unit: Literal["chars", "tokens"] = Field(

@@ -93,3 +93,13 @@ def test_follow_up_is_condensed_and_streamed(sample_dir: Path) -> None:
     assert standalone not in final.answer
     history = answerer.ws.sessions.history(first.session_id)
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
+
+
+def test_weak_hybrid_hits_are_not_packed(sample_dir: Path) -> None:
+    answerer = _answerer(sample_dir)
+    hits = answerer.retriever.search("What is the daily meal allowance on business trips?", k=5)
+    kept = answerer.relevant(hits)
+    assert kept[0] == hits[0] and len(kept) < len(hits)
+    assert all(h.score >= 0.6 * hits[0].score for h in kept)
+    vector_only = answerer.retriever.search("meal allowance", mode="vector")
+    assert answerer.relevant(vector_only) == vector_only  # one retriever's scores are not cut
