@@ -192,6 +192,13 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from rag_service.server import serve
+
+    serve(args.host, args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rag", description="Chat with your documents: ingest, search, ask.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -254,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("config", help="show every setting, its current value and what it does")
     s.set_defaults(func=cmd_config)
+
+    s = sub.add_parser("serve", help="run the REST API (OpenAPI docs at /docs)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=cmd_serve)
 
     from eval.cli import add_eval_parser
 

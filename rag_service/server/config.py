@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag_service.errors import ConfigError
@@ -37,3 +37,12 @@ class ServerSettings(BaseSettings):
                 raise ConfigError(f"cannot read RAG_API_KEYS_FILE {self.api_keys_file}: {exc}") from exc
             keys.update(line.strip() for line in lines if not line.lstrip().startswith("#"))
         return frozenset(k for k in keys if k)
+
+
+def load_server_settings() -> ServerSettings:
+    """From the environment, with validation failures as one readable ConfigError (as the core's settings)."""
+    try:
+        return ServerSettings()
+    except ValidationError as exc:
+        problems = "; ".join(f"RAG_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid server settings: {problems}") from None

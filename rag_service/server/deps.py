@@ -43,7 +43,8 @@ class Services:
         jobs = IngestJobs(workspaces, server.ingest_queue_size)
         return cls(api_keys=server.api_keys(), workspaces=workspaces, upload_root=upload_root,
                    readiness=Readiness(workspaces), kbs=KnowledgeBaseService(workspaces), jobs=jobs,
-                   documents=DocumentService(workspaces, jobs, upload_root), search=SearchService(workspaces),
+                   documents=DocumentService(workspaces, jobs, upload_root, server.max_upload_files),
+                   search=SearchService(workspaces),
                    chat=ChatService(workspaces, server.chat_concurrency, server.chat_queue_size))
 
     def start(self) -> None:

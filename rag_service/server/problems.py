@@ -30,9 +30,21 @@ PROBLEM_JSON = "application/problem+json"
 
 
 class NotFoundError(RagError):
-    """A job, document or session that does not exist (knowledge bases have their own class in the core)."""
+    """Something named in the URL does not exist (knowledge bases have their own class in the core)."""
 
     code = "not_found"
+
+
+class JobNotFoundError(NotFoundError):
+    code = "job_not_found"
+
+
+class DocumentNotFoundError(NotFoundError):
+    code = "document_not_found"
+
+
+class SessionNotFoundError(NotFoundError):
+    code = "session_not_found"
 
 
 class KnowledgeBaseExistsError(RagError):
@@ -85,11 +97,11 @@ def problem_body(exc: BaseException) -> dict[str, Any]:
     """The problem document for any exception; unexpected ones are logged and never leak internals."""
     if isinstance(exc, RagError):
         status, code, detail = status_of(exc), exc.code, str(exc)
+        if status >= 500 and not isinstance(exc, BusyError):  # busy is routine back-pressure
+            log.warning("%s: %s", code, detail)
     else:
         log.error("unexpected error", exc_info=exc)
         status, code, detail = 500, "internal_error", "internal error; see the server log"
-    if status >= 500 and isinstance(exc, RagError):
-        log.warning("%s: %s", code, detail)
     return _body(status, code, detail)
 
 

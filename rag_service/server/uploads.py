@@ -21,7 +21,7 @@ from rag_service.errors import InvalidInputError
 from rag_service.server.problems import PayloadTooLargeError
 
 FIELD = "file"
-MAX_NAME = 200
+MAX_NAME_BYTES = 200
 # Room for multipart boundaries and part headers when judging a request by its Content-Length.
 _ENVELOPE = 64 * 1024
 
@@ -45,9 +45,12 @@ def safe_filename(raw: str) -> str:
     name = "".join(ch for ch in name if ch.isprintable()).strip()
     if name in ("", ".", ".."):
         raise InvalidInputError(f"unusable file name {raw!r}")
-    if len(name) > MAX_NAME:
+    if len(name.encode()) > MAX_NAME_BYTES:  # file systems allow 255 bytes; keep the suffix, it names the format
         stem, dot, suffix = name.rpartition(".")
-        name = stem[: MAX_NAME - len(suffix) - 1] + dot + suffix if dot and len(suffix) < 16 else name[:MAX_NAME]
+        if not dot or len(suffix) > 16:
+            stem, dot, suffix = name, "", ""
+        room = MAX_NAME_BYTES - len((dot + suffix).encode())
+        name = stem.encode()[:room].decode("utf-8", "ignore") + dot + suffix
     return name
 
 

@@ -22,7 +22,7 @@ async def upload(kb: str, request: Request, services: AppServices) -> JSONRespon
     docs = services.documents
     target = await run_in_threadpool(docs.prepare_upload, kb)
     files = await save_uploads(request, target.directory, max_bytes=docs.max_file_bytes,
-                               max_files=services.max_upload_files)
+                               max_files=docs.max_files)
     body = docs.submit(target, files)
     return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{body['job_id']}"})
 

@@ -24,7 +24,7 @@ from rag_service.catalog import KnowledgeBase
 from rag_service.errors import InvalidInputError, LLMError
 from rag_service.generation import Answerer
 from rag_service.records import Answer
-from rag_service.server.problems import BusyError, NotFoundError
+from rag_service.server.problems import BusyError, SessionNotFoundError
 from rag_service.server.workspaces import Workspaces
 from rag_service.workspace import Workspace
 
@@ -55,9 +55,9 @@ class ChatGate:
     def admit(self) -> None:
         with self._lock:
             if self._admitted >= self.capacity:
-                waves = math.ceil(self._admitted / self.concurrency)
+                # A place opens when the next chat finishes: about one mean chat time per running slot.
                 raise BusyError(f"{self._admitted} chats are running or waiting for the LLM; retry later",
-                                max(1, math.ceil(waves * self._mean_s)))
+                                max(1, math.ceil(self._mean_s / self.concurrency)))
             self._admitted += 1
 
     def release(self, seconds: float | None) -> None:
@@ -89,7 +89,7 @@ class ChatService:
         if session_id is not None:
             session = ws.sessions.get(session_id)
             if session is None:
-                raise NotFoundError(f"no session '{session_id}'")
+                raise SessionNotFoundError(f"no session '{session_id}'")
             if session["kb_id"] != kb.id:
                 raise InvalidInputError(f"session '{session_id}' belongs to another knowledge base")
         return kb
@@ -162,9 +162,9 @@ class ChatService:
     def session(self, session_id: str) -> dict[str, Any]:
         session = self.workspaces.current().sessions.get(session_id)
         if session is None:
-            raise NotFoundError(f"no session '{session_id}'")
+            raise SessionNotFoundError(f"no session '{session_id}'")
         return session
 
     def delete_session(self, session_id: str) -> None:
         if not self.workspaces.current().sessions.delete(session_id):
-            raise NotFoundError(f"no session '{session_id}'")
+            raise SessionNotFoundError(f"no session '{session_id}'")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ingest.pipeline import Ingestor
 from rag_service.catalog import KnowledgeBase
-from rag_service.server.problems import NotFoundError
+from rag_service.server.problems import DocumentNotFoundError
 from rag_service.server.services.jobs import IngestJobs
 from rag_service.server.uploads import SavedFile
 from rag_service.server.workspaces import Workspaces
@@ -25,13 +24,15 @@ class UploadTarget:
 
 
 class DocumentService:
-    def __init__(self, workspaces: Workspaces, jobs: IngestJobs, upload_root: Path) -> None:
+    def __init__(self, workspaces: Workspaces, jobs: IngestJobs, upload_root: Path, max_files: int) -> None:
         self.workspaces = workspaces
         self.jobs = jobs
         self.upload_root = upload_root
+        self.max_files = max_files
 
     @property
     def max_file_bytes(self) -> int:
+        """The core's per-file limit (RAG_MAX_FILE_MB), enforced here while the upload streams in."""
         return int(self.workspaces.settings.max_file_mb * 1024 * 1024)
 
     def prepare_upload(self, kb_ref: str) -> UploadTarget:
@@ -45,9 +46,6 @@ class DocumentService:
         return {"job_id": job.id, "status": job.status,
                 "documents": [{**f.to_json(), "status": "queued"} for f in files]}
 
-    def discard(self, target: UploadTarget) -> None:
-        shutil.rmtree(target.directory, ignore_errors=True)
-
     def list(self, kb_ref: str) -> dict[str, Any]:
         ws = self.workspaces.current()
         kb = ws.catalog.get_kb(kb_ref)
@@ -57,5 +55,5 @@ class DocumentService:
         ws = self.workspaces.current()
         kb = ws.catalog.get_kb(kb_ref)
         if ws.catalog.get_document(kb.id, doc_id) is None:
-            raise NotFoundError(f"knowledge base '{kb.name}' has no document '{doc_id}'")
+            raise DocumentNotFoundError(f"knowledge base '{kb.name}' has no document '{doc_id}'")
         Ingestor(ws, kb).remove(doc_id)

@@ -21,7 +21,7 @@ from typing import Any
 from ingest.pipeline import Ingestor
 from rag_service.catalog import KnowledgeBase
 from rag_service.errors import RagError
-from rag_service.server.problems import BusyError, NotFoundError
+from rag_service.server.problems import BusyError, JobNotFoundError
 from rag_service.server.uploads import SavedFile
 from rag_service.server.workspaces import Workspaces
 
@@ -49,9 +49,10 @@ class Job:
     finished: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        waiting = [{"source": f.source, "status": "pending"} for f in self.files[len(self.results):]]
         out: dict[str, Any] = {"id": self.id, "kb": self.kb_name, "kb_id": self.kb_id, "status": self.status,
                                "progress": round(len(self.results) / len(self.files), 3),
-                               "files": list(self.results), "created": self.created}
+                               "files": [*self.results, *waiting], "created": self.created}
         if self.error is not None:
             out["error"] = self.error
         if self.finished is not None:
@@ -102,7 +103,7 @@ class IngestJobs:
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None:
-                raise NotFoundError(f"no job '{job_id}' (jobs are kept in memory until the server restarts)")
+                raise JobNotFoundError(f"no job '{job_id}' (jobs are kept in memory until the server restarts)")
             return job.to_json()
 
     @staticmethod

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from rag_service.records import Answer
+from rag_service.server.deps import AppServices
+from rag_service.server.disconnect import json_unless_disconnected
+from rag_service.server.problems import problem_body
+from rag_service.server.schemas import ChatRequest
+from rag_service.server.services.chat import ChatTurn, Event
+from rag_service.server.sse import event_stream, sse, wants_stream
+
+router = APIRouter(tags=["chat"])
+
+
+@router.post("/kbs/{kb}/chat", summary="A cited answer; Server-Sent Events with stream=true or "
+             "Accept: text/event-stream (token events, then one done event with citations and usage)")
+async def chat(kb: str, body: ChatRequest, request: Request, services: AppServices) -> Response:
+    target = await run_in_threadpool(services.chat.resolve, kb, body.session_id)
+    turn = ChatTurn(target, body.question, body.k, body.session_id)
+    if not wants_stream(body.stream, request):
+        return await json_unless_disconnected(request, services.chat.ask(turn), Answer.to_json)
+    return event_stream(_events(await services.chat.open(turn)))
+
+
+async def _events(events: AsyncIterator[Event]) -> AsyncIterator[str]:
+    """``token`` events carry raw model text; the ``done`` event's answer (citation markers checked) is
+    the one to keep. A failure after the stream began arrives as an ``error`` event with a problem body."""
+    try:
+        async for item in events:
+            yield sse(item.to_json(), "done") if isinstance(item, Answer) else sse({"text": item}, "token")
+    except Exception as exc:
+        yield sse(problem_body(exc), "error")
+
+
+@router.get("/sessions/{session_id}", tags=["sessions"], summary="A chat session and its messages")
+def get_session(session_id: str, services: AppServices) -> dict[str, Any]:
+    return services.chat.session(session_id)
+
+
+@router.delete("/sessions/{session_id}", status_code=204, tags=["sessions"], summary="Delete a chat session")
+def delete_session(session_id: str, services: AppServices) -> Response:
+    services.chat.delete_session(session_id)
+    return Response(status_code=204)

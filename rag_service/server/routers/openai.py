@@ -1,0 +1,75 @@
+"""OpenAI-compatible chat completions over a knowledge base (``model`` = KB id or name), so existing OpenAI
+clients and UIs work unchanged. Stateless like OpenAI's API: the client's earlier messages are the history.
+Extensions beside the standard fields: ``citations`` and ``refused``."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from rag_service.records import Answer
+from rag_service.server.deps import AppServices
+from rag_service.server.disconnect import json_unless_disconnected
+from rag_service.server.problems import problem_body
+from rag_service.server.schemas import OpenAIChatRequest
+from rag_service.server.services.chat import ChatTurn, Event
+from rag_service.server.sse import event_stream, sse
+
+router = APIRouter(tags=["OpenAI-compatible"])
+
+
+@dataclass(frozen=True, slots=True)
+class _Completion:
+    model: str
+    id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def _envelope(self, kind: str) -> dict[str, Any]:
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
+
+    @staticmethod
+    def _extras(answer: Answer) -> dict[str, Any]:
+        usage = asdict(answer.usage)
+        return {"usage": {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]},
+                "citations": [c.to_json() for c in answer.citations], "refused": answer.refused}
+
+    def message(self, answer: Answer) -> dict[str, Any]:
+        return {**self._envelope("chat.completion"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.answer},
+                             "finish_reason": "stop"}],
+                **self._extras(answer)}
+
+    def _chunk(self, delta: dict[str, str], finish_reason: str | None = None) -> dict[str, Any]:
+        return {**self._envelope("chat.completion.chunk"),
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+    async def chunks(self, events: AsyncIterator[Event]) -> AsyncIterator[str]:
+        """Role, content deltas (raw model text), a final chunk with usage and citations, ``[DONE]``."""
+        yield sse(self._chunk({"role": "assistant", "content": ""}))
+        try:
+            async for item in events:
+                if isinstance(item, Answer):
+                    yield sse({**self._chunk({}, "stop"), **self._extras(item)})
+                else:
+                    yield sse(self._chunk({"content": item}))
+        except Exception as exc:
+            problem = problem_body(exc)
+            yield sse({"error": {"message": problem["detail"], "type": problem["code"], "code": problem["code"]}})
+        yield sse("[DONE]")
+
+
+@router.post("/chat/completions", summary="OpenAI-compatible chat completion; model = knowledge base id or name")
+async def chat_completions(body: OpenAIChatRequest, request: Request, services: AppServices) -> Response:
+    question, history = body.turns()
+    kb = await run_in_threadpool(services.chat.resolve, body.model)
+    turn = ChatTurn(kb, question, history=history)
+    completion = _Completion(body.model)
+    if not body.stream:
+        return await json_unless_disconnected(request, services.chat.ask(turn), completion.message)
+    return event_stream(completion.chunks(await services.chat.open(turn)))

@@ -1,0 +1,467 @@
+"""The REST API over real HTTP: `rag serve` in a subprocess on a free port, the bundled models, embedded Chroma.
+
+Two servers: the main one (API key, default limits) and a "limits" one (1 KB uploads, no chat queue).
+The few LLM calls are marked ``llm`` and use tiny documents.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import RAG, SAMPLES
+
+KEY = "test-key-0123456789"
+PROBLEM = "application/problem+json"
+# Tiny documents for the LLM tests: short prompts are what keeps a CPU-only answer fast.
+TRAVEL = (b"Aurora Robotics travel policy: the daily meal allowance on business trips is 45 euros. "
+          b"Taxi rides are reimbursed only between 22:00 and 06:00.")
+LIBRARY = "星河社区图书馆借阅规则：每位读者最多可以同时借阅八本书，借期为三十天。".encode()
+LIGHTHOUSE = b"The Lighthouse lab is open to staff from 07:30 to 19:00 on weekdays. Visitors sign in at the front desk."
+
+
+# -- a real server ---------------------------------------------------------------------------------
+@dataclass
+class Server:
+    url: str
+    data_dir: Path
+    upload_dir: Path
+    log: Path
+    key: str | None
+
+    def client(self, key: str | None = "default", **kw: Any) -> httpx.Client:
+        key = self.key if key == "default" else key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, **{"timeout": 180, **kw})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
+    """Until ``url`` answers 200; fails early, with the process's log, if the process dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{proc.args} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} not ready after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def process(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def rag_server(root: Path, key: str | None = KEY, **env: str) -> Iterator[Server]:
+    """``rag serve`` with its own data dir; RAG_* settings come in as ``env``."""
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    server = Server(f"http://127.0.0.1:{port}", root / "data", root / "uploads", root / "server.log", key)
+    env = {"RAG_DATA_DIR": str(server.data_dir), "RAG_UPLOAD_DIR": str(server.upload_dir), **env}
+    if key:
+        env["RAG_API_KEY"] = key
+    with process([str(RAG), "serve", "--host", "127.0.0.1", "--port", str(port)], server.log, env) as proc:
+        wait_http(server.url + "/healthz", proc, server.log)
+        yield server
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def upload(client: httpx.Client, kb: str, *files: tuple[str, bytes]) -> httpx.Response:
+    return client.post(f"/v1/kbs/{kb}/documents", files=[("file", (name, data)) for name, data in files])
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
+        assert job["status"] in ("queued", "running", "succeeded", "failed")
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} unfinished after {timeout}s")
+
+
+def ingest(client: httpx.Client, kb: str, *files: tuple[str, bytes]) -> dict[str, Any]:
+    """Create ``kb`` if needed, upload, and wait for a successful job."""
+    if client.get(f"/v1/kbs/{kb}").status_code == 404:
+        client.post("/v1/kbs", json={"name": kb}).raise_for_status()
+    resp = upload(client, kb, *files)
+    assert resp.status_code == 202, resp.text
+    job = wait_job(client, resp.json()["job_id"])
+    assert job["status"] == "succeeded", job
+    return job
+
+
+def assert_problem(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"] == PROBLEM
+    body = resp.json()
+    assert body["status"] == status and body["code"] == code
+    assert body["title"] and body["detail"] and body["type"]
+    return body
+
+
+def sse_events(lines: Iterable[str]) -> list[tuple[str | None, str]]:
+    """(event, data) per Server-Sent Event, as a browser's EventSource would split them."""
+    events: list[tuple[str | None, str]] = []
+    event, data = None, []
+    for line in lines:
+        if not line:
+            if data:
+                events.append((event, "\n".join(data)))
+            event, data = None, []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+    return events
+
+
+# -- fixtures --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with rag_server(tmp_path_factory.mktemp("api")) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def limits_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Uploads above ~1 KB refused; one chat at a time and none waiting."""
+    with rag_server(tmp_path_factory.mktemp("api-limits"), RAG_MAX_FILE_MB="0.001", RAG_CHAT_QUEUE_SIZE="0") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def small(limits_server: Server) -> Iterator[httpx.Client]:
+    """A client of the limits server, whose KB 'small' holds one short document."""
+    with limits_server.client() as c:
+        ingest(c, "small", ("lighthouse.txt", LIGHTHOUSE))
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> Iterator[httpx.Client]:
+    with server.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def handbook(client: httpx.Client) -> dict[str, Any]:
+    """The four sample documents (English and Chinese) in KB 'handbook'."""
+    ingest(client, "handbook", *[(p.name, p.read_bytes()) for p in sorted(SAMPLES.rglob("*.*"))])
+    return client.get("/v1/kbs/handbook").json()
+
+
+@pytest.fixture(scope="module")
+def facts(client: httpx.Client) -> dict[str, Any]:
+    ingest(client, "facts", ("travel.txt", TRAVEL), ("library.txt", LIBRARY))
+    return client.get("/v1/kbs/facts").json()
+
+
+# -- health, auth, docs ----------------------------------------------------------------------------
+def test_healthz_is_open_and_reports_readiness(server: Server) -> None:
+    resp = httpx.get(server.url + "/healthz")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["status"] == "ready"
+    assert body["checks"] == {"embedder": "ok", "llm": "ok", "catalog": "ok"}
+    assert body["chat_queue"] == {"admitted": 0, "capacity": 9}
+
+
+def test_every_v1_route_needs_the_key(server: Server) -> None:
+    with server.client(key=None) as anonymous, server.client(key="wrong-key") as wrong:
+        for c in (anonymous, wrong):
+            body = assert_problem(c.get("/v1/kbs"), 401, "unauthorized")
+            assert "Bearer" in body["detail"]
+            assert c.get("/v1/kbs").headers["www-authenticate"].startswith("Bearer")
+            assert_problem(c.post("/v1/kbs/x/search", json={"query": "q"}), 401, "unauthorized")
+            assert_problem(c.post("/v1/chat/completions", json={}), 401, "unauthorized")
+        assert anonymous.get("/docs").status_code == 200
+    with server.client() as c:
+        assert c.get("/v1/kbs").status_code == 200
+
+
+def test_openapi_lists_every_route(server: Server) -> None:
+    paths = httpx.get(server.url + "/openapi.json").json()["paths"]
+    expected = {
+        "/healthz": {"get"}, "/v1/kbs": {"get", "post"}, "/v1/kbs/{kb}": {"get", "delete"},
+        "/v1/kbs/{kb}/documents": {"get", "post"}, "/v1/kbs/{kb}/documents/{doc_id}": {"delete"},
+        "/v1/jobs/{job_id}": {"get"}, "/v1/kbs/{kb}/search": {"post"}, "/v1/kbs/{kb}/chat": {"post"},
+        "/v1/chat/completions": {"post"}, "/v1/sessions/{session_id}": {"get", "delete"},
+    }
+    assert {p: set(ops) for p, ops in paths.items()} == expected
+    upload_body = paths["/v1/kbs/{kb}/documents"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in upload_body
+
+
+# -- knowledge bases -------------------------------------------------------------------------------
+def test_kb_create_list_get_delete(server: Server, client: httpx.Client) -> None:
+    resp = client.post("/v1/kbs", json={"name": "lifecycle", "chunk_size": 300, "chunk_overlap": 30})
+    assert resp.status_code == 201, resp.text
+    kb = resp.json()
+    assert kb["name"] == "lifecycle" and kb["embedder"] == "e5" and kb["chunk_size"] == 300 and kb["id"]
+    assert_problem(client.post("/v1/kbs", json={"name": "lifecycle"}), 409, "kb_exists")
+    assert_problem(client.post("/v1/kbs", json={"name": "bad", "splitter": "nope"}), 400, "invalid_input")
+    assert_problem(client.post("/v1/kbs", json={"name": "bad", "chunk_size": 50, "chunk_overlap": 80}),
+                   400, "invalid_input")
+    assert_problem(client.post("/v1/kbs", json={"name": "bad", "colour": "red"}), 422, "validation_error")
+    assert "lifecycle" in [k["name"] for k in client.get("/v1/kbs").json()["kbs"]]
+    by_name, by_id = client.get("/v1/kbs/lifecycle").json(), client.get(f"/v1/kbs/{kb['id']}").json()
+    assert by_name == by_id and by_name["documents"] == 0
+
+    ingest(client, "lifecycle", ("note.txt", LIGHTHOUSE))
+    assert client.get("/v1/kbs/lifecycle").json()["chunks"] >= 1
+    bm25_dir = server.data_dir / "bm25" / kb["id"]
+    client.post("/v1/kbs/lifecycle/search", json={"query": "lighthouse"}).raise_for_status()
+    assert bm25_dir.is_dir()
+
+    assert client.delete("/v1/kbs/lifecycle").status_code == 204
+    assert_problem(client.get("/v1/kbs/lifecycle"), 404, "kb_not_found")
+    assert_problem(client.post(f"/v1/kbs/{kb['id']}/search", json={"query": "lighthouse"}), 404, "kb_not_found")
+    assert not bm25_dir.exists()
+    assert "lifecycle" not in [k["name"] for k in client.get("/v1/kbs").json()["kbs"]]
+
+
+# -- documents and jobs ----------------------------------------------------------------------------
+def test_good_file_succeeds_bad_file_fails_alone(client: httpx.Client) -> None:
+    client.post("/v1/kbs", json={"name": "uploads"}).raise_for_status()
+    resp = upload(client, "uploads", ("good.md", b"# Bees\n\nThe apiary holds twelve hives of Carniolan bees."))
+    assert resp.status_code == 202 and resp.headers["location"] == f"/v1/jobs/{resp.json()['job_id']}"
+    doc = resp.json()["documents"][0]
+    assert doc["source"] == "good.md" and doc["status"] == "queued" and len(doc["sha256"]) == 64
+    job = wait_job(client, resp.json()["job_id"])
+    assert job["status"] == "succeeded" and job["progress"] == 1.0 and "error" not in job
+    assert job["files"] == [{"status": "added", "doc_id": doc["id"], "source": "good.md", "chunks": 1}]
+
+    # A PNG that calls itself text, and a readable file beside it in the same upload.
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    resp = upload(client, "uploads", ("photo.txt", png), ("other.txt", b"Hive inspections happen every Tuesday."))
+    job = wait_job(client, resp.json()["job_id"])
+    assert job["status"] == "failed"
+    assert "photo.txt" in job["error"] and "PNG" in job["error"]
+    assert [f["status"] for f in job["files"]] == ["failed", "added"]
+
+    docs = client.get("/v1/kbs/uploads/documents").json()["documents"]
+    assert sorted(d["source"] for d in docs) == ["good.md", "other.txt"]
+    assert all(set(d) >= {"id", "source", "sha256", "chunks", "status"} and d["status"] == "ready" for d in docs)
+
+
+@pytest.mark.parametrize("name", ["../../etc/x.txt", "..\\..\\etc\\x.txt", "/etc/x.txt"])
+def test_upload_names_are_reduced_to_base_names(server: Server, client: httpx.Client, name: str) -> None:
+    if client.get("/v1/kbs/names").status_code == 404:
+        client.post("/v1/kbs", json={"name": "names"}).raise_for_status()
+    resp = upload(client, "names", (name, f"Sanitised as {name!r}: the file keeps only its base name.".encode()))
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["documents"][0]["source"] == "x.txt"
+    job = wait_job(client, resp.json()["job_id"])
+    assert job["status"] == "succeeded" and job["files"][0]["source"] == "x.txt"
+    assert not (server.upload_dir / "etc").exists() and not (server.data_dir.parent / "etc").exists()
+    assert {d["source"] for d in client.get("/v1/kbs/names/documents").json()["documents"]} == {"x.txt"}
+
+
+def test_long_names_are_shortened_keeping_the_suffix(client: httpx.Client) -> None:
+    client.post("/v1/kbs", json={"name": "long-names"})
+    resp = upload(client, "long-names", ("长" * 150 + ".md", "# 标题\n\n很长的文件名。".encode()))
+    source = resp.json()["documents"][0]["source"]
+    assert source.endswith(".md") and source.startswith("长") and len(source.encode()) <= 200
+    assert wait_job(client, resp.json()["job_id"])["status"] == "succeeded"
+
+
+def test_upload_errors_are_problems(client: httpx.Client) -> None:
+    assert_problem(upload(client, "no-such-kb", ("a.txt", b"text")), 404, "kb_not_found")
+    client.post("/v1/kbs", json={"name": "upload-errors"})
+    resp = client.post("/v1/kbs/upload-errors/documents", json={"file": "not multipart"})
+    assert_problem(resp, 400, "invalid_input")
+    resp = client.post("/v1/kbs/upload-errors/documents", files=[("attachment", ("a.txt", b"text"))])
+    assert "'file'" in assert_problem(resp, 400, "invalid_input")["detail"]
+    resp = upload(client, "upload-errors", ("a.txt", b"one"), ("a.txt", b"two"))
+    assert "two files named" in assert_problem(resp, 400, "invalid_input")["detail"]
+    assert client.get("/v1/kbs/upload-errors/documents").json() == {"documents": []}
+
+
+def test_delete_document(client: httpx.Client) -> None:
+    job = ingest(client, "deletions", ("keep.txt", b"Owls hunt at night in the old orchard."),
+                 ("drop.txt", b"Zebra finches nest in the greenhouse rafters."))
+    drop = next(f["doc_id"] for f in job["files"] if f["source"] == "drop.txt")
+    assert client.delete(f"/v1/kbs/deletions/documents/{drop}").status_code == 204
+    assert [d["source"] for d in client.get("/v1/kbs/deletions/documents").json()["documents"]] == ["keep.txt"]
+    hits = client.post("/v1/kbs/deletions/search", json={"query": "zebra finches greenhouse"}).json()["hits"]
+    assert all(h["doc_id"] != drop for h in hits)
+    assert_problem(client.delete(f"/v1/kbs/deletions/documents/{drop}"), 404, "document_not_found")
+
+
+def test_unknown_things_are_problem_404s(client: httpx.Client) -> None:
+    assert_problem(client.get("/v1/kbs/nope"), 404, "kb_not_found")
+    assert_problem(client.get("/v1/jobs/nope"), 404, "job_not_found")
+    assert_problem(client.get("/v1/sessions/nope"), 404, "session_not_found")
+    assert_problem(client.delete("/v1/sessions/nope"), 404, "session_not_found")
+    assert_problem(client.get("/v1/nothing-here"), 404, "not_found")
+    assert_problem(client.put("/v1/kbs"), 405, "method_not_allowed")
+
+
+# -- search ----------------------------------------------------------------------------------------
+def test_search_english_and_chinese(client: httpx.Client, handbook: dict[str, Any]) -> None:
+    en = client.post("/v1/kbs/handbook/search", json={"query": "daily meal allowance on business trips", "k": 3})
+    hits = en.json()["hits"]
+    assert en.status_code == 200 and 1 <= len(hits) <= 3
+    assert set(hits[0]) == {"chunk_id", "doc_id", "source", "text", "score"}  # the `rag search --json` shape
+    assert "45 euros" in hits[0]["text"]
+
+    zh = client.post("/v1/kbs/handbook/search", json={"query": "图书馆每人最多可以借几本书", "k": 3}).json()["hits"]
+    assert "八本书" in zh[0]["text"] and zh[0]["source"] == "xinghe-library.md"
+
+    explained = client.post("/v1/kbs/handbook/search", json={"query": "借阅", "mode": "bm25", "explain": True})
+    body = explained.json()
+    assert body["queries"] == ["借阅"] and body["hits"] and "bm25" in body["hits"][0]["explain"]
+
+    only = client.post("/v1/kbs/handbook/search",
+                       json={"query": "allowance", "filter": {"source": "*.txt"}, "fusion": "weighted"}).json()
+    assert only["hits"] and all(h["source"].endswith(".txt") for h in only["hits"])
+    assert_problem(client.post("/v1/kbs/handbook/search", json={"query": "x", "k": 0}), 422, "validation_error")
+    assert_problem(client.post("/v1/kbs/handbook/search", json={"query": "x", "filter": {"a b": 1}}),
+                   400, "invalid_input")
+
+
+def test_kb_isolation(client: httpx.Client) -> None:
+    a = ingest(client, "iso-a", ("secret.txt", b"Project Zorblax ships quantum marmalade to the moon colony."))
+    b = ingest(client, "iso-b", ("tea.txt", b"The tea farm harvests its first flush in April."),
+               ("bees.txt", b"Bees from the farm pollinate the marmalade oranges."))
+    a_doc = a["files"][0]["doc_id"]
+    b_docs = {f["doc_id"] for f in b["files"]}
+    for mode in ("bm25", "vector", "hybrid"):
+        hits = client.post("/v1/kbs/iso-b/search",
+                           json={"query": "Zorblax quantum marmalade moon", "mode": mode, "k": 10}).json()["hits"]
+        assert hits and {h["doc_id"] for h in hits} <= b_docs, mode
+        assert all("Zorblax" not in h["text"] and h["doc_id"] != a_doc for h in hits)
+    hits = client.post("/v1/kbs/iso-a/search", json={"query": "Zorblax", "k": 10}).json()["hits"]
+    assert [h["doc_id"] for h in hits] == [a_doc]
+
+
+# -- chat with the real LLM ------------------------------------------------------------------------
+@pytest.mark.llm
+def test_chat_json_and_its_session(client: httpx.Client, facts: dict[str, Any]) -> None:
+    resp = client.post("/v1/kbs/facts/chat",
+                       json={"question": "What is the daily meal allowance on business trips at Aurora Robotics?"})
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    assert {"answer", "citations", "refused", "usage", "session_id"} <= set(out)
+    assert not out["refused"] and "45" in out["answer"] and out["citations"]
+    assert any("45 euros" in c["text"] for c in out["citations"])
+    assert out["usage"]["prompt_tokens"] > 0 and out["usage"]["completion_tokens"] > 0
+
+    session = client.get(f"/v1/sessions/{out['session_id']}").json()
+    assert session["kb_id"] == facts["id"]
+    assert [(m["role"], m["content"]) for m in session["messages"]] == [
+        ("user", "What is the daily meal allowance on business trips at Aurora Robotics?"),
+        ("assistant", out["answer"])]
+    client.post("/v1/kbs", json={"name": "not-the-session-kb"})
+    assert_problem(client.post("/v1/kbs/not-the-session-kb/chat",
+                               json={"question": "q", "session_id": out["session_id"]}), 400, "invalid_input")
+    assert client.delete(f"/v1/sessions/{out['session_id']}").status_code == 204
+    assert_problem(client.get(f"/v1/sessions/{out['session_id']}"), 404, "session_not_found")
+
+
+@pytest.mark.llm
+def test_chat_streams_server_sent_events(client: httpx.Client, facts: dict[str, Any]) -> None:
+    body = {"question": "星河社区图书馆每人最多可以同时借阅几本书？"}
+    with client.stream("POST", "/v1/kbs/facts/chat", json=body, headers={"Accept": "text/event-stream"}) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(resp.iter_lines())
+    kinds = [e for e, _ in events]
+    assert kinds[-1] == "done" and set(kinds[:-1]) == {"token"} and len(kinds) > 2
+    streamed = "".join(json.loads(d)["text"] for e, d in events if e == "token")
+    final = json.loads(events[-1][1])
+    assert not final["refused"] and final["session_id"] and final["usage"]["completion_tokens"] > 0
+    assert "八" in final["answer"] or "8" in final["answer"]
+    assert "八" in streamed or "8" in streamed
+    assert any("八本书" in c["text"] for c in final["citations"])
+
+
+@pytest.mark.llm
+def test_openai_compatible_completion(client: httpx.Client, facts: dict[str, Any]) -> None:
+    resp = client.post("/v1/chat/completions", json={
+        "model": facts["id"], "temperature": 0,
+        "messages": [{"role": "system", "content": "You are helpful."},
+                     {"role": "user", "content": "Between which hours are taxi rides reimbursed at Aurora Robotics?"}]})
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    assert out["object"] == "chat.completion" and out["id"].startswith("chatcmpl-")
+    assert out["model"] == facts["id"] and isinstance(out["created"], int)
+    (choice,) = out["choices"]
+    assert choice["index"] == 0 and choice["finish_reason"] == "stop" and choice["message"]["role"] == "assistant"
+    assert "22:00" in choice["message"]["content"]
+    usage = out["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+    assert out["citations"] and out["refused"] is False
+    assert_problem(client.post("/v1/chat/completions", json={"model": "nope", "messages": [
+        {"role": "user", "content": "hi"}]}), 404, "kb_not_found")
+    assert_problem(client.post("/v1/chat/completions", json={"model": "facts", "messages": [
+        {"role": "assistant", "content": "hi"}]}), 400, "invalid_input")
+
+
+# -- limits ----------------------------------------------------------------------------------------
+def test_oversized_upload_is_refused_with_413(limits_server: Server, small: httpx.Client) -> None:
+    body = assert_problem(upload(small, "small", ("big.txt", b"x" * 5000)), 413, "file_too_large")
+    assert "big.txt" in body["detail"]
+    assert [d["source"] for d in small.get("/v1/kbs/small/documents").json()["documents"]] == ["lighthouse.txt"]
+    assert not any(limits_server.upload_dir.rglob("big.txt"))
+
+
+@pytest.mark.llm
+def test_full_chat_queue_answers_503_while_an_openai_stream_runs(limits_server: Server, small: httpx.Client) -> None:
+    """Queue size 0: while one chat streams, the next is refused at once with Retry-After; the stream itself
+    is checked against OpenAI's chunk format."""
+    body = {"model": "small", "stream": True,
+            "messages": [{"role": "user", "content": "When is the Lighthouse lab open to staff?"}]}
+    with small.stream("POST", "/v1/chat/completions", json=body) as stream:
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+        first = next(lines)  # the role chunk: the chat holds the only slot from here on
+        busy = small.post("/v1/kbs/small/chat", json={"question": "When is the Lighthouse lab open?"})
+        assert_problem(busy, 503, "busy")
+        assert int(busy.headers["retry-after"]) >= 1
+        events = sse_events([first, *lines])
+    data = [d for _, d in events]
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in data[:-1]]
+    assert len({c["id"] for c in chunks}) == 1 and all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert "07:30" in text or "7:30" in text
+    final = chunks[-1]
+    assert final["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
+    assert final["refused"] is False and final["citations"] and final["usage"]["completion_tokens"] > 0
+    health = httpx.get(limits_server.url + "/healthz").json()
+    assert health["chat_queue"] == {"admitted": 0, "capacity": 1}
