@@ -108,12 +108,13 @@ def to_document(doc_id: str, title: str, text: str) -> Document:
     return Document(id=sha[:16], source=doc_id, text=body, sha256=sha)
 
 
-def _index_key(dataset: Dataset, config: RetrievalConfig, docs: Sequence[Document], chunk_unit: str) -> str:
+def _index_inputs(dataset: Dataset, config: RetrievalConfig, docs: Sequence[Document],
+                  chunk_unit: str) -> dict[str, str | int]:
+    """Everything that determines an index's contents; its hash is the cache key."""
     listing = hashlib.sha256("\n".join(sorted(f"{d.id}\t{d.source}" for d in docs)).encode()).hexdigest()
-    inputs = {"dataset": dataset.content_hash, "documents": listing, "embedder": config.embedder,
-              "splitter": config.splitter, "chunk_size": config.chunk_size,
-              "chunk_overlap": config.chunk_overlap, "chunk_unit": chunk_unit}
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    return {"dataset": dataset.content_hash, "documents": listing, "embedder": config.embedder,
+            "splitter": config.splitter, "chunk_size": config.chunk_size, "chunk_overlap": config.chunk_overlap,
+            "chunk_unit": chunk_unit}
 
 
 def build_index(dataset: Dataset, config: RetrievalConfig, cache_dir: Path | None = None, *,
@@ -127,12 +128,13 @@ def build_index(dataset: Dataset, config: RetrievalConfig, cache_dir: Path | Non
     force_offline()
     docs: dict[str, Document] = {}
     aliases: dict[str, list[str]] = {}
-    for d in dataset.docs:
+    for d in dataset.docs:  # identical texts are one indexed document whose hits count for each of their ids
         doc = to_document(d.id, d.title, d.text)
         aliases.setdefault(docs.setdefault(doc.id, doc).source, []).append(d.id)
 
     chunk_unit = load_settings().chunk_unit
-    key = _index_key(dataset, config, list(docs.values()), chunk_unit)
+    inputs = _index_inputs(dataset, config, list(docs.values()), chunk_unit)
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     data_dir = (cache_dir or default_cache_dir()) / key
     # chroma_url pinned to None: a cached index must live next to its catalog, never on a server.
     ws = Workspace(load_settings(data_dir=data_dir, embedder=config.embedder, chroma_url=None,
@@ -140,10 +142,8 @@ def build_index(dataset: Dataset, config: RetrievalConfig, cache_dir: Path | Non
     try:
         options = SplitOptions(config.splitter, config.chunk_size, config.chunk_overlap)
         ingestor, _ = Ingestor.open(ws, KB_NAME, options, progress=progress)
-        (data_dir / "eval-index.json").write_text(json.dumps(
-            {"dataset": dataset.name, "content_hash": dataset.content_hash, "documents": len(docs),
-             "embedder": config.embedder, "splitter": config.splitter, "chunk_size": config.chunk_size,
-             "chunk_overlap": config.chunk_overlap, "chunk_unit": chunk_unit}, indent=2) + "\n")
+        record = {"name": dataset.name, "document_count": len(docs), **inputs}  # what this cache entry holds
+        (data_dir / "eval-index.json").write_text(json.dumps(record, indent=2) + "\n")
         ready = {d.id for d in ws.catalog.documents(ingestor.kb.id, status="ready")}
         missing = [doc for doc_id, doc in docs.items() if doc_id not in ready]
         started = time.perf_counter()
