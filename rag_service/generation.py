@@ -182,7 +182,10 @@ class Answerer:
         for hit in hits:
             if any(_near_duplicate(hit.chunk.text, c.text) for c in packed):
                 continue
-            source = hit.chunk.source + (f", page {hit.chunk.metadata['page']}" if "page" in hit.chunk.metadata else "")
+            # The file name is label enough for the model (citations carry the full source): a long
+            # path costs a dozen prompt tokens per passage.
+            name = hit.chunk.source.rsplit("/", 1)[-1]
+            source = name + (f", page {hit.chunk.metadata['page']}" if "page" in hit.chunk.metadata else "")
             text = passage.text(n=str(len(packed) + 1), source=source, text=hit.chunk.text)
             cost = self.llm.count_tokens(text + "\n\n")
             if used + cost > budget:
