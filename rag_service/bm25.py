@@ -39,6 +39,7 @@ class BM25Index:
         self._segments: list[tuple[int, sparse.csc_matrix]] = []  # (first row, rows x terms tf)
         self.revision = -1
         self.tokenizer = ""
+        self._floor: float | None = None  # epsilon x mean idf over the vocabulary: cached until df changes
 
     def __len__(self) -> int:
         return int(self._live.sum())
@@ -86,6 +87,7 @@ class BM25Index:
         self._segments.append((first, segment))
         self._df = np.concatenate([self._df, np.zeros(n_terms - len(self._df), dtype=np.int64)])
         np.add.at(self._df, np.asarray(cols, dtype=np.int64), 1)
+        self._floor = None
         self._live = np.concatenate([self._live, np.ones(len(docs), dtype=bool)])
         self._len = np.concatenate([self._len, np.asarray(lengths, dtype=np.float64)])
 
@@ -98,6 +100,7 @@ class BM25Index:
         if not rows.size:
             return
         self._live[rows] = False
+        self._floor = None
         for first, segment in self._segments:
             local = rows[(rows >= first) & (rows < first + segment.shape[0])] - first
             if local.size:
@@ -146,11 +149,12 @@ class BM25Index:
     # -- scoring ----------------------------------------------------------------------------------
     def _idf(self, cols: np.ndarray) -> np.ndarray:
         n = len(self)
-        present = self._df > 0
-        all_idf = np.log(n - self._df[present] + 0.5) - np.log(self._df[present] + 0.5)
-        floor = self.epsilon * all_idf.mean() if all_idf.size else 0.0
+        if self._floor is None:  # a pass over the whole vocabulary: once per change, not per query
+            present = self._df > 0
+            all_idf = np.log(n - self._df[present] + 0.5) - np.log(self._df[present] + 0.5)
+            self._floor = float(self.epsilon * all_idf.mean()) if all_idf.size else 0.0
         idf = np.log(n - self._df[cols] + 0.5) - np.log(self._df[cols] + 0.5)
-        return np.where(idf < 0, floor, idf)
+        return np.where(idf < 0, self._floor, idf)
 
     def _query(self, query_tokens: list[str],
                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
