@@ -24,6 +24,12 @@ from rag_service.workspace import Workspace
 # bundled samples (answerable questions scored >= 0.844, off-topic ones <= 0.810); other embedders
 # have no default because their scores live in other bands.
 REFUSAL_MIN_SIMILARITY = {"e5": 0.82}
+# The floor alone refused a paraphrased answerable question (0.804, sharing no keyword with the
+# corpus was not its problem: it shared several), so the early refusal also needs BM25 to match nothing.
+# How far below the best vector similarity a hybrid hit may score and still be packed. e5 cosines of
+# passages that answer a question sit within a few hundredths of each other; passages 0.03 lower were
+# topical neighbours that cost prompt tokens and pulled the small model off the answer.
+CONTEXT_VECTOR_MARGIN = {"e5": 0.03}
 
 
 def language(text: str) -> str:
@@ -95,11 +101,12 @@ class Answerer:
         turn.timings["generate_s"] = time.perf_counter() - t0
         turn.trace["raw_completion"] = completion.text
         usage = Usage(completion.prompt_tokens, completion.completion_tokens)
-        if _normalise(turn.refusal) in _normalise(completion.text):
-            yield self._finish(turn, turn.refusal, usage, refused=True)
-            return
         text, citations, checks = validate(completion.text, turn.packed, turn.standalone)
         turn.trace["citation_checks"] = [asdict(c) for c in checks]
+        # The model's refusal, or nothing but markers and punctuation ('[1] [2]。'): no answer either way.
+        if _normalise(turn.refusal) in _normalise(completion.text) or not _normalise(text):
+            yield self._finish(turn, turn.refusal, usage, refused=True)
+            return
         yield self._finish(turn, text, usage, refused=False, citations=citations)
 
     # -- steps ------------------------------------------------------------------------------------
@@ -154,23 +161,37 @@ class Answerer:
         return "\n".join(reversed(lines))
 
     def _too_weak(self, hits: list[Hit]) -> bool:
-        """No hit at all, or vector evidence below the calibrated floor for this KB's embedder."""
+        """No hit at all, or no keyword match and vector evidence below the calibrated floor for this
+        KB's embedder. A BM25 match keeps the question (the early refusal has no second chance, the
+        prompt's refusal instruction does)."""
         if not hits:
             return True
         floor = self.ws.settings.refusal_min_similarity
         if floor is None:
             floor = REFUSAL_MIN_SIMILARITY.get(self.kb.embedder)
-        best = max((h.scores.get("vector", -1.0) for h in hits), default=-1.0)
-        return floor is not None and any("vector" in h.scores for h in hits) and best < floor
+        if floor is None or not any("vector" in h.scores for h in hits):
+            return False
+        best = max(h.scores.get("vector", -1.0) for h in hits)
+        keyword_match = any("bm25" in h.ranks for h in hits)
+        return best < floor and not keyword_match
 
     def relevant(self, hits: list[Hit]) -> list[Hit]:
-        """Hits worth prompt tokens: with fused (hybrid) scores, those within ``context_min_relative_score``
-        of the best. Every packed passage costs prefill time on a small CPU, and weak ones invite the
-        model to wander; single-retriever scores are left alone (their scales differ)."""
+        """Hits worth prompt tokens. Every packed passage costs prefill time on a small CPU, and weak
+        ones invite the model to wander. With fused (hybrid) scores: the best hit, then those within
+        ``context_min_relative_score`` of its fused score and within ``context_vector_margin`` of the
+        best vector similarity. Single-retriever results are left alone (their scales differ)."""
         if not hits or len(hits[0].ranks) < 2:
             return hits
-        floor = self.ws.settings.context_min_relative_score * hits[0].score
-        return [h for h in hits if h.score >= floor]
+        settings = self.ws.settings
+        floor = settings.context_min_relative_score * hits[0].score
+        margin = settings.context_vector_margin
+        if margin is None:
+            margin = CONTEXT_VECTOR_MARGIN.get(self.kb.embedder)
+        best_vector = max((h.scores.get("vector", -1.0) for h in hits), default=-1.0)
+        return [hits[0]] + [
+            h for h in hits[1:]
+            if h.score >= floor and (margin is None or h.scores.get("vector", -1.0) >= best_vector - margin)
+        ]
 
     def pack(self, hits: list[Hit], budget: int) -> tuple[list[Chunk], str]:
         """Best-ranked passages first, each whole or not at all, near-duplicates skipped, within

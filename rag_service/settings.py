@@ -56,6 +56,10 @@ class Settings(BaseSettings):
         0.6, ge=0.0, le=1.0, description="Hybrid hits fused below this share of the best hit's score are not "
         "sent to the LLM (with RRF: a chunk only one retriever ranked, when others were ranked by both).",
     )
+    context_vector_margin: float | None = Field(
+        None, ge=0.0, description="Hybrid hits after the first whose vector similarity is more than this below the "
+        "best are not sent to the LLM. Default: calibrated per embedder (e5 0.03; others: no such gate).",
+    )
     chunk_size: int = Field(400, ge=20, description="Default chunk size for new KBs (in chunk_unit).")
     chunk_overlap: int = Field(60, ge=0, description="Default overlap between chunks (in chunk_unit).")
     chunk_unit: Literal["chars", "tokens"] = Field(

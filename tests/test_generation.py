@@ -36,6 +36,17 @@ def test_off_topic_question_is_refused_without_the_llm(sample_dir: Path) -> None
     assert answerer._llm is None  # the model was never even loaded
 
 
+def test_weak_vector_evidence_with_a_keyword_match_goes_to_the_llm(sample_dir: Path) -> None:
+    """Below the similarity floor, a BM25 match still earns the LLM's judgement (a paraphrased
+    answerable question scored under the floor); with no keyword match the floor decides."""
+    answerer = _answerer(sample_dir)
+    hits = answerer.retriever.search("Which helpdesk extension should broken equipment be reported to?")
+    assert max(h.scores["vector"] for h in hits if "vector" in h.scores) < 0.82
+    assert any("bm25" in h.ranks for h in hits) and not answerer._too_weak(hits)
+    off_topic = answerer.retriever.search("Who won the 2018 football World Cup?")
+    assert not any("bm25" in h.ranks for h in off_topic) and answerer._too_weak(off_topic)
+
+
 def test_packing_keeps_whole_passages_within_budget_and_drops_near_duplicates(sample_dir: Path) -> None:
     answerer = _answerer(sample_dir)
     hits = answerer.retriever.search("tea farm harvest tours", k=5)
@@ -101,5 +112,31 @@ def test_weak_hybrid_hits_are_not_packed(sample_dir: Path) -> None:
     kept = answerer.relevant(hits)
     assert kept[0] == hits[0] and len(kept) < len(hits)
     assert all(h.score >= 0.6 * hits[0].score for h in kept)
+    best = max(h.scores["vector"] for h in hits if "vector" in h.scores)
+    assert all(h.scores.get("vector", -1.0) >= best - 0.03 for h in kept[1:])
+    assert _answerer(sample_dir, context_vector_margin=1.0, context_min_relative_score=0.0).relevant(hits) == hits
     vector_only = answerer.retriever.search("meal allowance", mode="vector")
     assert answerer.relevant(vector_only) == vector_only  # one retriever's scores are not cut
+
+
+@pytest.mark.llm
+def test_refusal_is_reported_when_the_passages_lack_the_answer(sample_dir: Path) -> None:
+    answer = _answerer(sample_dir).ask("How many employees does Aurora Robotics have?")
+    assert not answer.trace.get("refused_before_llm") and answer.usage.prompt_tokens > 0
+    assert answer.refused and answer.answer == "I cannot find the answer in the provided documents."
+    assert not answer.citations and not answer.grounded
+
+
+@pytest.mark.llm
+def test_marker_pointing_to_no_passage_is_dropped(sample_dir: Path, tmp_path: Path) -> None:
+    """A template override makes the model cite [9] (there are never nine packed passages here);
+    validation drops it and cites the passage that supports the sentence."""
+    template = (Path(__file__).parents[1] / "prompts" / "answer.en.txt").read_text(encoding="utf-8")
+    template = template.replace("its passage number, like [1]", "the marker [9]").replace("[2].", "[9].")
+    assert template.count("[9]") == 2
+    (tmp_path / "answer.en.txt").write_text(template, encoding="utf-8")
+    answer = _answerer(sample_dir, prompts_dir=tmp_path).ask("Who founded the Greenleaf Tea Farm?")
+    assert "[9]" in answer.trace["raw_completion"] and "[9]" not in answer.answer
+    assert len(answer.trace["packed"]) < 9 and "Mara Okafor" in answer.answer
+    assert answer.citations and all(f"[{c.n}]" in answer.answer for c in answer.citations)
+    assert all("Mara Okafor" in c.chunk.text for c in answer.citations)

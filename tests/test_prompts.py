@@ -67,3 +67,8 @@ def test_missing_marker_is_attributed_and_unsupported_claims_get_none() -> None:
     assert text == "The museum closes at 17:00 [2]. The capital of France is Paris."
     assert [c.n for c in cites] == [2]
     assert [c.how for c in checks] == ["attributed", "unsupported"]
+
+
+def test_marker_written_after_the_full_stop_leaves_one_full_stop() -> None:
+    text, _, _ = validate("The museum opens at 9:00. [2]. 每人最多借阅八本书。[3]。", PACKED)
+    assert text == "The museum opens at 9:00 [2]. 每人最多借阅八本书[3]。"
