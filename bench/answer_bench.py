@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -56,6 +55,7 @@ from langchain_core.runnables import Runnable, RunnableGenerator  # noqa: E402
 
 from eval.metrics import token_f1  # noqa: E402
 from ingest.pipeline import Ingestor  # noqa: E402
+from rag_service.citations import strip_markers  # noqa: E402
 from rag_service.generation import Answerer, language  # noqa: E402
 from rag_service.langchain_adapter import to_document  # noqa: E402
 from rag_service.llm import LLM, Completion, get_llm  # noqa: E402
@@ -89,7 +89,6 @@ except ImportError:  # langchain_classic not installed: the same chain and promp
 QUESTIONS = ROOT / "bench" / "answer_questions.jsonl"
 SAMPLES = ROOT / "samples"
 KB_NAME = "bench"
-_MARKERS = re.compile(r"\s*[\[【]\s*\d+(?:\s*[,，、]\s*\d+)*\s*[\]】]")
 _ROLES = {"human": "user", "ai": "assistant", "system": "system"}
 PROMPT_TOKEN_TARGET = 0.6
 TTFT_RAW_TARGET = 1.2
@@ -144,10 +143,6 @@ class LangChainModel:
 
     def runnable(self) -> Runnable:
         return RunnableGenerator(self._transform, name="rag_service_llm")
-
-
-def strip_markers(text: str) -> str:
-    return _MARKERS.sub("", text).strip()
 
 
 def prompt_parts(llm: LLM, messages: list[dict[str, str]], passages: list[str], question: str,

@@ -22,12 +22,13 @@ SUPPORT_THRESHOLD = 0.5
 _MARKER = r"[\[【]\s*\d+(?:\s*[,，、]\s*\d+)*\s*[\]】]"
 _MARKER_RE = re.compile(_MARKER)
 _SENTENCE = re.compile(rf".+?(?:[。！？!?]+|\.(?=\s|$)|\n|$)(?:\s*{_MARKER})*", re.S)
-_TRAILING_PUNCT = re.compile(r"([。！？!?.]*)\s*$")
+_CLOSING = " \t\n。！？!?."
 
 
 @dataclass(frozen=True, slots=True)
 class SentenceCheck:
     sentence: str
+    marked: list[int]  # what the model wrote, valid or not
     cited: list[int]
     how: str  # model | corrected | attributed | unsupported | no-content
     support: dict[int, float]
@@ -41,11 +42,28 @@ def _sentences(text: str) -> list[str]:
     parts: list[str] = []
     for m in _SENTENCE.finditer(text):
         piece = m.group(0)
+        if parts:  # closing marks written after a sentence's marker ('x. [1]. y') end that sentence
+            head = re.match(r"[。！？!?.]+", piece)
+            if head:
+                parts[-1] += head.group(0)
+                piece = piece[head.end():]
         if parts and not re.search(r"\w", _MARKER_RE.sub("", piece)):
             parts[-1] += piece  # a lone marker or full stop after a sentence belongs to it
         elif piece.strip():
             parts.append(piece)
     return parts
+
+
+def strip_markers(text: str) -> str:
+    """The answer as prose: 'x [1].' becomes 'x.'."""
+    return re.sub(rf"\s*{_MARKER}", "", text).strip()
+
+
+def marked_sentences(text: str) -> list[tuple[str, str, list[int]]]:
+    """Each sentence of an answer as (raw text, text without markers, marker numbers in order)."""
+    return [(raw, _MARKER_RE.sub("", raw).rstrip(),
+             [int(n) for m in _MARKER_RE.findall(raw) for n in re.findall(r"\d+", m)])
+            for raw in _sentences(text)]
 
 
 def validate(answer: str, packed: list[Chunk], question: str = "",
@@ -55,9 +73,7 @@ def validate(answer: str, packed: list[Chunk], question: str = "",
     out: list[str] = []
     checks: list[SentenceCheck] = []
     cited: dict[int, Citation] = {}
-    for raw in _sentences(answer):
-        marked = [int(n) for m in _MARKER_RE.findall(raw) for n in re.findall(r"\d+", m)]
-        body = _MARKER_RE.sub("", raw).rstrip()
+    for raw, body, marked in marked_sentences(answer):
         tokens = evidence_tokens(body)
         tokens = (tokens - given) or tokens
         support = {n: _support(tokens, toks) for n, toks in enumerate(passage_tokens, start=1)}
@@ -74,7 +90,7 @@ def validate(answer: str, packed: list[Chunk], question: str = "",
                     how = "unsupported"
         for n in keep:
             cited.setdefault(n, Citation(n=n, chunk=packed[n - 1]))
-        checks.append(SentenceCheck(body.strip(), keep, how, {n: round(s, 3) for n, s in support.items() if s}))
+        checks.append(SentenceCheck(body.strip(), marked, keep, how, {n: round(s, 3) for n, s in support.items() if s}))
         out.append(_place_markers(raw, body, keep))
     return "".join(out).strip(), list(cited.values()), checks
 
@@ -82,9 +98,9 @@ def validate(answer: str, packed: list[Chunk], question: str = "",
 def _place_markers(raw: str, body: str, keep: list[int]) -> str:
     """Markers go before the sentence's closing punctuation: 'x [1].' in English, 'x[1]。' in Chinese."""
     lead = raw[: len(raw) - len(raw.lstrip())]
-    punct = _TRAILING_PUNCT.search(body)
-    end = punct.group(1) if punct else ""
-    core = body[: len(body) - len(end)].rstrip() if end else body.rstrip()
+    core = body.rstrip(_CLOSING)
+    # 'x. [1].' loses its marker and leaves 'x. .': one closing mark each, in the order written.
+    end = re.sub(r"(.)\1+", r"\1", re.sub(r"\s+", "", body[len(core):]))
     if not keep:
         return lead + core.strip() + end + ("\n" if raw.endswith("\n") else "")
     space = "" if core and re.match(r"[\u3000-\u9fff\uff00-\uffef]", core[-1]) else " "
