@@ -7,9 +7,7 @@ ingest pipeline writes it (catalog rows ``pending`` -> Chroma upsert -> ``ready`
 vectors are synthetic (hashed bag-of-words of the BM25 tokens, 384-d, L2-normalised) so the bench does
 not spend hours in the embedder. Every search still runs through the real BM25 index, Chroma and
 fusion code (``Retriever.search``); only ``embed_query`` is replaced by a lookup of precomputed query
-vectors, so latencies exclude query embedding (on both sides of the comparison). Lines marked "what-if"
-time changes suggested for the shipped code, patched into this process only; every other number, and
-the final ``p50_ms=... ratio_vs_langchain=...`` line, is the shipped code.
+vectors, so latencies exclude query embedding (on both sides of the comparison).
 
 The KB is written by a child process, so the search-side memory figures are those of a process that
 only opens the data dir and searches. LangChain's side: ``BM25Retriever`` (rank_bm25, pure Python
@@ -24,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
 import cProfile
 import hashlib
 import io
@@ -43,7 +40,7 @@ import tempfile
 import time
 import warnings
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -331,50 +328,6 @@ class BuildCounter:
         self._cls.build = self._orig  # type: ignore[method-assign]
 
 
-SMALL_SCOPE = 256  # what-if: filters down to this many chunks are scored exactly, without Chroma
-
-
-@contextlib.contextmanager
-def suggested_fixes() -> Iterator[None]:
-    """What-if only (the shipped code is measured everywhere else): two changes the report suggests,
-    patched into this process. 1) ``BM25Index._idf`` computes the epsilon floor (mean idf over the whole
-    vocabulary) once per index state instead of once per query; 2) a filter that leaves at most
-    ``SMALL_SCOPE`` chunks is scored exactly from their stored vectors (the scope's chunk ids are already
-    known from the catalog) instead of by a Chroma ``where`` query, whose cost grows with the collection."""
-    from rag_service.bm25 import BM25Index
-    from rag_service.retrieval import Retriever
-
-    orig_idf, orig_vector = BM25Index._idf, Retriever._vector
-    floors: dict[tuple[int, int, int, int], float] = {}
-
-    def idf(self: Any, cols: np.ndarray) -> np.ndarray:
-        n = len(self)
-        key = (id(self), self.revision, n, len(self._terms))
-        floor = floors.get(key)
-        if floor is None:
-            present = self._df > 0
-            all_idf = np.log(n - self._df[present] + 0.5) - np.log(self._df[present] + 0.5)
-            floor = floors[key] = self.epsilon * all_idf.mean() if all_idf.size else 0.0
-        out = np.log(n - self._df[cols] + 0.5) - np.log(self._df[cols] + 0.5)
-        return np.where(out < 0, floor, out)
-
-    def vector_search(self: Any, vector: np.ndarray, n: int, scope: Any) -> list[tuple[str, float]]:
-        if scope is None or len(scope.chunk_ids) > SMALL_SCOPE:
-            return orig_vector(self, vector, n, scope)
-        stored = self.ws.vectors.vectors(self.kb.collection, sorted(scope.chunk_ids))
-        if not stored:
-            return []
-        ids = list(stored)
-        sims = np.stack([stored[i] for i in ids]) @ vector
-        return [(ids[i], float(sims[i])) for i in np.argsort(-sims, kind="stable")[:n]]
-
-    BM25Index._idf, Retriever._vector = idf, vector_search  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        BM25Index._idf, Retriever._vector = orig_idf, orig_vector  # type: ignore[method-assign]
-
-
 def footprint(data_dir: str, query: str, vector: list[float]) -> dict[str, float]:
     """Child process: RSS growth of each thing a searching process loads (the KB is already indexed)."""
     steps: dict[str, float] = {}
@@ -596,20 +549,6 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
                     queries)
     say(f"    {'  of which Chroma collection.query alone':<40} {pct(raw, 50):8.2f} ms")
 
-    with suggested_fixes():
-        fixed = latencies(lambda q: retriever.search(q, k=5), queries)
-        fixed_top = latencies(lambda q: index.top(tokens[q], CANDIDATES), queries)
-        fixed_filtered = latencies(lambda q: retriever.search(q, k=5, filter=flt), queries[:50])
-        same = [h.chunk.id for h in retriever.search(queries[1], k=5, filter=flt)] == [
-            h.chunk.id for h in filtered_hits]
-    fixed_p50 = pct(fixed, 50)
-    say("  what-if, NOT the shipped code: two fixes suggested in the report patched into this process")
-    say(f"  (BM25 epsilon floor cached per index state; filters of <= {SMALL_SCOPE} chunks scored exactly from "
-        "their stored vectors instead of a Chroma where-query):")
-    say(f"    BM25Index.top(30) p50 {pct(fixed_top, 50):.2f} ms")
-    say(f"    hybrid      {summary(fixed)}")
-    say(f"    hybrid, filter source={source!r} {summary(fixed_filtered)}  (same top 5 as shipped: {same})")
-
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
@@ -688,9 +627,6 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
     say(f"    BM25Retriever     {summary(latencies(lc_bm25.invoke, lc_queries))}")
     say(f"    Chroma retriever  {summary(latencies(lc_vector.invoke, lc_queries))}")
     say(f"  ours on the same {len(lc_queries)} queries: {summary(ours_same)}")
-    with suggested_fixes():
-        ours_fixed = latencies(lambda q: retriever.search(q, k=5), lc_queries)
-    say(f"  ours, what-if fixes:          {summary(ours_fixed)}")
     say(f"  (only {len(lc_queries)} queries: rank_bm25 scores all {len(index)} chunks in Python per query term)")
     say(f"  RSS after building the LangChain retrievers: {rss_lc:.0f} MB (+{rss_lc - rss_ours:.0f} MB)")
 
@@ -704,8 +640,6 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
         f"({build_ms / catchup_ms:.0f}x less; whole add incl. Chroma {add_ms:.0f} ms), replayed not rebuilt "
         f"(build calls {add_builds}, revision +{index_rev_step})     "
         f"{verdict(add_builds == 0 and index_rev_step == 1 and catchup_ms * 10 < build_ms)}")
-    say(f"  (what-if, not shipped: with the suggested fixes hybrid p50 {fixed_p50:.2f} ms, "
-        f"ratio {lc_p50 / fixed_p50:.1f}x)")
     say(json.dumps({"chunks": len(index), "hybrid_p50_ms": round(p50, 3), "hybrid_p95_ms": round(pct(hybrid, 95), 3),
                     "bm25_build_s": round(build_ms / 1000, 3), "add_doc_ms": round(add_ms, 1),
                     "delete_doc_ms": round(del_ms, 1), "langchain_p50_ms": round(lc_p50, 1),

@@ -44,8 +44,8 @@ class E5Rescorer(Reranker):
             return hits
         q = self._embedder.embed_query(query)
         ids = [h.matched or h.chunk.id for h in hits]
-        stored = self._vectors.vectors(self._collection, ids)
-        return self._ordered(hits, np.asarray([float(stored[i] @ q) if i in stored else -1.0 for i in ids]))
+        sims = self._vectors.similarities(self._collection, ids, q)
+        return self._ordered(hits, np.asarray([sims.get(i, -1.0) for i in ids]))
 
 
 class CrossEncoderReranker(Reranker):

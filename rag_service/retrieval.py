@@ -23,6 +23,8 @@ from rag_service.workspace import Workspace
 Mode = Literal["bm25", "vector", "hybrid"]
 MODES: tuple[Mode, ...] = ("bm25", "vector", "hybrid")
 Ranked = dict[str, list[tuple[str, float]]]
+# Filters allowing at most this many chunks are searched by scoring their stored vectors directly.
+EXACT_SCOPE_MAX = 2000
 
 
 @dataclass(slots=True)
@@ -132,6 +134,11 @@ class Retriever:
         return ranked
 
     def _vector(self, vector: np.ndarray, n: int, scope: Retriever._Scope | None) -> list[tuple[str, float]]:
+        if scope is not None and len(scope.chunk_ids) <= EXACT_SCOPE_MAX:
+            # A narrow filter (a document, a few files): scoring its stored vectors directly is exact and
+            # beats Chroma's filtered HNSW walk (277 ms p50 for one document among 100k chunks).
+            sims = self.ws.vectors.similarities(self.kb.collection, sorted(scope.chunk_ids), vector)
+            return sorted(sims.items(), key=lambda item: (-item[1], item[0]))[:n]
         where = scope.where if scope is not None else None
         hits = self.ws.vectors.query(self.kb.collection, self.embedder.name, vector, n, where)
         return [h for h in hits if scope is None or h[0] in scope.chunk_ids]

@@ -97,6 +97,15 @@ class VectorStore:
         res = col.query(query_embeddings=[vector], n_results=n, where=where, include=["distances"])
         return [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0], strict=True)]
 
+    def similarities(self, collection: str, ids: list[str], vector: np.ndarray) -> dict[str, float]:
+        """Cosine of ``vector`` to each stored chunk among ``ids`` (our embedders store unit vectors), for
+        scoring a known handful of chunks exactly, without an index walk."""
+        stored = self.vectors(collection, ids)
+        if not stored:
+            return {}
+        sims = np.stack(list(stored.values())) @ vector
+        return dict(zip(stored, (float(x) for x in sims), strict=True))
+
     def vectors(self, collection: str, ids: list[str]) -> dict[str, np.ndarray]:
         """Stored vectors by chunk id (for re-scoring without embedding passages again)."""
         if not ids:

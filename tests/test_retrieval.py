@@ -34,8 +34,12 @@ def test_rrf_and_weighted_fusion_by_hand() -> None:
     assert w["x"] == pytest.approx(0.3) and w["y"] == pytest.approx(0.3 * 0.5 + 0.7) and w["z"] == 0.0
 
 
+@pytest.mark.parametrize("exact_scope_max", [0, 2000], ids=["chroma-where", "exact-scoring"])
 @pytest.mark.parametrize("mode", ["bm25", "vector", "hybrid"])
-def test_filters_hold_on_every_path(retriever: Retriever, mode: str) -> None:
+def test_filters_hold_on_every_path(retriever: Retriever, mode: str, exact_scope_max: int,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Narrow filters score their chunks' stored vectors directly, wide ones go through Chroma's where."""
+    monkeypatch.setattr("rag_service.retrieval.EXACT_SCOPE_MAX", exact_scope_max)
     zh_only = retriever.search("图书馆 library 咖啡 coffee", mode=mode, k=10,
                                filter=SearchFilter.parse(["source=samples/zh/*"]))
     assert zh_only and all(h.chunk.source.startswith("samples/zh/") for h in zh_only)
@@ -45,6 +49,15 @@ def test_filters_hold_on_every_path(retriever: Retriever, mode: str) -> None:
     one = retriever.search("anything at all 图书馆", mode=mode, k=10, filter=SearchFilter.parse([f"doc_id={doc}"]))
     assert {h.chunk.doc_id for h in one} == {doc}
     assert retriever.search("library", mode=mode, filter=SearchFilter.parse(["format=pdf"])) == []
+
+
+def test_exact_scope_scoring_ranks_like_chroma(retriever: Retriever, monkeypatch: pytest.MonkeyPatch) -> None:
+    flt = SearchFilter.parse(["source=samples/en/*"])
+    exact = retriever.search("tea farm tours", mode="vector", k=10, filter=flt)
+    monkeypatch.setattr("rag_service.retrieval.EXACT_SCOPE_MAX", 0)
+    walked = retriever.search("tea farm tours", mode="vector", k=10, filter=flt)
+    assert [h.chunk.id for h in exact] == [h.chunk.id for h in walked]
+    assert [h.score for h in exact] == pytest.approx([h.score for h in walked], abs=1e-5)
 
 
 @pytest.mark.parametrize("fusion", ["rrf", "weighted"])
