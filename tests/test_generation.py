@@ -132,7 +132,7 @@ def test_marker_pointing_to_no_passage_is_dropped(sample_dir: Path, tmp_path: Pa
     """A template override makes the model cite [9] (there are never nine packed passages here);
     validation drops it and cites the passage that supports the sentence."""
     template = (Path(__file__).parents[1] / "prompts" / "answer.en.txt").read_text(encoding="utf-8")
-    template = template.replace("its passage number, like [1]", "the marker [9]").replace("[2].", "[9].")
+    template = template.replace("its passage number, like [1]", "the marker [9]").replace("hours [1].", "hours [9].")
     assert template.count("[9]") == 2
     (tmp_path / "answer.en.txt").write_text(template, encoding="utf-8")
     answer = _answerer(sample_dir, prompts_dir=tmp_path).ask("Who founded the Greenleaf Tea Farm?")
