@@ -618,11 +618,15 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
         f"k={CANDIDATES} each) on the same chunks")
     ensemble, lc_bm25, lc_vector = langchain_ensemble(data_dir, kb, ws.tokenizer, qtable, say)
     lc_queries = queries[: max(1, args.lc_queries)]
-    ensemble.invoke(lc_queries[-1])  # warm-up
-    lc = latencies(ensemble.invoke, lc_queries)
+    ensemble.invoke(lc_queries[-1])  # warm-up, both sides: the LangChain build evicted our caches
+    retriever.search(lc_queries[-1], k=5)
+    lc: list[float] = []
+    ours_same: list[float] = []
+    for q in lc_queries:  # alternating, so load drift on a shared machine hits both sides alike
+        lc += latencies(ensemble.invoke, [q])
+        ours_same += latencies(lambda q: retriever.search(q, k=5), [q])
     rss_lc, _ = rss_mb()
     lc_p50 = pct(lc, 50)
-    ours_same = latencies(lambda q: retriever.search(q, k=5), lc_queries)
     say(f"  EnsembleRetriever   {summary(lc)}")
     say(f"    BM25Retriever     {summary(latencies(lc_bm25.invoke, lc_queries))}")
     say(f"    Chroma retriever  {summary(latencies(lc_vector.invoke, lc_queries))}")
@@ -630,11 +634,13 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
     say(f"  (only {len(lc_queries)} queries: rank_bm25 scores all {len(index)} chunks in Python per query term)")
     say(f"  RSS after building the LangChain retrievers: {rss_lc:.0f} MB (+{rss_lc - rss_ours:.0f} MB)")
 
-    ratio = lc_p50 / p50
+    ours_p50 = max(p50, pct(ours_same, 50))  # the less flattering of our two p50s
+    ratio = lc_p50 / ours_p50
     say("\n[7] targets")
     say(f"  hybrid p50 {p50:.2f} ms at {len(index)} chunks               target <= 20 ms     "
         f"{verdict(p50 <= 20)}")
-    say(f"  EnsembleRetriever p50 / ours p50 = {lc_p50:.1f} / {p50:.2f} = {ratio:.1f}x   target >= 20x     "
+    say(f"  EnsembleRetriever p50 / ours p50 (the larger of all {len(queries)} and the same {len(lc_queries)} queries) "
+        f"= {lc_p50:.1f} / {ours_p50:.2f} = {ratio:.1f}x   target >= 20x     "
         f"{verdict(ratio >= 20)}")
     say(f"  add one document: BM25 catch-up {catchup_ms:.0f} ms vs full build {build_ms:.0f} ms "
         f"({build_ms / catchup_ms:.0f}x less; whole add incl. Chroma {add_ms:.0f} ms), replayed not rebuilt "
