@@ -70,12 +70,45 @@ STOPWORDS = frozenset(
               "如果 因为 所以 我们 你们 他们 它们 什么 一个 没有 可以 这个 那个 哪些 哪个 多少 怎么 如何".split())
 
 
+_CN_DIGITS = {c: n for n, chars in enumerate("零〇 一 二两 三 四 五 六 七 八 九".split()) for c in chars}
+_CN_UNITS = {"十": 10, "百": 100, "千": 1000}
+_CN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千万]+(?:点[零〇一二三四五六七八九]+)?")
+
+
+def _cn_integer(text: str) -> int:
+    """二〇一五 -> 2015 (digit by digit), 二百零五 -> 205, 十二 -> 12, 三万五千 -> 35000."""
+    if not any(c in _CN_UNITS or c == "万" for c in text):
+        return int("".join(str(_CN_DIGITS[c]) for c in text))
+    total = section = digit = 0
+    for c in text:
+        if c in _CN_DIGITS:
+            digit = _CN_DIGITS[c]
+        elif c == "万":
+            total += (section + digit) * 10000
+            section = digit = 0
+        else:
+            section += (digit or 1) * _CN_UNITS[c]
+            digit = 0
+    return total + section + digit
+
+
+def arabic_numerals(text: str) -> str:
+    """Chinese numerals as digits (八 -> 8, 零点五 -> 0.5), so '8本书' and '八本书' share their evidence."""
+    def convert(m: re.Match[str]) -> str:
+        whole, _, decimals = m.group(0).partition("点")
+        number = str(_cn_integer(whole))
+        return f"{number}.{''.join(str(_CN_DIGITS[c]) for c in decimals)}" if decimals else number
+
+    return _CN_NUMBER.sub(convert, text)
+
+
 def evidence_tokens(text: str) -> set[str]:
-    """Distinct content units for overlap checks: Latin words minus function words, and CJK character
-    bigrams. Bigrams, not jieba words, because jieba can cut the same name differently in two contexts
-    (林晓雨 alone vs 由林晓雨于), which would hide real overlap."""
+    """Distinct content units for overlap checks: Latin words and numbers minus function words, and CJK
+    character bigrams, with Chinese numerals read as digits. Bigrams, not jieba words, because jieba can
+    cut the same name differently in two contexts (林晓雨 alone vs 由林晓雨于), which would hide real
+    overlap."""
     units: set[str] = set()
-    for run in _RUNS.findall(text):
+    for run in _RUNS.findall(arabic_numerals(text)):
         if _IS_CJK.match(run):
             units.update(run[i:i + 2] for i in range(max(len(run) - 1, 1)))
         elif (word := run.lower()) not in STOPWORDS:

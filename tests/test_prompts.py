@@ -72,3 +72,9 @@ def test_missing_marker_is_attributed_and_unsupported_claims_get_none() -> None:
 def test_marker_written_after_the_full_stop_leaves_one_full_stop() -> None:
     text, _, _ = validate("The museum opens at 9:00. [2]. 每人最多借阅八本书。[3]。", PACKED)
     assert text == "The museum opens at 9:00 [2]. 每人最多借阅八本书[3]。"
+
+
+def test_arabic_digits_are_supported_by_chinese_numerals() -> None:
+    text, _, checks = validate("每人最多借阅8本书[3]。借期21天。", PACKED)
+    assert text == "每人最多借阅8本书[3]。借期21天[3]。"
+    assert [c.how for c in checks] == ["model", "attributed"]

@@ -35,3 +35,11 @@ def test_user_dictionary_changes_segmentation_and_version(tmp_path: Path) -> Non
 def test_has_cjk() -> None:
     assert has_cjk("借几本书?")
     assert not has_cjk("How many books?")
+
+
+def test_chinese_numerals_read_as_digits() -> None:
+    from rag_service.tokenize import arabic_numerals
+
+    cases = {"八本书": "8本书", "十二位": "12位", "二十一天": "21天", "二〇一五年": "2015年", "二百零五度": "205度",
+             "零点五元": "0.5元", "三万五千人": "35000人", "12位": "12位"}
+    assert {text: arabic_numerals(text) for text in cases} == cases
