@@ -96,6 +96,98 @@ def cmd_eval_retrieval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_matrix(args: argparse.Namespace) -> int:
+    from eval.matrix import load_config, run_matrix, winner_lines
+
+    config = load_config(args.config)  # validated before anything is loaded or indexed
+    out = args.out or Path("eval-reports") / args.config.stem
+    results = run_matrix(config, out, args.cache_dir, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+        return 0
+    cells = results["cells"]
+    failed = sum("error" in c for c in cells)
+    print(f"{len(cells)} cells ({failed} failed), {len(results['skipped'])} grid points skipped")
+    print("\n".join(winner_lines(results)))
+    print(f"wrote {out / 'report.md'}, {out / 'report.html'}, {out / 'results.json'}")
+    return 0
+
+
+def _answer_dataset(path: Path, docs: Path | None) -> Dataset:
+    """The format of ``--dataset`` by its shape: SQuAD JSON, a ClapNQ file or folder, or our question JSONL."""
+    from eval import datasets
+
+    if path.is_dir() and (path / "corpus.jsonl").is_file():
+        raise InvalidInputError(f"{path} is a BEIR retrieval task: it has no reference answers "
+                                "(use rag eval retrieval --beir)")
+    if path.suffix == ".json":
+        return datasets.load_squad(path)
+    first = next((line for line in path.open(encoding="utf-8") if line.strip()), "") if path.is_file() else ""
+    if path.is_dir() or '"passages"' in first:
+        return datasets.load_clapnq(path)
+    return datasets.load_jsonl(path, docs)
+
+
+def cmd_eval_answers(args: argparse.Namespace) -> int:
+    if not args.dataset.exists():
+        raise InvalidInputError(f"data set {args.dataset} does not exist")
+    dataset = _answer_dataset(args.dataset, args.docs)
+    if not dataset.docs and not args.kb:
+        raise InvalidInputError("these questions come without documents: add --docs DIR or --kb NAME")
+    from eval.answers import FAITHFUL_MIN_SIMILARITY, AnswerConfig, answer_all, report, run_answers, select_questions
+
+    threshold = FAITHFUL_MIN_SIMILARITY if args.threshold is None else args.threshold
+    config = AnswerConfig(args.embedder, args.splitter, args.chunk_size, args.chunk_overlap, args.judge, threshold)
+    if args.kb:
+        import time
+
+        from rag_service.models import force_offline
+        from rag_service.settings import load_settings
+        from rag_service.workspace import Workspace
+
+        force_offline()
+        ws = Workspace(load_settings())
+        started = time.perf_counter()
+        try:
+            kb = ws.catalog.get_kb(args.kb)
+            results = answer_all(ws, kb, select_questions(dataset.queries, args.limit), config,
+                                 progress=not args.quiet)
+        finally:
+            ws.close()
+        out = report(results, time.perf_counter() - started, dataset=dataset.name,
+                     dataset_sha256=dataset.content_hash, kb=kb.name, judge=config.judge, threshold=config.threshold)
+    else:
+        out = run_answers(dataset, config, args.cache_dir, limit=args.limit, corpus_limit=args.corpus_limit,
+                          progress=not args.quiet)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps({k: v for k, v in out.items() if k != "results"}, indent=2, ensure_ascii=False))
+        return 0
+    print(_answer_summary(out))
+    return 0
+
+
+def _answer_summary(out: dict) -> str:
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    a, u, cost = out["answerable"], out["unanswerable"], out["cost"]
+    record = out["record"]
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in cost.items() if k.endswith("_s"))
+    return "\n".join([
+        f"{record['dataset']} ({record['dataset_sha256'][:12]}), {out['questions']} questions, judge "
+        f"{record['judge']}",
+        f"answerable   {a['count']:>4}  EM {a['exact_match']:.3f}  F1 {a['f1']:.3f}  answered {pct(a['answer_rate'])}",
+        f"unanswerable {u['count']:>4}  refused {pct(u['refusal_accuracy'])}",
+        f"faithfulness {pct(out['faithfulness'])}  citation validity {pct(out['citation_validity'])} "
+        f"(model's own markers {pct(out['model_citation_validity'])})  grounded {pct(out['grounded_rate'])}",
+        f"cost per question: {cost['prompt_tokens']:.0f} prompt + {cost['completion_tokens']:.0f} completion "
+        f"tokens; {stages}",
+    ])
+
+
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``rag eval`` and its subcommands on the ``rag`` parser."""
     p = subparsers.add_parser("eval", help="evaluate retrieval on a benchmark or your own questions")
@@ -127,4 +219,42 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.add_argument("--json", action="store_true", help="print {mode: {metric: value}}")
     s.set_defaults(func=cmd_eval_retrieval)
+
+    a = sub.add_parser("answers", help="answer quality: EM/F1, refusals, faithfulness, citation validity, cost",
+                       description="Index a data set's documents (cached) and answer every selected question "
+                       "through the real pipeline and LLM; scores come from each answer and its trace.")
+    a.add_argument("--dataset", type=Path, required=True, metavar="PATH",
+                   help="SQuAD-style JSON (CMRC 2018), a ClapNQ JSONL file or folder, or your questions JSONL")
+    a.add_argument("--docs", type=Path, metavar="DIR", help="with your JSONL: the documents to index")
+    a.add_argument("--kb", help="with your JSONL: answer from an existing knowledge base (RAG_DATA_DIR)")
+    a.add_argument("--limit", type=_int_at_least(1), metavar="N",
+                   help="the first N questions (half unanswerable when the data set has both kinds)")
+    a.add_argument("--corpus-limit", type=_int_at_least(0), metavar="M",
+                   help="index only the selected questions' own documents plus the first M others")
+    a.add_argument("--embedder", choices=["e5", "minilm"], default="e5")
+    a.add_argument("--splitter", help="splitter for the index (default: RAG_SPLITTER, as for a new KB)")
+    a.add_argument("--chunk-size", type=_int_at_least(1), help="default: RAG_CHUNK_SIZE")
+    a.add_argument("--chunk-overlap", type=_int_at_least(0), help="default: RAG_CHUNK_OVERLAP")
+    a.add_argument("--judge", choices=["e5", "llm"], default="e5",
+                   help="what decides that a passage supports a sentence (default e5 similarity)")
+    a.add_argument("--threshold", type=float, default=None, metavar="COS",
+                   help="e5 judge: similarity from which a sentence is supported (default calibrated)")
+    a.add_argument("--cache-dir", type=Path, metavar="DIR",
+                   help="where indexes are cached (default RAG_EVAL_CACHE, else <RAG_DATA_DIR>/eval-cache)")
+    a.add_argument("--out", type=Path, metavar="FILE", help="also write the full report with every question")
+    a.add_argument("--quiet", action="store_true", help="no progress bars")
+    a.add_argument("--json", action="store_true", help="print the summary and run record as JSON")
+    a.set_defaults(func=cmd_eval_answers)
+
+    m = sub.add_parser("matrix", help="retrieval metrics over a grid of splitters, chunk sizes, overlaps and modes",
+                       description="Build one cached index per (embedder, splitter, chunk size, overlap) of the "
+                       "config's grid, score it in every mode and write results.json, report.md and report.html. "
+                       "The config format is in eval/README.md; eval/matrix.sample.toml is an example.")
+    m.add_argument("--config", type=Path, required=True, metavar="FILE", help="the grid, TOML (or .json)")
+    m.add_argument("--out", type=Path, metavar="DIR", help="report directory (default eval-reports/<config name>)")
+    m.add_argument("--cache-dir", type=Path, metavar="DIR",
+                   help="where indexes are cached (default RAG_EVAL_CACHE, else <RAG_DATA_DIR>/eval-cache)")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.add_argument("--json", action="store_true", help="print results.json")
+    m.set_defaults(func=cmd_eval_matrix)
 

@@ -35,6 +35,7 @@ class EvalQuery:
     gold: dict[str, int] = field(default_factory=dict)
     answers: list[str] = field(default_factory=list)
     gold_substrings: list[str] = field(default_factory=list)
+    passages: list[str] = field(default_factory=list)  # documents the data set pairs with it, relevant or not
 
     @property
     def judged(self) -> bool:
@@ -52,12 +53,18 @@ class Dataset:
     def select(self, limit: int | None = None, corpus_limit: int | None = None) -> Dataset:
         """The first ``limit`` judged queries; with ``corpus_limit``, only their gold documents plus the
         first ``corpus_limit`` other documents (a small, deterministic corpus for quick runs)."""
-        queries = [q for q in self.queries if q.judged][:limit]
+        return self.restrict([q for q in self.queries if q.judged][:limit], corpus_limit)
+
+    def restrict(self, queries: list[EvalQuery], corpus_limit: int | None = None) -> Dataset:
+        """Only ``queries``; with ``corpus_limit``, only the documents they are judged against or paired
+        with (ClapNQ's unanswerable questions come with passages that do not answer them) plus the first
+        ``corpus_limit`` others."""
         docs = self.docs
         if corpus_limit is not None:
-            gold = {d for q in queries for d, grade in q.gold.items() if grade > 0}
-            others = [d for d in docs if d.id not in gold][:corpus_limit]
-            keep = gold | {d.id for d in others}
+            own = {d for q in queries for d, grade in q.gold.items() if grade > 0} | {
+                d for q in queries for d in q.passages}
+            others = [d for d in docs if d.id not in own][:corpus_limit]
+            keep = own | {d.id for d in others}
             docs = [d for d in docs if d.id in keep]
         return replace(self, docs=docs, queries=queries)
 
@@ -195,15 +202,17 @@ def load_clapnq(path: Path) -> Dataset:
             outputs = _field(row, "output", where)
             answers = _unique(str(o.get("answer") or "") for o in outputs)
             gold: dict[str, int] = {}
+            paired: list[str] = []
             for passage in _field(row, "passages", where):
                 title, text = str(passage.get("title") or ""), str(_field(passage, "text", where))
                 doc = EvalDoc(_content_id("c", title, text), title, text)
                 docs.setdefault(doc.id, doc)
+                paired.append(doc.id)
                 if answers:
                     gold[doc.id] = 1
             evidence = _unique(str(s) for o in outputs for s in o.get("selected_sentences") or [])
             queries.append(EvalQuery(str(_field(row, "id", where)), str(_field(row, "input", where)), gold=gold,
-                                     answers=answers, gold_substrings=evidence))
+                                     answers=answers, gold_substrings=evidence, passages=paired))
     name = f"clapnq:{path.name}" if path.is_dir() else path.stem
     return Dataset(name, list(docs.values()), queries, _hash_files((f.name, f) for f in files))
 

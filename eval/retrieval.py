@@ -75,6 +75,7 @@ class ModeResult:
     metrics: dict[str, float]  # means over the evaluated queries
     latency_ms: float  # mean wall time of one Retriever.search call
     per_query: dict[str, dict[str, float]] = field(default_factory=dict)
+    context_chars: float = 0.0  # mean characters of the top search_k hits: what the LLM would be given to read
 
     def to_json(self) -> dict[str, float | int]:
         return {**self.metrics, "latency_ms": round(self.latency_ms, 2), "queries": len(self.per_query)}
@@ -117,28 +118,44 @@ def _index_inputs(dataset: Dataset, config: RetrievalConfig, docs: Sequence[Docu
             "chunk_unit": chunk_unit}
 
 
-def build_index(dataset: Dataset, config: RetrievalConfig, cache_dir: Path | None = None, *,
-                progress: bool = False) -> EvalIndex:
-    """Open the cached index for these documents and settings, ingesting whatever it does not yet hold
-    as ready (a killed run resumes where it stopped). The caller closes ``index.ws``."""
+@dataclass(frozen=True, slots=True)
+class IndexPlan:
+    """What an index of a data set holds and its cache key, known before anything is opened (so a caller
+    can find its cached results without loading a model or a database)."""
+
+    key: str
+    inputs: dict[str, str | int]
+    docs: dict[str, Document]  # document id -> document, identical texts merged
+    aliases: dict[str, list[str]]  # indexed source -> every data set id with the same text
+
+
+def plan_index(dataset: Dataset, config: RetrievalConfig) -> IndexPlan:
+    """The documents ``dataset`` indexes under ``config`` and the index's cache key."""
     if config.embedder not in EMBEDDERS:
         raise InvalidInputError(f"unknown embedder '{config.embedder}' (choose from {', '.join(EMBEDDERS)})")
     if not dataset.docs:
         raise InvalidInputError(f"data set '{dataset.name}' has no documents to index")
-    force_offline()
     docs: dict[str, Document] = {}
     aliases: dict[str, list[str]] = {}
     for d in dataset.docs:  # identical texts are one indexed document whose hits count for each of their ids
         doc = to_document(d.id, d.title, d.text)
         aliases.setdefault(docs.setdefault(doc.id, doc).source, []).append(d.id)
+    inputs = _index_inputs(dataset, config, list(docs.values()), load_settings().chunk_unit)
+    return IndexPlan(hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16], inputs, docs,
+                     aliases)
 
-    chunk_unit = load_settings().chunk_unit
-    inputs = _index_inputs(dataset, config, list(docs.values()), chunk_unit)
-    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+def build_index(dataset: Dataset, config: RetrievalConfig, cache_dir: Path | None = None, *,
+                progress: bool = False) -> EvalIndex:
+    """Open the cached index for these documents and settings, ingesting whatever it does not yet hold
+    as ready (a killed run resumes where it stopped). The caller closes ``index.ws``."""
+    plan = plan_index(dataset, config)
+    docs, inputs, key = plan.docs, plan.inputs, plan.key
+    force_offline()
     data_dir = (cache_dir or default_cache_dir()) / key
     # chroma_url pinned to None: a cached index must live next to its catalog, never on a server.
     ws = Workspace(load_settings(data_dir=data_dir, embedder=config.embedder, chroma_url=None,
-                                 chunk_unit=chunk_unit))
+                                 chunk_unit=inputs["chunk_unit"]))
     try:
         options = SplitOptions(config.splitter, config.chunk_size, config.chunk_overlap)
         ingestor, _ = Ingestor.open(ws, KB_NAME, options, progress=progress)
@@ -156,7 +173,7 @@ def build_index(dataset: Dataset, config: RetrievalConfig, cache_dir: Path | Non
         ws.close()
         raise
     return EvalIndex(ws, ingestor.kb, key, len(records), sum(r.chunks for r in records), len(missing), seconds,
-                     aliases)
+                     plan.aliases)
 
 
 def _contains_any(text: str, needles: Sequence[str]) -> bool:
@@ -190,14 +207,16 @@ def evaluate(ws: Workspace, kb: KnowledgeBase, queries: Sequence[EvalQuery], mod
     depth = max(100, k)
     per_query: dict[str, dict[str, dict[str, float]]] = {m: {} for m in modes}
     seconds: dict[str, list[float]] = {m: [] for m in modes}
+    context: dict[str, list[int]] = {m: [] for m in modes}
     for query in tqdm(judged, desc="evaluating", unit="query", disable=not progress):
         for mode in modes:
             started = time.perf_counter()
             hits = retriever.search(query.text, k=depth, mode=mode)
             seconds[mode].append(time.perf_counter() - started)
+            context[mode].append(sum(len(hit.chunk.text) for hit in hits[:ws.settings.search_k]))
             per_query[mode][query.id] = retrieval_metrics(*judge(query, hits, aliases or {}), k=k)
-    return {m: ModeResult(mean_metrics(list(per_query[m].values())), 1000 * mean(seconds[m]), per_query[m])
-            for m in modes}
+    return {m: ModeResult(mean_metrics(list(per_query[m].values())), 1000 * mean(seconds[m]), per_query[m],
+                          mean(context[m])) for m in modes}
 
 
 def run_retrieval(dataset: Dataset, config: RetrievalConfig = RetrievalConfig(), cache_dir: Path | None = None,

@@ -56,6 +56,9 @@ def test_clapnq_answerable_and_unanswerable() -> None:
     assert all(len(q.gold) == 1 for q in answerable)
     assert sum(not q.gold_substrings for q in answerable) == 1  # one answer was written without marked evidence
     assert all(not q.gold and not q.gold_substrings and not q.judged for q in unanswerable)
+    assert all(len(q.passages) == 1 for q in data.queries)
+    small = data.restrict(unanswerable[:3], corpus_limit=0)  # their distractor passages stay
+    assert {d.id for d in small.docs} == {p for q in unanswerable[:3] for p in q.passages}
     docs = {d.id: d for d in data.docs}
     assert len(docs) == len(data.docs) == 597  # 3 passages serve two answerable questions each
     for q in answerable:
