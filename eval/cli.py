@@ -122,7 +122,10 @@ def _answer_dataset(path: Path, docs: Path | None) -> Dataset:
                                 "(use rag eval retrieval --beir)")
     if path.suffix == ".json":
         return datasets.load_squad(path)
-    first = next((line for line in path.open(encoding="utf-8") if line.strip()), "") if path.is_file() else ""
+    first = ""
+    if path.is_file():
+        with path.open(encoding="utf-8") as handle:
+            first = next((line for line in handle if line.strip()), "")
     if path.is_dir() or '"passages"' in first:
         return datasets.load_clapnq(path)
     return datasets.load_jsonl(path, docs)
