@@ -1,28 +1,39 @@
 """Answer evaluation through the real pipeline: every question goes through ``Answerer.ask`` (retrieval,
-the refusal floor, packing, the LLM, citation validation) over an index built by the real ingestion
-pipeline, and is scored from the returned ``Answer`` and its trace alone:
+the refusal floor, packing, the LLM, citation validation, claim verification) over an index built by the
+real ingestion pipeline, and is scored from the returned ``Answer`` and its trace alone.
 
-- answerable questions: exact match and token F1 against the reference answers (a refusal scores 0), and
-  the answer rate (share not refused);
-- unanswerable questions (no reference answer): refusal accuracy (share refused);
-- faithfulness: the share of answer sentences supported by the packed passages;
-- citation validity: the share of ``[n]`` markers in the returned answer whose passage supports their
-  sentence; ``model_citation_validity`` does the same for the markers the model wrote, before validation;
-- cost: prompt/completion tokens and seconds per stage, from the trace.
+One run scores every grounding policy: the trace holds what ``strict``, ``lenient`` and ``off`` would each
+deliver (the checks run once), so the gain of verification is measured on identical generations.
+
+Per policy:
+
+- answerable questions: **answered correctly**, by the data set's rule: every required item in the answer
+  (RGB, our FAQ set; an item with alternatives needs one of them), a reference answer contained in it
+  (CMRC), or answered with every sentence supported by the packed passages (ClapNQ's long-form answers);
+  also exact match and token F1 against the references, and the answer rate;
+- unanswerable questions: **refused** (the share refused);
+- **faithfulness**: the share of delivered sentences supported by the packed passages;
+- **uncited answers**: delivered answers (not refusals) that carry no valid citation;
+- citation validity of the delivered markers, and of the model's own markers before validation;
+- cost: prompt and completion tokens, seconds per stage and time to first token.
+
+Every figure is also given per language (``zh`` when the question has CJK characters) and per setting
+(RGB noisy / negative, CMRC normal / removed, ClapNQ answerable / unanswerable, the FAQ set's kinds).
 
 "Supported" is decided by a judge, given the question and the sentence. ``e5`` (default): their best cosine
 similarity to a passage sentence, a pair of adjacent sentences or the whole passage is at least
-``FAITHFUL_MIN_SIMILARITY``. ``llm``:
-the bundled LLM answers yes/no with ``prompts/judge.<lang>.txt`` (slower, and a 0.5B judge is weak).
+``FAITHFUL_MIN_SIMILARITY``. ``llm``: the bundled LLM answers yes/no with ``prompts/judge.<lang>.txt``.
+The judge is independent of the pipeline's own claim check, which it is meant to measure.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import statistics
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -30,18 +41,21 @@ import numpy as np
 from tqdm import tqdm
 
 from eval.datasets import Dataset, EvalQuery
-from eval.metrics import exact_match, mean, token_f1
+from eval.llm_cache import CachedLLM
+from eval.metrics import contains_any, exact_match, has_required, mean, token_f1
 from eval.record import run_record
-from eval.retrieval import RetrievalConfig, build_index
+from eval.retrieval import EvalIndex, RetrievalConfig, build_index, default_cache_dir
 from rag_service import prompts
 from rag_service.catalog import KnowledgeBase
 from rag_service.citations import marked_sentences, strip_markers
 from rag_service.embeddings import get_embedder
 from rag_service.errors import InvalidInputError
+from rag_service.filters import SearchFilter
 from rag_service.generation import Answerer, language
-from rag_service.llm import LLM
+from rag_service.llm import LLM, get_llm
 from rag_service.records import Answer, Chunk
 from rag_service.settings import load_settings
+from rag_service.verification import POLICIES
 from rag_service.workspace import Workspace
 
 # e5 cosine (passage-prefixed on both sides) between "question + answer sentence" and a passage unit
@@ -103,12 +117,29 @@ class LLMJudge:
         return reply.startswith("是" if lang == "zh" else "yes")
 
 
+# -- one question ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PolicyResult:
+    """What one grounding policy delivered for one question, and how it scores."""
+
+    prediction: str  # the delivered answer without markers ('' when refused)
+    refused: bool
+    correct: bool  # answerable: answered correctly by the data set's rule; unanswerable: refused
+    em: float
+    f1: float
+    sentences: int
+    supported_sentences: int
+    markers: int
+    valid_markers: int
+    cited: bool  # delivered with at least one valid citation (refusals: False)
+
+
 @dataclass(frozen=True, slots=True)
 class QuestionResult:
     id: str
     question: str
     answers: list[str]
-    prediction: str
+    prediction: str  # under the run's policy (the settings' grounding), as before policies were scored
     refused: bool
     grounded: bool
     em: float
@@ -122,6 +153,14 @@ class QuestionResult:
     prompt_tokens: int
     completion_tokens: int
     timings: dict[str, float] = field(default_factory=dict)
+    lang: str = "en"
+    setting: str = ""
+    policies: dict[str, PolicyResult] = field(default_factory=dict)
+    early_refusal: bool = False
+    gold_packed: bool | None = None  # a gold document was among the packed passages (None: no gold)
+    claims: list[dict[str, Any]] = field(default_factory=list)  # the verifier's verdicts (all sentences)
+    probes: dict[str, Any] = field(default_factory=dict)  # extra model judgements (--probe), for calibration
+    passages: list[str] = field(default_factory=list)  # the packed passages as the model read them
 
     @property
     def answerable(self) -> bool:
@@ -152,43 +191,137 @@ def _valid(judge: SupportJudge, sentence: str, numbers: Sequence[int], passages:
     return sum(1 <= n <= len(passages) and judge.supported(sentence, [passages[n - 1]]) for n in numbers)
 
 
-def score(query: EvalQuery, answer: Answer, packed: Sequence[Chunk], judge: SupportJudge) -> QuestionResult:
-    """One question's scores, from the answer and its trace."""
-    passages = [c.text for c in packed]
+Rule = Literal["required", "contains", "faithful"]
 
+
+def answer_rule(query: EvalQuery, dataset_rule: Rule | None = None) -> Rule:
+    """How an answer to ``query`` is judged correct: its required items when it has them, else the data
+    set's rule, else containment of a reference answer."""
+    if query.required:
+        return "required"
+    return dataset_rule or "contains"
+
+
+def score_policy(query: EvalQuery, delivered: str, refused: bool, passages: Sequence[str], judge: SupportJudge,
+                 rule: Rule) -> PolicyResult:
+    """One policy's delivered answer, scored."""
     def claim(sentence: str) -> str:
         return f"{query.text} {sentence}"
 
-    prediction = strip_markers(answer.answer)
-    sentences = [] if answer.refused else _marked_sentences(answer.answer)
-    model_checks = [] if answer.refused else answer.trace.get("citation_checks", [])
-    scored = bool(query.answers) and not answer.refused
-    return QuestionResult(
-        id=query.id, question=query.text, answers=list(query.answers), prediction=prediction,
-        refused=answer.refused, grounded=answer.grounded,
+    sentences = [] if refused else _marked_sentences(delivered)
+    supported = sum(judge.supported(claim(s), passages) for s, _ in sentences)
+    valid = sum(_valid(judge, claim(s), ns, passages) for s, ns in sentences)
+    prediction = "" if refused else strip_markers(delivered)
+    answerable = bool(query.answers)
+    if not answerable:
+        correct = refused
+    elif refused:
+        correct = False
+    elif rule == "required":
+        correct = has_required(prediction, query.required)
+    elif rule == "faithful":
+        correct = bool(sentences) and supported == len(sentences)
+    else:
+        correct = contains_any(prediction, query.answers)
+    scored = answerable and not refused
+    return PolicyResult(
+        prediction=prediction, refused=refused, correct=correct,
         em=exact_match(prediction, query.answers) if scored else 0.0,
         f1=token_f1(prediction, query.answers) if scored else 0.0,
-        sentences=len(sentences),
-        supported_sentences=sum(judge.supported(claim(s), passages) for s, _ in sentences),
-        markers=sum(len(ns) for _, ns in sentences),
-        valid_markers=sum(_valid(judge, claim(s), ns, passages) for s, ns in sentences),
-        model_markers=sum(len(c["marked"]) for c in model_checks),
-        valid_model_markers=sum(_valid(judge, claim(c["sentence"]), c["marked"], passages)
-                                for c in model_checks),
+        sentences=len(sentences), supported_sentences=supported,
+        markers=sum(len(ns) for _, ns in sentences), valid_markers=valid,
+        cited=not refused and any(ns for _, ns in sentences) and valid > 0)
+
+
+def score(query: EvalQuery, answer: Answer, packed: Sequence[Chunk], judge: SupportJudge, *,
+          rule: Rule = "contains", policy: str = "strict", gold_doc_ids: set[str] | None = None,
+          timing: dict[str, float] | None = None) -> QuestionResult:
+    """One question's scores under every policy, from the answer and its trace."""
+    passages = [c.text for c in packed]
+    views = answer.trace.get("policy_views")
+    if views is None:  # refused before the LLM: every policy refuses
+        views = {p: {"answer": "", "refused": True} for p in POLICIES}
+    results = {p: score_policy(query, "" if v["refused"] else v["answer"], v["refused"], passages, judge, rule)
+               for p, v in views.items()}
+    own = results.get(policy) or next(iter(results.values()))
+    model_checks = answer.trace.get("citation_checks", [])
+    model_refused = answer.trace.get("verification", {}).get("model_refused", True)
+    checks = [] if model_refused else model_checks
+    timings = {**answer.trace.get("timings", {}), **(timing or {})}
+    return QuestionResult(
+        id=query.id, question=query.text, answers=list(query.answers), prediction=own.prediction,
+        refused=own.refused, grounded=own.cited, em=own.em, f1=own.f1, sentences=own.sentences,
+        supported_sentences=own.supported_sentences, markers=own.markers, valid_markers=own.valid_markers,
+        model_markers=sum(len(c["marked"]) for c in checks),
+        valid_model_markers=sum(_valid(judge, f"{query.text} {c['sentence']}", c["marked"], passages)
+                                for c in checks),
         prompt_tokens=answer.usage.prompt_tokens, completion_tokens=answer.usage.completion_tokens,
-        timings=dict(answer.trace.get("timings", {})),
+        timings=timings, lang=language(query.text), setting=query.setting, policies=results,
+        early_refusal=bool(answer.trace.get("refused_before_llm")),
+        gold_packed=(any(c.doc_id in gold_doc_ids for c in packed) if gold_doc_ids
+                     else any(_contains(c.text, query.gold_substrings) for c in packed) if query.gold_substrings
+                     else None),
+        claims=list(answer.trace.get("verification", {}).get("claims", [])),
+        passages=passages,
     )
 
 
-def _share(part: int, whole: int) -> float | None:
+def _contains(text: str, needles: Sequence[str]) -> bool:
+    hay = " ".join(text.split()).casefold()
+    return any(" ".join(n.split()).casefold() in hay for n in needles)
+
+
+# -- summaries ---------------------------------------------------------------------------------------
+def _share(part: float, whole: float) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def summarise(results: Sequence[QuestionResult]) -> dict[str, Any]:
-    """The ``rag eval answers --json`` shape (a public contract: extend, never break)."""
+def _policy_summary(results: Sequence[QuestionResult], policy: str) -> dict[str, Any]:
+    views = [(r, r.policies[policy]) for r in results if policy in r.policies]
+    answerable = [v for r, v in views if r.answerable]
+    unanswerable = [v for r, v in views if not r.answerable]
+    delivered = [v for _, v in views if not v.refused]
+    return {
+        "answered_correctly": _share(sum(v.correct for v in answerable), len(answerable)),
+        "answer_rate": _share(sum(not v.refused for v in answerable), len(answerable)),
+        "refused": _share(sum(v.refused for v in unanswerable), len(unanswerable)),
+        "faithfulness": _share(sum(v.supported_sentences for v in delivered), sum(v.sentences for v in delivered)),
+        "uncited_answers": sum(not v.cited for v in delivered),
+        "exact_match": round(mean(v.em for v in answerable), 4),
+        "f1": round(mean(v.f1 for v in answerable), 4),
+        "citation_validity": _share(sum(v.valid_markers for v in delivered), sum(v.markers for v in delivered)),
+    }
+
+
+def _cost(results: Sequence[QuestionResult]) -> dict[str, Any]:
+    stages = sorted({k for r in results for k in r.timings})
+    asked = [r.timings["first_token_s"] for r in results if "first_token_s" in r.timings]
+    return {
+        "prompt_tokens": round(mean(r.prompt_tokens for r in results), 1),
+        "completion_tokens": round(mean(r.completion_tokens for r in results), 1),
+        **{stage: round(mean(r.timings.get(stage, 0.0) for r in results), 3) for stage in stages},
+        "first_token_s_p50": round(statistics.median(asked), 3) if asked else None,
+    }
+
+
+def _group(results: Sequence[QuestionResult], key: Callable[[QuestionResult], str]) -> dict[str, Any]:
+    groups: dict[str, list[QuestionResult]] = {}
+    for r in results:
+        groups.setdefault(key(r), []).append(r)
+    return {name: {"questions": len(rs), "answerable": sum(r.answerable for r in rs),
+                   "unanswerable": sum(not r.answerable for r in rs),
+                   "policies": {p: _policy_summary(rs, p) for p in POLICIES if any(p in r.policies for r in rs)},
+                   "cost": _cost(rs)}
+            for name, rs in sorted(groups.items())}
+
+
+def summarise(results: Sequence[QuestionResult], policy: str = "strict") -> dict[str, Any]:
+    """The ``rag eval answers --json`` shape (a public contract: extend, never break). The top-level
+    figures are the run's policy; ``policies``, ``by_language`` and ``by_setting`` add every policy."""
     answerable = [r for r in results if r.answerable]
     unanswerable = [r for r in results if not r.answerable]
     stages = sorted({k for r in results for k in r.timings})
+    own = _policy_summary(results, policy) if any(policy in r.policies for r in results) else {}
     return {
         "questions": len(results),
         "answerable": {
@@ -196,6 +329,7 @@ def summarise(results: Sequence[QuestionResult]) -> dict[str, Any]:
             "exact_match": round(mean(r.em for r in answerable), 4),
             "f1": round(mean(r.f1 for r in answerable), 4),
             "answer_rate": _share(sum(not r.refused for r in answerable), len(answerable)),
+            **({"answered_correctly": own["answered_correctly"]} if own else {}),
         },
         "unanswerable": {
             "count": len(unanswerable),
@@ -207,14 +341,56 @@ def summarise(results: Sequence[QuestionResult]) -> dict[str, Any]:
                                           sum(r.model_markers for r in results)),
         "grounded_rate": _share(sum(r.grounded for r in results if not r.refused),
                                 sum(not r.refused for r in results)),
+        "uncited_answers": sum(not r.refused and not r.grounded for r in results),
         "cost": {
             "prompt_tokens": round(mean(r.prompt_tokens for r in results), 1),
             "completion_tokens": round(mean(r.completion_tokens for r in results), 1),
             **{f"{stage}": round(mean(r.timings.get(stage, 0.0) for r in results), 3) for stage in stages},
         },
+        "policy": policy,
+        "policies": {p: _policy_summary(results, p) for p in POLICIES if any(p in r.policies for r in results)},
+        "by_language": _group(results, lambda r: r.lang),
+        "by_setting": _group(results, lambda r: r.setting or ("answerable" if r.answerable else "unanswerable")),
     }
 
 
+# -- probes: other yes/no judgements recorded beside each answer, to compare checks on the same data --------
+_PROBES = {
+    "en": {
+        "gate": "Do the passages above state the answer to the question? Reply yes or no.",
+        "claim": "Question: {question}\nProposed answer: {claim}\nDoes passage [{n}] itself state this answer to the "
+                 "question? Reply yes or no.",
+    },
+    "zh": {
+        "gate": "上面的资料是否写出了这个问题的答案？请只回答“是”或“否”。",
+        "claim": "问题：{question}\n候选答案：{claim}\n资料[{n}]本身是否写出了这个问题的这个答案？请只回答“是”或“否”。",
+    },
+}
+
+
+def probe(llm: LLM, answer: Answer) -> dict[str, Any]:
+    """Judgements asked right after an answer (the prompt's KV cache is still warm): whether the passages
+    answer the question at all (``gate``), and each claim asked without the model's own answer in view
+    (``claims``: P(yes) per claim, None for claims the verifier did not put to the model)."""
+    messages = answer.trace.get("messages")
+    if not messages:
+        return {}
+    lang = answer.trace.get("language", "en")
+    texts = _PROBES[lang]
+    question = answer.trace.get("standalone_question", "")
+    out: dict[str, Any] = {"gate": llm.yes_probability([*messages, {"role": "user", "content": texts["gate"]}])}
+    claims = []
+    for c in answer.trace.get("verification", {}).get("claims", []):
+        if c.get("entailment") is None or not c.get("citations"):
+            claims.append(None)
+            continue
+        claims.append(max(llm.yes_probability([*messages, {"role": "user", "content": texts["claim"].format(
+            question=question, claim=c["text"], n=n)}]) for n in c["citations"]))
+    out["claims"] = claims
+    return out
+
+
+# -- runs --------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class AnswerConfig:
     """The index (production defaults: the settings' splitter and chunk size) and the judge."""
@@ -242,43 +418,83 @@ def make_judge(name: Judge, answerer: Answerer, threshold: float = FAITHFUL_MIN_
 
 
 def answer_all(ws: Workspace, kb: KnowledgeBase, questions: Sequence[EvalQuery], config: AnswerConfig, *,
-               progress: bool = False) -> list[QuestionResult]:
-    """Ask every question of ``kb`` on its own (a fresh session each) and score it."""
-    answerer = Answerer(ws, kb)
+               index: EvalIndex | None = None, rule: Rule | None = None, llm_cache: Path | None = None,
+               probes: bool = False, progress: bool = False) -> list[QuestionResult]:
+    """Ask every question of ``kb`` on its own (a fresh session each, searching only its ``scope`` when it
+    has one) and score it. With ``llm_cache``, model calls are answered from that file when they were
+    made before with the same prompt."""
+    llm: LLM | None = None
+    cached: CachedLLM | None = None
+    if llm_cache is not None:
+        cached = CachedLLM(get_llm(ws.settings), llm_cache)
+        llm = cached
+    answerer = Answerer(ws, kb, llm)
     judge = make_judge(config.judge, answerer, config.threshold)
+    doc_ids = index.doc_id_map() if index is not None else {}
+
+    def catalog_ids(dataset_ids: Sequence[str]) -> list[str]:
+        return list(dict.fromkeys(doc_ids[i] for i in dataset_ids if i in doc_ids))
+
     results = []
-    for query in tqdm(questions, desc="answering", unit="question", disable=not progress):
-        answer = answerer.ask(query.text)
-        ids = answer.trace.get("packed", [])
-        chunks = ws.catalog.ready_chunks(kb.id, ids)
-        results.append(score(query, answer, [chunks[i] for i in ids if i in chunks], judge))
-        ws.sessions.delete(answer.session_id)
+    try:
+        for query in tqdm(questions, desc="answering", unit="question", disable=not progress):
+            scope = None
+            if query.scope is not None:
+                if index is None:
+                    raise InvalidInputError(f"question {query.id} is scoped to data set documents: it needs an "
+                                            "index built from the data set")
+                scope = SearchFilter(doc_ids=tuple(catalog_ids(query.scope)) or ("\0none",))
+            if cached is not None:
+                cached.last_timing = {}
+            answer = answerer.ask(query.text, filter=scope)
+            gold = set(catalog_ids([d for d, g in query.gold.items() if g > 0])) if query.gold else None
+            timing = dict(cached.last_timing) if cached is not None else None
+            result = score(query, answer, answer.packed, judge,
+                           rule=answer_rule(query, rule), policy=ws.settings.grounding, gold_doc_ids=gold,
+                           timing=timing)
+            if probes:
+                result = replace(result, probes=probe(answerer.llm, answer))
+            results.append(result)
+            ws.sessions.delete(answer.session_id)
+    finally:
+        if cached is not None:
+            cached.close()
     return results
 
 
-def report(results: Sequence[QuestionResult], seconds: float, **record: Any) -> dict[str, Any]:
+def report(results: Sequence[QuestionResult], seconds: float, policy: str = "strict", **record: Any) -> dict[str, Any]:
     """Summary, run record and every question's result: the ``--json`` output."""
-    return {**summarise(results), "record": run_record(**record, seconds=round(seconds, 1)),
+    return {**summarise(results, policy), "record": run_record(**record, seconds=round(seconds, 1)),
             "results": [asdict(r) for r in results]}
 
 
+def dataset_rule(dataset: Dataset) -> Rule | None:
+    """ClapNQ's references are long-form answers: a correct answer is a faithful one."""
+    return "faithful" if dataset.name.startswith("clapnq") else None
+
+
 def run_answers(dataset: Dataset, config: AnswerConfig = AnswerConfig(), cache_dir: Path | None = None, *,
-                limit: int | None = None, corpus_limit: int | None = None,
-                progress: bool = False) -> dict[str, Any]:
+                limit: int | None = None, corpus_limit: int | None = None, llm_cache: bool = True,
+                probes: bool = False, progress: bool = False) -> dict[str, Any]:
     """Index the data set's documents (cached; with ``corpus_limit``, the selected questions' own documents
-    plus that many others), then answer and score the selected questions."""
+    plus that many others), then answer and score the selected questions. Model calls are cached beside
+    the indexes (``llm-cache.sqlite3``) unless ``llm_cache`` is False."""
     questions = select_questions(dataset.queries, limit)
     if not questions:
         raise InvalidInputError(f"data set '{dataset.name}' has no questions")
     dataset = dataset.restrict(questions, corpus_limit)
     retrieval = config.retrieval()
     index = build_index(dataset, retrieval, cache_dir, progress=progress)
+    cache_file = (cache_dir or default_cache_dir()) / "llm-cache.sqlite3" if llm_cache else None
     started = time.perf_counter()
     try:
-        results = answer_all(index.ws, index.kb, questions, config, progress=progress)
+        results = answer_all(index.ws, index.kb, questions, config, index=index, rule=dataset_rule(dataset),
+                             llm_cache=cache_file, probes=probes, progress=progress)
+        settings = index.ws.settings
     finally:
         index.ws.close()
-    return report(results, time.perf_counter() - started, dataset=dataset.name,
+    return report(results, time.perf_counter() - started, settings.grounding, dataset=dataset.name,
                   dataset_sha256=dataset.content_hash, index=index.key, embedder=retrieval.embedder,
                   splitter=retrieval.splitter, chunk_size=retrieval.chunk_size,
-                  chunk_overlap=retrieval.chunk_overlap, judge=config.judge, threshold=config.threshold)
+                  chunk_overlap=retrieval.chunk_overlap, judge=config.judge, threshold=config.threshold,
+                  llm=settings.llm, grounding=settings.grounding)

@@ -113,15 +113,24 @@ def cmd_eval_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
-def _answer_dataset(path: Path, docs: Path | None) -> Dataset:
-    """The format of ``--dataset`` by its shape: SQuAD JSON, a ClapNQ file or folder, or our question JSONL."""
+def _answer_dataset(path: Path, docs: Path | None, setting: str | None = None,
+                    limit: int | None = None) -> Dataset:
+    """The format of ``--dataset`` by its shape: RGB (a BEIR folder with questions.jsonl), SQuAD JSON (CMRC
+    2018), a ClapNQ file or folder, or our question JSONL."""
     from eval import datasets
 
     if path.is_dir() and (path / "corpus.jsonl").is_file():
+        if (path / "questions.jsonl").is_file():
+            return datasets.load_rgb(path, setting or "both")
         raise InvalidInputError(f"{path} is a BEIR retrieval task: it has no reference answers "
                                 "(use rag eval retrieval --beir)")
     if path.suffix == ".json":
-        return datasets.load_squad(path)
+        if setting is None:
+            return datasets.load_squad(path)
+        return datasets.load_squad_settings(path, setting, limit)
+    if setting is not None:
+        raise InvalidInputError("--setting applies to RGB (noisy, negative, both) and SQuAD-style JSON such as "
+                                "CMRC 2018 (normal, removed, both)")
     first = ""
     if path.is_file():
         with path.open(encoding="utf-8") as handle:
@@ -134,7 +143,7 @@ def _answer_dataset(path: Path, docs: Path | None) -> Dataset:
 def cmd_eval_answers(args: argparse.Namespace) -> int:
     if not args.dataset.exists():
         raise InvalidInputError(f"data set {args.dataset} does not exist")
-    dataset = _answer_dataset(args.dataset, args.docs)
+    dataset = _answer_dataset(args.dataset, args.docs, args.setting, args.limit)
     if not dataset.docs and not args.kb:
         raise InvalidInputError("these questions come without documents: add --docs DIR or --kb NAME")
     from eval.answers import FAITHFUL_MIN_SIMILARITY, AnswerConfig, answer_all, report, run_answers, select_questions
@@ -157,11 +166,11 @@ def cmd_eval_answers(args: argparse.Namespace) -> int:
                                  progress=not args.quiet)
         finally:
             ws.close()
-        out = report(results, time.perf_counter() - started, dataset=dataset.name,
+        out = report(results, time.perf_counter() - started, ws.settings.grounding, dataset=dataset.name,
                      dataset_sha256=dataset.content_hash, kb=kb.name, judge=config.judge, threshold=config.threshold)
     else:
         out = run_answers(dataset, config, args.cache_dir, limit=args.limit, corpus_limit=args.corpus_limit,
-                          progress=not args.quiet)
+                          llm_cache=not args.no_llm_cache, probes=args.probe, progress=not args.quiet)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -179,16 +188,27 @@ def _answer_summary(out: dict) -> str:
     a, u, cost = out["answerable"], out["unanswerable"], out["cost"]
     record = out["record"]
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in cost.items() if k.endswith("_s"))
-    return "\n".join([
+    lines = [
         f"{record['dataset']} ({record['dataset_sha256'][:12]}), {out['questions']} questions, judge "
-        f"{record['judge']}",
+        f"{record['judge']}, policy {out.get('policy', 'strict')}",
         f"answerable   {a['count']:>4}  EM {a['exact_match']:.3f}  F1 {a['f1']:.3f}  answered {pct(a['answer_rate'])}",
         f"unanswerable {u['count']:>4}  refused {pct(u['refusal_accuracy'])}",
         f"faithfulness {pct(out['faithfulness'])}  citation validity {pct(out['citation_validity'])} "
         f"(model's own markers {pct(out['model_citation_validity'])})  grounded {pct(out['grounded_rate'])}",
         f"cost per question: {cost['prompt_tokens']:.0f} prompt + {cost['completion_tokens']:.0f} completion "
         f"tokens; {stages}",
-    ])
+        "",
+        f"{'language':9}{'policy':9}{'answerable':>11}{'correct':>9}{'unanswerable':>13}{'refused':>9}"
+        f"{'faithful':>9}{'uncited':>8}{'prompt tok':>11}{'TTFT p50':>9}",
+    ]
+    for lang, group in out.get("by_language", {}).items():
+        for policy, p in group["policies"].items():
+            ttft = group["cost"].get("first_token_s_p50")
+            lines.append(f"{lang:9}{policy:9}{group['answerable']:>11}{pct(p['answered_correctly']):>9}"
+                         f"{group['unanswerable']:>13}{pct(p['refused']):>9}{pct(p['faithfulness']):>9}"
+                         f"{p['uncited_answers']:>8}{group['cost']['prompt_tokens']:>11.0f}"
+                         f"{'n/a' if ttft is None else f'{ttft:.1f}s':>9}")
+    return "\n".join(lines)
 
 
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -229,6 +249,13 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--dataset", type=Path, required=True, metavar="PATH",
                    help="SQuAD-style JSON (CMRC 2018), a ClapNQ JSONL file or folder, or your questions JSONL")
     a.add_argument("--docs", type=Path, metavar="DIR", help="with your JSONL: the documents to index")
+    a.add_argument("--setting", help="RGB: noisy | negative | both (default both); CMRC (SQuAD JSON): normal | "
+                   "removed | both: the question's own paragraph taken out of reach, so it must be refused")
+    a.add_argument("--probe", action="store_true", help="also record other yes/no judgements of the model "
+                   "beside each answer (for calibrating the claim check; see eval/README.md)")
+    a.add_argument("--no-llm-cache", action="store_true",
+                   help="call the model for every question (default: reuse answers to identical prompts from "
+                   "<cache-dir>/llm-cache.sqlite3, timings as first measured)")
     a.add_argument("--kb", help="with your JSONL: answer from an existing knowledge base (RAG_DATA_DIR)")
     a.add_argument("--limit", type=_int_at_least(1), metavar="N",
                    help="the first N questions (half unanswerable when the data set has both kinds)")

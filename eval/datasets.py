@@ -36,6 +36,13 @@ class EvalQuery:
     answers: list[str] = field(default_factory=list)
     gold_substrings: list[str] = field(default_factory=list)
     passages: list[str] = field(default_factory=list)  # documents the data set pairs with it, relevant or not
+    # Items a correct answer must contain: each inner list holds alternatives, one of which must appear
+    # (RGB's rule). Empty: correctness is judged from ``answers``.
+    required: list[list[str]] = field(default_factory=list)
+    # The only documents this question may be answered from (RGB's negative setting, CMRC with the
+    # question's own paragraph removed); None = the whole knowledge base.
+    scope: tuple[str, ...] | None = None
+    setting: str = ""  # which part of the data set the question belongs to (noisy, negative, removed, ...)
 
     @property
     def judged(self) -> bool:
@@ -62,7 +69,7 @@ class Dataset:
         docs = self.docs
         if corpus_limit is not None:
             own = {d for q in queries for d, grade in q.gold.items() if grade > 0} | {
-                d for q in queries for d in q.passages}
+                d for q in queries for d in q.passages} | {d for q in queries for d in q.scope or ()}
             others = [d for d in docs if d.id not in own][:corpus_limit]
             keep = own | {d.id for d in others}
             docs = [d for d in docs if d.id in keep]
@@ -184,6 +191,70 @@ def load_squad(path: Path) -> Dataset:
     return Dataset(path.stem, docs, queries, _hash_files([(path.name, path)]))
 
 
+def without_own_paragraph(dataset: Dataset, limit: int | None = None) -> Dataset:
+    """SQuAD-style questions turned unanswerable: each may search every paragraph but its own, so the right
+    reply is a refusal. Only questions none of whose reference answers appears in any other paragraph are
+    kept (otherwise the knowledge base could still answer them). Questions are ``<id>:removed`` with
+    setting ``removed``; with ``limit``, the first that many."""
+    text = {d.id: d.text for d in dataset.docs}
+    out: list[EvalQuery] = []
+    for q in dataset.queries:
+        if limit is not None and len(out) >= limit:
+            break
+        own = next(iter(q.gold), None)
+        if own is None or not q.answers:
+            continue
+        if any(a in body for doc_id, body in text.items() if doc_id != own for a in q.answers):
+            continue
+        out.append(EvalQuery(f"{q.id}:removed", q.text, passages=[own], setting="removed",
+                             scope=tuple(d for d in text if d != own)))
+    return replace(dataset, queries=out)
+
+
+def load_squad_settings(path: Path, setting: str = "both", limit: int | None = None) -> Dataset:
+    """CMRC 2018 for answers: ``normal`` (the whole KB), ``removed`` (the question's own paragraph taken
+    away: must refuse) or ``both``: the same questions in each setting. ``limit`` counts questions per
+    setting; the questions are those that qualify for ``removed``."""
+    if setting not in ("normal", "removed", "both"):
+        raise InvalidInputError(f"unknown CMRC setting '{setting}' (choose normal, removed or both)")
+    base = load_squad(path)
+    removed = without_own_paragraph(base, limit)
+    ids = {q.id.removesuffix(":removed") for q in removed.queries}
+    normal = [replace(q, setting="normal") for q in base.queries if q.id in ids]
+    queries = {"normal": normal, "removed": removed.queries, "both": normal + removed.queries}[setting]
+    return replace(base, name=f"{base.name}:{setting}", queries=queries)
+
+
+# -- RGB ---------------------------------------------------------------------------------------------
+def load_rgb(directory: Path, setting: str = "both") -> Dataset:
+    """RGB (Chen et al. 2024), BEIR layout plus ``questions.jsonl``. ``noisy``: every passage pooled in one
+    knowledge base, correct when the answer holds every required item; ``negative``: the question may
+    search only its own negative passages, correct when refused; ``both``: each question in each setting
+    (the negative copy is ``<id>:negative``)."""
+    if setting not in ("noisy", "negative", "both"):
+        raise InvalidInputError(f"unknown RGB setting '{setting}' (choose noisy, negative or both)")
+    directory = _require(Path(directory), "RGB directory", is_dir=True)
+    corpus = _require(directory / "corpus.jsonl", "RGB corpus")
+    questions = _require(directory / "questions.jsonl", "RGB questions")
+    docs = [EvalDoc(str(_field(r, "_id", f"{corpus}:{n}")), str(r.get("title") or ""),
+                    str(_field(r, "text", f"{corpus}:{n}"))) for n, r in _json_lines(corpus)]
+    noisy: list[EvalQuery] = []
+    negative: list[EvalQuery] = []
+    for n, r in _json_lines(questions):
+        where = f"{questions}:{n}"
+        qid, text = str(_field(r, "id", where)), str(_field(r, "query", where))
+        required = [[str(a) for a in item] if isinstance(item, list) else [str(item)]
+                    for item in _field(r, "answer", where)]
+        positive = [str(p) for p in r.get("positive") or []]
+        noisy.append(EvalQuery(qid, text, gold=dict.fromkeys(positive, 1), answers=[alts[0] for alts in required],
+                               required=required, setting="noisy"))
+        negative.append(EvalQuery(f"{qid}:negative", text, setting="negative",
+                                  scope=tuple(str(p) for p in r.get("negative") or [])))
+    queries = {"noisy": noisy, "negative": negative, "both": noisy + negative}[setting]
+    files = [("corpus.jsonl", corpus), ("questions.jsonl", questions)]
+    return Dataset(f"rgb:{directory.name}:{setting}", docs, queries, _hash_files(files))
+
+
 # -- ClapNQ -----------------------------------------------------------------------------------------
 def load_clapnq(path: Path) -> Dataset:
     """ClapNQ JSONL (one file, or a directory of them): each question's passage is a document (id derived
@@ -212,6 +283,7 @@ def load_clapnq(path: Path) -> Dataset:
                     gold[doc.id] = 1
             evidence = _unique(str(s) for o in outputs for s in o.get("selected_sentences") or [])
             queries.append(EvalQuery(str(_field(row, "id", where)), str(_field(row, "input", where)), gold=gold,
+                                     setting="answerable" if answers else "unanswerable",
                                      answers=answers, gold_substrings=evidence, passages=paired))
     name = f"clapnq:{path.name}" if path.is_dir() else path.stem
     return Dataset(name, list(docs.values()), queries, _hash_files((f.name, f) for f in files))
@@ -238,10 +310,15 @@ def load_jsonl(path: Path, docs_dir: Path | None = None) -> Dataset:
         question = row.get("question")
         if not isinstance(question, str) or not question.strip():
             raise InvalidInputError(f"{where}: 'question' must be a non-empty string")
+        required = row.get("required", [])
+        if not isinstance(required, list) or not all(
+                isinstance(item, list) and item and all(isinstance(a, str) for a in item) for item in required):
+            raise InvalidInputError(f"{where}: 'required' must be a list of lists of strings (alternatives)")
         queries.append(EvalQuery(str(row.get("id", f"q{lineno}")), question,
                                  gold=dict.fromkeys(_strings(row, "gold_doc_ids", where), 1),
                                  answers=_strings(row, "answers", where),
-                                 gold_substrings=_unique(_strings(row, "gold_substrings", where))))
+                                 gold_substrings=_unique(_strings(row, "gold_substrings", where)),
+                                 required=required, setting=str(row.get("kind", ""))))
     if not queries:
         raise InvalidInputError(f"{path}: no questions")
     files = [(path.name, path)]

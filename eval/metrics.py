@@ -175,3 +175,23 @@ def exact_match(prediction: str, answers: Sequence[str]) -> float:
 
 def token_f1(prediction: str, answers: Sequence[str]) -> float:
     return max(_pair_f1(prediction, a) for a in answers or [""])
+
+
+def _contained_form(text: str) -> str:
+    """Lower-case, punctuation and spaces dropped, Chinese numerals as digits, thousands separators
+    dropped: '1,850 metres' and '1850米' compare by their content."""
+    from rag_service.tokenize import arabic_numerals
+
+    text = re.sub(r"(?<=\d),(?=\d{3})", "", arabic_numerals(text))
+    return "".join(ch for ch in text.lower() if not ch.isspace() and not _is_cmrc_punctuation(ch))
+
+
+def contains_any(prediction: str, alternatives: Sequence[str]) -> bool:
+    """Whether one of ``alternatives`` appears in ``prediction`` (RGB's accuracy rule for one item)."""
+    hay = _contained_form(prediction)
+    return any(_contained_form(a) and _contained_form(a) in hay for a in alternatives)
+
+
+def has_required(prediction: str, required: Sequence[Sequence[str]]) -> bool:
+    """RGB's rule: every required item appears (an item with alternatives: any one of them)."""
+    return bool(required) and all(contains_any(prediction, item) for item in required)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rag_service.errors import RagError
-from rag_service.models import QWEN_GGUF, minilm_path
+from rag_service.models import BUNDLED_LLMS, minilm_path
 from rag_service.settings import load_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,9 +97,12 @@ def model_record(settings: dict[str, Any]) -> dict[str, Any]:
         llm: dict[str, Any] = {"server": settings["llm_base_url"], "model": settings["llm_model"]}
     elif settings["llm_model_path"]:
         llm = {"path": settings["llm_model_path"]}
+    elif settings["llm"] in BUNDLED_LLMS:
+        model = BUNDLED_LLMS[settings["llm"]]
+        llm = {"name": settings["llm"], "file": model.filename, "sha256": model.sha256,
+               "packages": {dist: _version(dist) for dist in model.distributions}}
     else:
-        llm = {"file": QWEN_GGUF.filename, "sha256": QWEN_GGUF.sha256,
-               "packages": {dist: _version(dist) for dist in QWEN_GGUF.distributions}}
+        llm = {"path": settings["llm"]}
     return {"embedders": embedders, "llm": llm}
 
 

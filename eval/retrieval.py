@@ -69,6 +69,11 @@ class EvalIndex:
     ingest_seconds: float
     aliases: dict[str, list[str]]  # indexed source -> every data set id with the same text
 
+    def doc_id_map(self) -> dict[str, str]:
+        """Data set document id -> the catalog document id holding its text (for search filters)."""
+        return {alias: d.id for d in self.ws.catalog.documents(self.kb.id, status="ready")
+                for alias in self.aliases.get(d.source, [])}
+
 
 @dataclass(frozen=True, slots=True)
 class ModeResult:

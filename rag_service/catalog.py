@@ -315,6 +315,16 @@ class Catalog:
                 out[r["id"]] = _chunk(r)
         return out
 
+    def chunks_at(self, kb_id: str, doc_id: str, positions: Iterable[int]) -> dict[int, Chunk]:
+        """The chunks of one document at ``positions`` (its neighbours of a hit, for context), by position."""
+        wanted = sorted({p for p in positions if p >= 0})
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        rows = self._db.execute(f"SELECT * FROM chunks WHERE kb_id = ? AND doc_id = ? AND position IN ({marks})",
+                                [kb_id, doc_id, *wanted])
+        return {r["position"]: _chunk(r) for r in rows}
+
 
 def _chunk(r: sqlite3.Row) -> Chunk:
     return Chunk(id=r["id"], doc_id=r["doc_id"], source=r["source"], text=r["text"], position=r["position"],

@@ -32,6 +32,7 @@ class SentenceCheck:
     cited: list[int]
     how: str  # model | corrected | attributed | unsupported | no-content
     support: dict[int, float]
+    rendered: str = ""  # the sentence as delivered: markers corrected and placed, its whitespace kept
 
 
 def _support(sentence_tokens: set[str], passage_tokens: set[str]) -> float:
@@ -90,8 +91,10 @@ def validate(answer: str, packed: list[Chunk], question: str = "",
                     how = "unsupported"
         for n in keep:
             cited.setdefault(n, Citation(n=n, chunk=packed[n - 1]))
-        checks.append(SentenceCheck(body.strip(), marked, keep, how, {n: round(s, 3) for n, s in support.items() if s}))
-        out.append(_place_markers(raw, body, keep))
+        rendered = _place_markers(raw, body, keep)
+        checks.append(SentenceCheck(body.strip(), marked, keep, how, {n: round(s, 3) for n, s in support.items() if s},
+                                    rendered))
+        out.append(rendered)
     return "".join(out).strip(), list(cited.values()), checks
 
 

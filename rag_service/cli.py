@@ -81,33 +81,53 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_answer(answer: Answer, *, streamed: bool) -> None:
+def _print_answer(answer: Answer, *, streamed: bool, draft: str = "") -> None:
+    """The checked answer, its sources, and, for a refusal, the passages closest to the question. After a
+    streamed draft, the checked text is printed again only when verification changed it."""
+    from rag_service.citations import strip_markers
+
     if not streamed:
         print(answer.answer)
-    elif answer.citations or answer.refused:
+    else:
         print()
+        changed = strip_markers(answer.answer) != strip_markers(draft)
+        if answer.refused and changed:
+            print(f"\n(withdrawn: the documents do not state this)\n{answer.answer}")
+        elif changed:
+            print(f"\n(checked against the documents; unsupported sentences removed)\n{answer.answer}")
+    unsupported = [c for c in answer.claims if not c.supported and not c.lead_in]
+    if unsupported:
+        print("\nNot stated by the cited passages (kept by policy 'lenient'):")
+        for c in unsupported:
+            print(f"  ! {c.text}")
     if answer.citations:
-        if streamed:
-            print(f"(validated) {answer.answer}")
         print("\nSources:")
         for c in answer.citations:
             page = f", page {c.chunk.metadata['page']}" if "page" in c.chunk.metadata else ""
             print(f"  [{c.n}] {c.chunk.source}{page}: {_snippet(c.chunk.text, 120)}")
+    elif answer.related:
+        print("\nRelated passages (they do not answer the question):")
+        for h in answer.related:
+            print(f"  - {h.chunk.source}: {_snippet(h.chunk.text, 120)}")
     elif not answer.refused:
         print("\n(warning: the answer cites no passage; treat it as ungrounded)")
 
 
-def _answer(answerer: Answerer, question: str, *, k: int | None, session: str | None, stream: bool) -> Answer:
+def _answer(answerer: Answerer, question: str, *, k: int | None, session: str | None,
+            stream: bool) -> tuple[Answer, str]:
+    """The answer, and the draft printed while it was generated ('' without streaming)."""
     if not stream:
-        return answerer.ask(question, k=k, session_id=session)
+        return answerer.ask(question, k=k, session_id=session), ""
     answer = None
+    pieces: list[str] = []
     for item in answerer.stream(question, k=k, session_id=session):
         if isinstance(item, str):
+            pieces.append(item)
             print(item, end="", flush=True)
         else:
             answer = item
     assert answer is not None
-    return answer
+    return answer, "".join(pieces)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -116,11 +136,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
     ws = _workspace()
     answerer = Answerer(ws, ws.catalog.get_kb(args.kb))
     stream = args.stream and not args.json
-    answer = _answer(answerer, args.question, k=args.k, session=args.session, stream=stream)
+    answer, draft = _answer(answerer, args.question, k=args.k, session=args.session, stream=stream)
     if args.json:
         _print_json(answer.to_json(with_trace=args.trace))
         return 0
-    _print_answer(answer, streamed=stream)
+    _print_answer(answer, streamed=stream, draft=draft)
     print(f"\n(session {answer.session_id}: continue with --session {answer.session_id})", file=sys.stderr)
     if args.trace:
         _print_json(answer.trace)
@@ -142,12 +162,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if not question:
             return 0
         try:
-            answer = _answer(answerer, question, k=args.k, session=session, stream=True)
+            answer, draft = _answer(answerer, question, k=args.k, session=session, stream=True)
         except RagError as exc:
             print(f"error: {exc}", file=sys.stderr)
             continue
         session = answer.session_id
-        _print_answer(answer, streamed=True)
+        _print_answer(answer, streamed=True, draft=draft)
 
 
 def cmd_docs(args: argparse.Namespace) -> int:

@@ -13,11 +13,14 @@ from typing import Any
 
 from rag_service import prompts
 from rag_service.catalog import KnowledgeBase
-from rag_service.citations import validate
+from rag_service.citations import strip_markers
+from rag_service.filters import SearchFilter
 from rag_service.llm import LLM, Completion, get_llm
-from rag_service.records import Answer, Chunk, Hit, Usage
+from rag_service.passages import is_question_list, with_neighbours
+from rag_service.records import Answer, Chunk, Citation, Claim, Hit, Usage
 from rag_service.retrieval import Retriever
 from rag_service.tokenize import has_cjk
+from rag_service.verification import POLICIES, Policy, Verifier
 from rag_service.workspace import Workspace
 
 # Best e5 cosine below which a question with no BM25 match is refused without calling the LLM.
@@ -30,6 +33,8 @@ REFUSAL_MIN_SIMILARITY = {"e5": 0.82}
 # passages that answer a question sit within a few hundredths of each other; passages 0.03 lower were
 # topical neighbours that cost prompt tokens and pulled the small model off the answer.
 CONTEXT_VECTOR_MARGIN = {"e5": 0.03}
+# Passages offered beside a refusal, closest first.
+RELATED_MAX = 3
 
 
 def language(text: str) -> str:
@@ -51,6 +56,7 @@ class _Turn:
     packed: list[Chunk] = field(default_factory=list)
     messages: list[dict[str, str]] = field(default_factory=list)
     early: str | None = None
+    hits: list[Hit] = field(default_factory=list)
     trace: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -72,17 +78,20 @@ class Answerer:
         return prompts.load(name, self.ws.settings.prompts_dir)
 
     # -- public API -------------------------------------------------------------------------------
-    def ask(self, question: str, *, k: int | None = None, session_id: str | None = None) -> Answer:
+    def ask(self, question: str, *, k: int | None = None, session_id: str | None = None,
+            filter: SearchFilter | None = None) -> Answer:
         answer = None
-        for item in self.stream(question, k=k, session_id=session_id):
+        for item in self.stream(question, k=k, session_id=session_id, filter=filter):
             if isinstance(item, Answer):
                 answer = item
         assert answer is not None
         return answer
 
-    def stream(self, question: str, *, k: int | None = None,
-               session_id: str | None = None) -> Iterator[str | Answer]:
-        turn = self._prepare(question, k, session_id)
+    def stream(self, question: str, *, k: int | None = None, session_id: str | None = None,
+               filter: SearchFilter | None = None) -> Iterator[str | Answer]:
+        """Text pieces as the model writes them (a draft), then the Answer: its text is what verification
+        let through under the grounding policy, and is the one to show and keep."""
+        turn = self._prepare(question, k, session_id, filter)
         if turn.early is not None:
             yield turn.early
             yield self._finish(turn, turn.early, Usage(), refused=True)
@@ -101,16 +110,36 @@ class Answerer:
         turn.timings["generate_s"] = time.perf_counter() - t0
         turn.trace["raw_completion"] = completion.text
         usage = Usage(completion.prompt_tokens, completion.completion_tokens)
-        text, citations, checks = validate(completion.text, turn.packed, turn.standalone)
-        turn.trace["citation_checks"] = [asdict(c) for c in checks]
-        # The model's refusal, or nothing but markers and punctuation ('[1] [2]。'): no answer either way.
-        if _normalise(turn.refusal) in _normalise(completion.text) or not _normalise(text):
+        policy = settings.grounding
+        t1 = time.perf_counter()
+        verification = self.verifier(policy).verify(
+            turn.standalone, completion.text, turn.packed, turn.messages,
+            model_refused=self._model_refused(turn, completion.text))
+        turn.timings["verify_s"] = time.perf_counter() - t1
+        turn.trace["citation_checks"] = [asdict(c) for c in verification.checks]
+        turn.trace["verification"] = verification.to_json()
+        turn.trace["policy_views"] = {p: _view(verification.apply(p)) for p in POLICIES}
+        text, citations, refused, claims = verification.apply(policy)
+        if refused:
             yield self._finish(turn, turn.refusal, usage, refused=True)
             return
-        yield self._finish(turn, text, usage, refused=False, citations=citations)
+        yield self._finish(turn, text, usage, refused=False, citations=citations, claims=claims)
+
+    def verifier(self, policy: Policy) -> Verifier:
+        """The checks for ``policy``: none beyond citation markers with 'off', else the model's claim check
+        at the threshold calibrated for this model and language (or the configured one)."""
+        settings = self.ws.settings
+        return Verifier(None if policy == "off" else self.llm, threshold=settings.entailment_min,
+                        model=self.llm.name if policy != "off" else "", prompts_dir=settings.prompts_dir)
+
+    def _model_refused(self, turn: _Turn, completion: str) -> bool:
+        """The model's refusal sentence, or nothing but markers and punctuation ('[1] [2]。')."""
+        text = _normalise(strip_markers(completion))
+        return _normalise(turn.refusal) in _normalise(completion) or not text
 
     # -- steps ------------------------------------------------------------------------------------
-    def _prepare(self, question: str, k: int | None, session_id: str | None) -> _Turn:
+    def _prepare(self, question: str, k: int | None, session_id: str | None,
+                 filter: SearchFilter | None = None) -> _Turn:
         settings = self.ws.settings
         sessions = self.ws.sessions
         sid = sessions.open(self.kb.id, session_id)
@@ -127,8 +156,9 @@ class Answerer:
         turn.trace.update(question=question, standalone_question=turn.standalone, language=lang, session_id=sid)
 
         t1 = time.perf_counter()
-        hits = self.retriever.search(turn.standalone, k=k)
+        hits = self.retriever.search(turn.standalone, k=k, filter=filter)
         turn.timings["retrieve_s"] = time.perf_counter() - t1
+        turn.hits = hits
         turn.trace["hits"] = [{**h.to_json(), "ranks": h.ranks, "scores": h.scores} for h in hits]
         if self._too_weak(hits):
             turn.early = turn.refusal
@@ -142,9 +172,14 @@ class Answerer:
         budget = min(settings.context_max_tokens,
                      settings.llm_context_size - overhead - settings.llm_max_tokens - 32)
         turn.packed, passages = self.pack(self.relevant(hits), budget)
-        turn.messages = template.messages(passages=passages, question=turn.standalone)
         turn.timings["pack_s"] = time.perf_counter() - t2
-        turn.trace.update(packed=[c.id for c in turn.packed], messages=turn.messages)
+        turn.trace["packed"] = [c.id for c in turn.packed]
+        if not turn.packed:  # every hit was a list of questions (a table of contents): nothing states anything
+            turn.early = turn.refusal
+            turn.trace["refused_before_llm"] = True
+            return turn
+        turn.messages = template.messages(passages=passages, question=turn.standalone)
+        turn.trace["messages"] = turn.messages
         return turn
 
     def _history(self, session_id: str) -> str:
@@ -194,36 +229,56 @@ class Answerer:
         ]
 
     def pack(self, hits: list[Hit], budget: int) -> tuple[list[Chunk], str]:
-        """Best-ranked passages first, each whole or not at all, near-duplicates skipped, within
-        ``budget`` tokens."""
+        """Best-ranked passages first, each whole or not at all, within ``budget`` tokens. A list of
+        questions (a table of contents) is no evidence and is left out; a passage whose list starts or
+        continues in a neighbouring chunk gets those lines (``passages.with_neighbours``); near-duplicates
+        are skipped."""
         passage = self._template("passage")
         packed: list[Chunk] = []
         rendered: list[str] = []
         used = 0
         for hit in hits:
-            if any(_near_duplicate(hit.chunk.text, c.text) for c in packed):
+            if is_question_list(hit.chunk.text):
+                continue
+            chunk = self._with_neighbours(hit.chunk)
+            if any(_near_duplicate(chunk.text, c.text) for c in packed):
                 continue
             # The file name is label enough for the model (citations carry the full source): a long
             # path costs a dozen prompt tokens per passage.
-            name = hit.chunk.source.rsplit("/", 1)[-1]
-            source = name + (f", page {hit.chunk.metadata['page']}" if "page" in hit.chunk.metadata else "")
-            text = passage.text(n=str(len(packed) + 1), source=source, text=hit.chunk.text)
+            name = chunk.source.rsplit("/", 1)[-1]
+            source = name + (f", page {chunk.metadata['page']}" if "page" in chunk.metadata else "")
+            text = passage.text(n=str(len(packed) + 1), source=source, text=chunk.text)
             cost = self.llm.count_tokens(text + "\n\n")
             if used + cost > budget:
                 continue
-            packed.append(hit.chunk)
+            packed.append(chunk)
             rendered.append(text)
             used += cost
         return packed, "\n\n".join(rendered)
 
+    def _with_neighbours(self, chunk: Chunk) -> Chunk:
+        if chunk.metadata.get("role"):  # parent-child sections are whole already
+            return chunk
+        near = self.ws.catalog.chunks_at(self.kb.id, chunk.doc_id, (chunk.position - 1, chunk.position + 1))
+        return with_neighbours(chunk, near.get(chunk.position - 1), near.get(chunk.position + 1))
+
     def _finish(self, turn: _Turn, text: str, usage: Usage, *, refused: bool,
-                citations: list | None = None) -> Answer:
+                citations: list[Citation] | None = None, claims: list[Claim] | None = None) -> Answer:
         sessions = self.ws.sessions
         sessions.append(turn.session_id, "user", turn.question)
         sessions.append(turn.session_id, "assistant", text)
         turn.trace["timings"] = {k: round(v, 4) for k, v in turn.timings.items()}
         return Answer(answer=text, citations=citations or [], refused=refused, usage=usage,
-                      grounded=bool(citations), trace=turn.trace, session_id=turn.session_id)
+                      grounded=bool(citations), trace=turn.trace, session_id=turn.session_id,
+                      related=turn.hits[:RELATED_MAX] if refused else [], claims=claims or [],
+                      policy=self.ws.settings.grounding, packed=turn.packed)
+
+
+def _view(applied: tuple[str, list[Citation], bool, list[Claim]]) -> dict[str, Any]:
+    """What one policy would deliver, for the trace (the evaluation scores every policy from one run)."""
+    text, citations, refused, claims = applied
+    return {"answer": text, "refused": refused, "citations": [c.n for c in citations],
+            "claims": [c.to_json() for c in claims]}
 
 
 def _near_duplicate(a: str, b: str) -> bool:

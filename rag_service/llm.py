@@ -45,6 +45,25 @@ class LLM(ABC):
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` costs in this model's tokenizer."""
 
+    @abstractmethod
+    def yes_probability(self, messages: list[dict[str, str]]) -> float:
+        """P(yes) / (P(yes) + P(no)) for the reply's first token: a graded yes/no judgement that a
+        threshold can be calibrated on, instead of one sampled word."""
+
+
+YES_WORDS = ("yes", "Yes", "YES", "是", "对")
+NO_WORDS = ("no", "No", "NO", "否", "不")
+
+
+def _yes_share(logprobs: dict[str, float]) -> float:
+    """P(yes) among yes/no words, from (token text -> logprob) of the first reply token; 0.5 when the
+    model put neither in its top choices."""
+    import math
+
+    yes = sum(math.exp(lp) for tok, lp in logprobs.items() if tok.strip() in YES_WORDS)
+    no = sum(math.exp(lp) for tok, lp in logprobs.items() if tok.strip() in NO_WORDS)
+    return yes / (yes + no) if yes + no > 0 else 0.5
+
 
 class LlamaCppLLM(LLM):
     """One loaded GGUF. A llama.cpp context serves one completion at a time, hence the lock (held for
@@ -65,6 +84,41 @@ class LlamaCppLLM(LLM):
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    @functools.cached_property
+    def _yes_no_tokens(self) -> tuple[list[int], list[int]]:
+        def first(words: tuple[str, ...]) -> list[int]:
+            ids = {self._llama.tokenize(w.encode("utf-8"), add_bos=False, special=False)[0] for w in words}
+            return sorted(ids)
+
+        return first(YES_WORDS), first(NO_WORDS)
+
+    def yes_probability(self, messages: list[dict[str, str]]) -> float:
+        """One forward pass over the prompt (llama.cpp reuses the KV cache of the longest common prefix,
+        so a check that extends the answer's prompt costs only its own tokens); the next-token logits of
+        the yes and no words are read, nothing is sampled that matters."""
+        import numpy as np
+        from llama_cpp import LogitsProcessorList
+
+        captured: list[np.ndarray] = []
+
+        def capture(_ids: object, scores: np.ndarray) -> np.ndarray:
+            if not captured:
+                captured.append(np.array(scores, dtype=np.float64))
+            return scores
+
+        with self._lock:
+            try:
+                self._llama.create_chat_completion(messages=messages, max_tokens=1, temperature=0.0, seed=0,
+                                                   logits_processor=LogitsProcessorList([capture]))
+            except ValueError as exc:
+                raise LLMError(f"generation failed: {exc}") from exc
+        scores = captured[0]
+        yes_ids, no_ids = self._yes_no_tokens
+        top = float(scores.max())
+        yes = float(np.exp(scores[yes_ids] - top).sum())
+        no = float(np.exp(scores[no_ids] - top).sum())
+        return yes / (yes + no)
 
     def stream(self, messages: list[dict[str, str]], *, max_tokens: int,
                temperature: float) -> Iterator[str | Completion]:
@@ -97,6 +151,25 @@ class OpenAIHttpLLM(LLM):
 
     def count_tokens(self, text: str) -> int:
         return len(text.encode("utf-8")) // 3 + 1
+
+    def yes_probability(self, messages: list[dict[str, str]]) -> float:
+        """From the server's top log-probabilities of the first token when it reports them (llama.cpp
+        server, vLLM, OpenAI); otherwise the one word it writes decides (1.0 or 0.0)."""
+        body = {"model": self._model, "messages": messages, "max_tokens": 1, "temperature": 0.0,
+                "logprobs": True, "top_logprobs": 20}
+        try:
+            resp = httpx.post(self._url, json=body, headers=self._headers, timeout=self._timeout)
+        except httpx.HTTPError as exc:
+            raise LLMError(f"cannot reach the LLM server at {self._url}: {exc}") from exc
+        if resp.status_code != 200:
+            raise LLMError(f"LLM server {self._url} answered {resp.status_code}: {resp.text[:200]!r}")
+        choice = (resp.json().get("choices") or [{}])[0]
+        content = ((choice.get("logprobs") or {}).get("content") or [{}])[0]
+        top = {t["token"]: t["logprob"] for t in content.get("top_logprobs") or [] if "token" in t}
+        if top:
+            return _yes_share(top)
+        text = ((choice.get("message") or {}).get("content") or "").strip().lower()
+        return 1.0 if text.startswith(("yes", "是", "对")) else 0.0
 
     def stream(self, messages: list[dict[str, str]], *, max_tokens: int,
                temperature: float) -> Iterator[str | Completion]:
@@ -134,5 +207,5 @@ def get_llm(settings: Settings) -> LLM:
     """The process-wide model for these settings (loaded once)."""
     if settings.llm_base_url:
         return OpenAIHttpLLM(settings.llm_base_url, settings.llm_model, settings.llm_api_key)
-    path = llm_model_path(settings.llm_model_path, settings.models_dir)
+    path = llm_model_path(settings.llm_model_path, settings.models_dir, settings.llm)
     return _load(path.resolve(), settings.llm_context_size, settings.llm_threads)

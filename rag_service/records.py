@@ -88,6 +88,33 @@ class Citation:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """One answer sentence and what verification found. ``supported`` is the verdict; ``reason`` says
+    why not (``no-content``: nothing beyond the question; ``uncited``: no passage shares its words;
+    ``not-stated``: the cited passage does not state it, by the model's check). ``lead_in`` marks a line
+    that only introduces a list ("The kit contains:"), which stands or falls with its items."""
+
+    text: str
+    citations: list[int]
+    supported: bool
+    reason: str | None = None
+    entailment: float | None = None  # P(yes) of the model's check against the cited passage
+    # Share of the question's own words found around the claim's new words in the cited passage
+    # (verification.anchoring): a name in a sentence about something else scores low.
+    anchoring: float | None = None
+    lead_in: bool = False
+    how: str = ""  # what citation validation did: model | corrected | attributed | unsupported
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"text": self.text, "citations": self.citations, "supported": self.supported}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.entailment is not None:
+            out["entailment"] = round(self.entailment, 4)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -104,6 +131,14 @@ class Answer:
     grounded: bool
     trace: dict[str, Any] = field(default_factory=dict)
     session_id: str | None = None
+    # The closest passages when refused (at most 3), so the user can still look.
+    related: list[Hit] = field(default_factory=list)
+    # Each delivered sentence with its verdict (with policy 'lenient' unsupported ones are kept, marked).
+    claims: list[Claim] = field(default_factory=list)
+    policy: str = "strict"
+    # The passages the model was given, as given (a list completed from neighbouring chunks included);
+    # the JSON shape names them in the trace only.
+    packed: list[Chunk] = field(default_factory=list)
 
     def to_json(self, *, with_trace: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -112,6 +147,9 @@ class Answer:
             "refused": self.refused,
             "grounded": self.grounded,
             "usage": asdict(self.usage),
+            "related": [h.to_json() for h in self.related],
+            "claims": [c.to_json() for c in self.claims],
+            "policy": self.policy,
         }
         if self.session_id is not None:
             out["session_id"] = self.session_id

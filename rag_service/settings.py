@@ -21,6 +21,9 @@ from pydantic_settings import (
 
 from rag_service.errors import ConfigError
 
+# The bundled generator used when none is configured: the one that met the trust targets (README).
+DEFAULT_LLM = "qwen2.5-coder-0.5b"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True)
@@ -35,8 +38,14 @@ class Settings(BaseSettings):
         "only) or a path to any sentence-transformers model directory.",
     )
     embed_batch_size: int = Field(32, ge=1, le=1024, description="Chunks embedded per batch.")
+    llm: str = Field(
+        DEFAULT_LLM,
+        description="The generator: a bundled model by name ('qwen2.5-coder-1.5b' or 'qwen2.5-coder-0.5b'; "
+        "README, 'Choosing the generator') or the path of a GGUF file.",
+    )
     llm_model_path: Path | None = Field(
-        None, description="A GGUF file to use instead of the bundled Qwen2.5-Coder-0.5B-Instruct."
+        None, description="A GGUF file to use instead of the bundled model named by 'llm' (kept for "
+        "compatibility; takes precedence over 'llm')."
     )
     llm_context_size: int = Field(4096, ge=512, description="llama.cpp context window (tokens).")
     llm_base_url: str | None = Field(
@@ -88,6 +97,16 @@ class Settings(BaseSettings):
     refusal_min_similarity: float | None = Field(
         None, description="Refuse without calling the LLM when the best vector similarity is below this. "
         "Default: calibrated per embedder (e5 0.82; others: never)."
+    )
+    grounding: Literal["strict", "lenient", "off"] = Field(
+        "strict", description="What happens to answer sentences the passages do not state (checked claim by "
+        "claim, README 'How a question is answered'): 'strict' removes them and refuses an answer with none "
+        "left; 'lenient' keeps them, marked unsupported, and refuses only an answer with no supported "
+        "sentence; 'off' delivers the model's text as written (citation markers still validated).",
+    )
+    entailment_min: float | None = Field(
+        None, ge=0.0, le=1.0, description="P(yes) from which the model's check counts a sentence as stated "
+        "by its passage. Default: calibrated per bundled model and language (rag_service/verification.py).",
     )
     history_max_tokens: int = Field(600, ge=0, description="Most tokens of chat history used to condense a follow-up.")
     prompts_dir: Path | None = Field(None, description="A directory of prompt templates overriding ours.")

@@ -102,13 +102,33 @@ def arabic_numerals(text: str) -> str:
     return _CN_NUMBER.sub(convert, text)
 
 
+_EN_UNITS = {w: n for n, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen".split())}
+_EN_TENS = {w: 10 * n for n, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split())
+            if n > 1}
+_EN_NUMBER = re.compile(rf"\b(?:({'|'.join(_EN_TENS)})(?:[- ]({'|'.join(list(_EN_UNITS)[1:10])}))?|"
+                        rf"({'|'.join(_EN_UNITS)}))\b", re.IGNORECASE)
+
+
+def english_numerals(text: str) -> str:
+    """English number words as digits (five -> 5, ninety -> 90, twenty-five -> 25), so 'five teas' and
+    '5 teas' share their evidence."""
+    def convert(m: re.Match[str]) -> str:
+        if m.group(3):
+            return str(_EN_UNITS[m.group(3).lower()])
+        return str(_EN_TENS[m.group(1).lower()] + (_EN_UNITS[m.group(2).lower()] if m.group(2) else 0))
+
+    return _EN_NUMBER.sub(convert, text)
+
+
 def evidence_tokens(text: str) -> set[str]:
     """Distinct content units for overlap checks: Latin words and numbers minus function words, and CJK
     character bigrams, with Chinese numerals read as digits. Bigrams, not jieba words, because jieba can
     cut the same name differently in two contexts (林晓雨 alone vs 由林晓雨于), which would hide real
     overlap."""
     units: set[str] = set()
-    for run in _RUNS.findall(arabic_numerals(text)):
+    for run in _RUNS.findall(english_numerals(arabic_numerals(text))):
         if _IS_CJK.match(run):
             units.update(run[i:i + 2] for i in range(max(len(run) - 1, 1)))
         elif (word := run.lower()) not in STOPWORDS:

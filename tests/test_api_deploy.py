@@ -128,8 +128,9 @@ def test_chat_through_an_openai_compatible_llama_server(tmp_path: Path) -> None:
     for module in ("sse_starlette", "starlette_context"):
         pytest.importorskip(module, reason="`python -m llama_cpp.server` needs llama-cpp-python[server]")
     from rag_service.models import llm_model_path
+    from rag_service.settings import DEFAULT_LLM
 
-    gguf = llm_model_path(None, Path(os.environ["RAG_MODEL_CACHE_DIR"]))
+    gguf = llm_model_path(None, Path(os.environ["RAG_MODEL_CACHE_DIR"]), DEFAULT_LLM)
     port = free_port()
     log = tmp_path / "llm.log"
     args = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",

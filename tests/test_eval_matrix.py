@@ -33,10 +33,21 @@ modes = ["bm25", "vector", "hybrid"]
 """
 
 
-def write_config(folder: Path, splitters: str = '["recursive", "sentence"]') -> Path:
+def write_config(folder: Path, splitters: str = '["recursive", "sentence"]', beir: Path = SCIFACT) -> Path:
     path = folder / "small.toml"
-    path.write_text(GRID.format(beir=SCIFACT, splitters=splitters), encoding="utf-8")
+    path.write_text(GRID.format(beir=beir, splitters=splitters), encoding="utf-8")
     return path
+
+
+def tiny_beir(folder: Path) -> Path:
+    """A two-document BEIR task: enough for config validation, which must not need the shared data."""
+    beir = folder / "tiny-beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text('{"_id": "d1", "title": "", "text": "tea grows on hills"}\n'
+                                       '{"_id": "d2", "title": "", "text": "coffee needs shade"}\n')
+    (beir / "queries.jsonl").write_text('{"_id": "q1", "text": "where does tea grow"}\n')
+    (beir / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    return beir
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +115,8 @@ def test_second_run_through_the_cli_reuses_indexes_and_results(
 
 
 def test_config_errors_come_before_any_indexing(tmp_path: Path) -> None:
-    bad = write_config(tmp_path, '["recursive", "sentance"]')
+    beir = tiny_beir(tmp_path)
+    bad = write_config(tmp_path, '["recursive", "sentance"]', beir)
     with pytest.raises(InvalidInputError, match=r"grid\.splitters: unknown 'sentance' \(choose from .*recursive"):
         load_config(bad)
     proc = run_rag("eval", "matrix", "--config", str(bad), "--cache-dir", str(tmp_path / "cache"), "--out",
@@ -112,12 +124,12 @@ def test_config_errors_come_before_any_indexing(tmp_path: Path) -> None:
     assert proc.returncode != 0 and proc.stderr.startswith("error: matrix config grid.splitters: unknown 'sentance'")
     assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
 
-    good = write_config(tmp_path).read_text()
+    good = write_config(tmp_path, beir=beir).read_text()
     cases = [
         (good.replace("chunk_overlaps = [0]", "chunk_overlaps = [800, 900]"), "nothing to index"),
         (good + "chunk_size = 3\n", r"\[grid\]: unknown key\(s\) chunk_size"),
         (good.replace("limit = 10", "limit = 0"), r"dataset\.limit: must be an integer >= 1"),
-        (good.replace(str(SCIFACT), str(tmp_path / "nowhere")), r"dataset\.beir: .*nowhere does not exist"),
+        (good.replace(str(beir), str(tmp_path / "nowhere")), r"dataset\.beir: .*nowhere does not exist"),
     ]
     for text, message in cases:
         bad.write_text(text)

@@ -1,24 +1,38 @@
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from rag_service.errors import ModelError, ModelHashMismatchError, ModelPackageMissingError
-from rag_service.models import QWEN_GGUF, SlicedModel, assemble, llm_model_path
+from rag_service.errors import ConfigError, ModelError, ModelHashMismatchError, ModelPackageMissingError
+from rag_service.models import BUNDLED_LLMS, QWEN_GGUF, SlicedModel, assemble, llm_model_path
+from rag_service.settings import DEFAULT_LLM
 from tests.conftest import run_rag
 
 
-def test_bundled_gguf_is_assembled_once_and_verified() -> None:
+@pytest.mark.parametrize(("name", "size"), [("qwen2.5-coder-0.5b", 491_400_064),
+                                            ("qwen2.5-coder-1.5b", 1_117_320_768)])
+def test_each_bundled_gguf_is_assembled_once_and_verified(name: str, size: int) -> None:
+    model = BUNDLED_LLMS[name]
     cache = Path(os.environ["RAG_MODEL_CACHE_DIR"])
-    path = assemble(QWEN_GGUF, cache)
-    assert path.name == QWEN_GGUF.filename
-    assert path.stat().st_size > 400_000_000
+    path = llm_model_path(None, cache, name)
+    assert path == cache / model.filename and path.stat().st_size == size
     with path.open("rb") as f:
         assert f.read(4) == b"GGUF"
     stamp = path.with_suffix(path.suffix + ".sha256").read_text()
-    assert stamp.startswith(QWEN_GGUF.sha256)
-    assert assemble(QWEN_GGUF, cache) == path  # second call trusts the stamp
+    assert stamp.startswith(model.sha256)
+    assert assemble(model, cache) == path  # second call trusts the stamp
+
+
+def test_the_default_generator_is_bundled_and_unknown_names_are_config_errors(tmp_path: Path) -> None:
+    assert DEFAULT_LLM in BUNDLED_LLMS and QWEN_GGUF is BUNDLED_LLMS["qwen2.5-coder-0.5b"]
+    message = "unknown LLM 'qwen-7b': use qwen2.5-coder-0.5b or qwen2.5-coder-1.5b"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        llm_model_path(None, tmp_path, "qwen-7b")
+    gguf = tmp_path / "mine.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert llm_model_path(None, tmp_path, str(gguf)) == gguf
 
 
 def test_missing_model_package_is_a_clear_error(tmp_path: Path) -> None:
@@ -48,7 +62,7 @@ def test_tampered_cache_file_is_rebuilt_not_trusted(tmp_path: Path) -> None:
 
 def test_configured_model_path_must_exist(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="does not exist"):
-        llm_model_path(tmp_path / "nope.gguf", tmp_path)
+        llm_model_path(tmp_path / "nope.gguf", tmp_path, DEFAULT_LLM)
 
 
 def test_cli_reports_bad_model_in_one_line(sample_dir: Path, tmp_path: Path) -> None:

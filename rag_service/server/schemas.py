@@ -69,3 +69,46 @@ class OpenAIChatRequest(BaseModel):
         if len(question) > MAX_QUESTION:
             raise InvalidInputError(f"the question is longer than {MAX_QUESTION} characters")
         return question, tuple(turns[:-1])
+
+
+# -- response shapes (documentation: the routes return Answer.to_json()) ----------------------------------
+class CitationOut(BaseModel):
+    n: int = Field(description="the marker number in the answer")
+    chunk_id: str
+    doc_id: str
+    source: str
+    text: str
+
+
+class PassageOut(BaseModel):
+    chunk_id: str
+    doc_id: str
+    source: str
+    text: str
+    score: float
+    page: int | None = None
+
+
+class ClaimOut(BaseModel):
+    text: str = Field(description="one delivered sentence, without markers")
+    citations: list[int]
+    supported: bool = Field(description="the cited passage states it (always true under policy 'strict')")
+    reason: str | None = Field(None, description="why not supported: no-content, uncited or not-stated")
+    entailment: float | None = Field(None, description="the model's P(yes) that the cited passage states it")
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class AnswerOut(BaseModel):
+    answer: str = Field(description="the checked answer, or the refusal sentence in the question's language")
+    citations: list[CitationOut]
+    refused: bool
+    grounded: bool
+    usage: UsageOut
+    related: list[PassageOut] = Field(description="when refused: the closest passages (at most 3)")
+    claims: list[ClaimOut]
+    policy: Literal["strict", "lenient", "off"]
+    session_id: str | None = None

@@ -10,15 +10,18 @@ from rag_service.records import Answer
 from rag_service.server.deps import AppServices
 from rag_service.server.disconnect import json_unless_disconnected
 from rag_service.server.problems import problem_body
-from rag_service.server.schemas import ChatRequest
+from rag_service.server.schemas import AnswerOut, ChatRequest
 from rag_service.server.services.chat import ChatTurn, Event
 from rag_service.server.sse import event_stream, sse, wants_stream
 
 router = APIRouter(tags=["chat"])
 
 
-@router.post("/kbs/{kb}/chat", summary="A cited answer; Server-Sent Events with stream=true or "
-             "Accept: text/event-stream (token events, then one done event with citations and usage)")
+@router.post("/kbs/{kb}/chat", summary="A cited, checked answer; Server-Sent Events with stream=true or "
+             "Accept: text/event-stream (token events carry the model's draft, then one done event with the "
+             "checked answer: show done.answer in place of the draft; done.refused=true means withdraw the "
+             "draft and show the refusal with done.related)",
+             responses={200: {"model": AnswerOut, "description": "the checked answer (JSON), or an event stream"}})
 async def chat(kb: str, body: ChatRequest, request: Request, services: AppServices) -> Response:
     target = await run_in_threadpool(services.chat.resolve, kb, body.session_id)
     turn = ChatTurn(target, body.question, body.k, body.session_id)
@@ -28,8 +31,9 @@ async def chat(kb: str, body: ChatRequest, request: Request, services: AppServic
 
 
 async def _events(events: AsyncIterator[Event]) -> AsyncIterator[str]:
-    """``token`` events carry raw model text; the ``done`` event's answer (citation markers checked) is
-    the one to keep. A failure after the stream began arrives as an ``error`` event with a problem body."""
+    """``token`` events carry the model's draft as it is written; the ``done`` event's answer (claims checked
+    under the grounding policy) replaces it, and with ``refused`` true the draft is withdrawn. A failure after
+    the stream began arrives as an ``error`` event with a problem body."""
     try:
         async for item in events:
             yield sse(item.to_json(), "done") if isinstance(item, Answer) else sse({"text": item}, "token")

@@ -1,6 +1,12 @@
 """OpenAI-compatible chat completions over a knowledge base (``model`` = KB id or name), so existing OpenAI
 clients and UIs work unchanged. Stateless like OpenAI's API: the client's earlier messages are the history.
-Extensions beside the standard fields: ``citations`` and ``refused``."""
+Extensions beside the standard fields: ``citations``, ``refused``, ``related`` (the closest passages when
+refused) and ``claims`` (each delivered sentence and its verdict).
+
+Streaming: a generic OpenAI client shows every content delta as the answer and cannot take text back, so
+unless the grounding policy is ``off`` the content is sent once it has been checked, as one delta after the
+model finishes (SSE comments keep the connection alive meanwhile). With ``off`` the model's text streams as
+it is written."""
 
 from __future__ import annotations
 
@@ -37,7 +43,8 @@ class _Completion:
     def _extras(answer: Answer) -> dict[str, Any]:
         usage = asdict(answer.usage)
         return {"usage": {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]},
-                "citations": [c.to_json() for c in answer.citations], "refused": answer.refused}
+                "citations": [c.to_json() for c in answer.citations], "refused": answer.refused,
+                "related": [h.to_json() for h in answer.related], "claims": [c.to_json() for c in answer.claims]}
 
     def message(self, answer: Answer) -> dict[str, Any]:
         return {**self._envelope("chat.completion"),
@@ -49,13 +56,18 @@ class _Completion:
         return {**self._envelope("chat.completion.chunk"),
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
-    async def chunks(self, events: AsyncIterator[Event]) -> AsyncIterator[str]:
-        """Role, content deltas (raw model text), a final chunk with usage and citations, ``[DONE]``."""
+    async def chunks(self, events: AsyncIterator[Event], *, checked: bool) -> AsyncIterator[str]:
+        """Role, content deltas, a final chunk with usage and citations, ``[DONE]``. ``checked``: the content
+        is the checked answer, sent whole at the end; otherwise the model's text as it is written."""
         yield sse(self._chunk({"role": "assistant", "content": ""}))
         try:
             async for item in events:
                 if isinstance(item, Answer):
+                    if checked:
+                        yield sse(self._chunk({"content": item.answer}))
                     yield sse({**self._chunk({}, "stop"), **self._extras(item)})
+                elif checked:
+                    yield ": checking\n\n"  # an SSE comment: clients ignore it, proxies see traffic
                 else:
                     yield sse(self._chunk({"content": item}))
         except Exception as exc:
@@ -72,4 +84,5 @@ async def chat_completions(body: OpenAIChatRequest, request: Request, services: 
     completion = _Completion(body.model)
     if not body.stream:
         return await json_unless_disconnected(request, services.chat.ask(turn), completion.message)
-    return event_stream(completion.chunks(await services.chat.open(turn)))
+    checked = services.chat.policy != "off"
+    return event_stream(completion.chunks(await services.chat.open(turn), checked=checked))

@@ -81,6 +81,11 @@ class ChatService:
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    @property
+    def policy(self) -> str:
+        """The grounding policy answers are checked under (Settings.grounding)."""
+        return self.workspaces.current().settings.grounding
+
     def resolve(self, kb_ref: str, session_id: str | None = None) -> KnowledgeBase:
         """The KB, and the session when one is named: checked before a response starts, so a stream never
         begins with an error that could have been a plain 4xx."""

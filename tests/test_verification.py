@@ -1,0 +1,103 @@
+"""Claim verification without the model: content beyond the question, anchoring of a claim in the sentence
+that states it, policies applied to verdicts, and passages completed from their neighbours."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag_service.passages import is_question_list, with_neighbours
+from rag_service.records import Chunk, Citation, Claim
+from rag_service.verification import Verification, Verifier, anchoring, content_words
+
+
+@pytest.mark.parametrize(("sentence", "question", "has_content"), [
+    ("X 有一些缺点。", "X 有什么缺点？", False),
+    ("The X2 has some drawbacks.", "What drawbacks does the X2 have?", False),
+    ("There are several reasons for this.", "What are the reasons for this?", False),
+    ("At the end of a tour, five teas are tasted.", "How many teas are tasted at the end of a tour?", True),
+    ("星河社区图书馆每人最多可以同时借阅八本书。", "星河社区图书馆每人最多可以同时借阅几本书？", True),
+    ("No, pets are not allowed in the hold.", "Are pets allowed in the hold?", True),
+    ("RLHF 之后模型更啰嗦，是因为奖励模型偏好长回答。", "为什么 RLHF 之后模型更啰嗦？", True),
+])
+def test_content_beyond_the_question(sentence: str, question: str, has_content: bool) -> None:
+    assert bool(content_words(sentence, question)) is has_content
+
+
+def test_anchoring_prefers_the_sentence_that_speaks_of_what_was_asked() -> None:
+    passage = ("The 2019 Harbour Cup drew 40 teams. Lena Brandt, who played for the Gulls, scored twice in the "
+               "group stage. The final was won by the Otters, captained by Mara Quist.")
+    question = "Who captained the team that won the 2019 Harbour Cup final?"
+    right = anchoring(question, "The winning team was captained by Mara Quist.", passage)
+    wrong = anchoring(question, "The winning team was captained by Lena Brandt.", passage)
+    assert right > wrong
+    assert anchoring(question, "It was captained by Tom Diaz.", passage) == 0.0  # not in the passage at all
+
+
+def _chunk(n: int, text: str, start: int = 0) -> Chunk:
+    return Chunk(id=f"d:{n}", doc_id="d", source="faq.txt", text=text, position=n, start=start,
+                 end=start + len(text))
+
+
+def _verification(claims: list[Claim], rendered: list[str]) -> Verification:
+    chunk = _chunk(0, "passage")
+    return Verification(claims, rendered, {1: Citation(1, chunk), 2: Citation(2, chunk)})
+
+
+def test_policies_remove_mark_or_keep_unsupported_sentences() -> None:
+    claims = [Claim("The fee is 45 euros.", [1], True, entailment=0.9),
+              Claim("It is paid in cash.", [2], False, "not-stated", entailment=0.1)]
+    v = _verification(claims, ["The fee is 45 euros [1]. ", "It is paid in cash [2]."])
+    text, citations, refused, kept = v.apply("strict")
+    assert (text, [c.n for c in citations], refused) == ("The fee is 45 euros [1].", [1], False)
+    assert kept == claims[:1]
+    text, citations, refused, kept = v.apply("lenient")
+    assert text == "The fee is 45 euros [1]. It is paid in cash [2]." and not refused
+    assert [c.supported for c in kept] == [True, False]
+    assert v.apply("off")[0] == text
+
+
+def test_an_answer_with_nothing_supported_is_a_refusal_unless_policy_is_off() -> None:
+    claims = [Claim("X has some drawbacks.", [1], False, "no-content")]
+    v = _verification(claims, ["X has some drawbacks [1]."])
+    assert v.apply("strict")[2] and v.apply("lenient")[2]
+    assert v.apply("off")[:3] == ("X has some drawbacks [1].", [v.citations[1]], False)
+    refused_by_model = Verification([], [], {}, model_refused=True)
+    assert all(refused_by_model.apply(p)[2] for p in ("strict", "lenient", "off"))
+
+
+def test_a_lead_in_line_stands_or_falls_with_its_items() -> None:
+    lead = Claim("The box holds:", [], False, lead_in=True)
+    items = [Claim("- a charger", [1], True), Claim("- a unicorn", [1], False, "not-stated")]
+    v = _verification([lead, *items], ["The box holds:\n", "- a charger [1]\n", "- a unicorn [1]"])
+    assert v.apply("strict")[0] == "The box holds:\n- a charger [1]"
+    v = _verification([lead, items[1]], ["The box holds:\n", "- a unicorn [1]"])
+    assert v.apply("strict")[2]
+
+
+def test_policy_off_runs_no_model_check() -> None:
+    packed = [_chunk(0, "A full charge of the X2 battery takes about two hours.")]
+    v = Verifier(None).verify("How long does the X2 take to charge?", "It takes about two hours [1].", packed,
+                              [], model_refused=False)
+    assert [(c.supported, c.entailment, c.citations) for c in v.claims] == [(True, None, [1])]
+
+
+def test_question_lists_are_recognised() -> None:
+    toc = "Contents\n1. How much is a plot?\n2. How long is the waiting list?\n3. Can I keep bees?\n4. Who mows?"
+    assert is_question_list(toc)
+    thread = "Q: Is the shed open?\nReply: yes, 9 to 5.\nQ: Can I park?\nReply: by the gate.\nQ: Bees?\nReply: no."
+    assert not is_question_list(thread)
+    assert not is_question_list("What is allowed?\n- compost\n- rainwater butts\n- cold frames")
+
+
+def test_a_list_gets_its_question_line_and_its_remaining_items_from_the_neighbours() -> None:
+    doc = ("💡 Why do models ramble after RLHF?\nCommon causes:\n"
+           "- the reward model prefers long answers\n- annotators reward detail\n"
+           "- the KL penalty is too small\n- no length penalty\nNext question?\nAnother answer.")
+    cuts = [0, doc.index("- the reward"), doc.index("- the KL"), doc.index("Next question")]
+    chunks = [_chunk(i, doc[a:b], a) for i, (a, b) in enumerate(zip(cuts, [*cuts[1:], len(doc)], strict=True))]
+    middle = with_neighbours(chunks[1], chunks[0], chunks[2])
+    assert middle.text.startswith("Common causes:\n- the reward") and middle.text.endswith("- no length penalty")
+    assert middle.metadata["context"] == ["d:0", "d:2"] and middle.id == "d:1"
+    # A paragraph, not a list: left alone.
+    prose = [_chunk(0, "Intro line:\nSome prose here."), _chunk(1, "More prose follows.", 27)]
+    assert with_neighbours(prose[1], prose[0], None) is prose[1]
