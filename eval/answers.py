@@ -161,6 +161,8 @@ class QuestionResult:
     claims: list[dict[str, Any]] = field(default_factory=list)  # the verifier's verdicts (all sentences)
     probes: dict[str, Any] = field(default_factory=dict)  # extra model judgements (--probe), for calibration
     passages: list[str] = field(default_factory=list)  # the packed passages as the model read them
+    signals: dict[str, Any] = field(default_factory=dict)  # the model's own judgements (gate, refusal start)
+    trust: float | None = None  # the calibrated trust score of the answer, when one was computed
 
     @property
     def answerable(self) -> bool:
@@ -262,7 +264,8 @@ def score(query: EvalQuery, answer: Answer, packed: Sequence[Chunk], judge: Supp
                      else any(_contains(c.text, query.gold_substrings) for c in packed) if query.gold_substrings
                      else None),
         claims=list(answer.trace.get("verification", {}).get("claims", [])),
-        passages=passages,
+        passages=passages, signals=dict(answer.trace.get("verification", {}).get("signals", {})),
+        trust=answer.trace.get("verification", {}).get("trust"),
     )
 
 
@@ -358,35 +361,49 @@ def summarise(results: Sequence[QuestionResult], policy: str = "strict") -> dict
 _PROBES = {
     "en": {
         "gate": "Do the passages above state the answer to the question? Reply yes or no.",
-        "claim": "Question: {question}\nProposed answer: {claim}\nDoes passage [{n}] itself state this answer to the "
-                 "question? Reply yes or no.",
+        "gate_passage": "Does passage [{n}] state the answer to the question? Reply yes or no.",
+        "fresh_system": "You check whether a passage states the answer to a question. Reply with one word: yes or no.",
+        "fresh": "Passage:\n{passage}\n\nQuestion: {question}\nAnswer: {claim}\n"
+                 "Does the passage state this answer to the question? Reply yes or no.",
     },
     "zh": {
         "gate": "上面的资料是否写出了这个问题的答案？请只回答“是”或“否”。",
-        "claim": "问题：{question}\n候选答案：{claim}\n资料[{n}]本身是否写出了这个问题的这个答案？请只回答“是”或“否”。",
+        "gate_passage": "资料[{n}]是否写出了这个问题的答案？请只回答“是”或“否”。",
+        "fresh_system": "你负责核查一段资料是否写出了某个问题的答案。只回答一个字：是 或 否。",
+        "fresh": "资料：\n{passage}\n\n问题：{question}\n答案：{claim}\n"
+                 "这段资料是否写出了这个问题的这个答案？请只回答“是”或“否”。",
     },
 }
 
 
 def probe(llm: LLM, answer: Answer) -> dict[str, Any]:
-    """Judgements asked right after an answer (the prompt's KV cache is still warm): whether the passages
-    answer the question at all (``gate``), and each claim asked without the model's own answer in view
-    (``claims``: P(yes) per claim, None for claims the verifier did not put to the model)."""
+    """Judgements asked beside an answer, to compare checks on the same data: whether the passages answer the
+    question at all (``gate``, after the answer prompt, so its KV cache is reused) and each passage on its own
+    (``gate_passages``); each checked claim against its cited passage in a fresh, minimal prompt (``fresh``:
+    P(yes) per claim, None for claims the verifier did not put to the model)."""
     messages = answer.trace.get("messages")
     if not messages:
         return {}
     lang = answer.trace.get("language", "en")
     texts = _PROBES[lang]
     question = answer.trace.get("standalone_question", "")
-    out: dict[str, Any] = {"gate": llm.yes_probability([*messages, {"role": "user", "content": texts["gate"]}])}
-    claims = []
+
+    def ask(content: str) -> float:
+        return llm.yes_probability([*messages, {"role": "user", "content": content}])
+
+    out: dict[str, Any] = {"gate": ask(texts["gate"]),
+                           "gate_passages": [ask(texts["gate_passage"].format(n=n))
+                                             for n in range(1, len(answer.packed) + 1)]}
+    fresh = []
     for c in answer.trace.get("verification", {}).get("claims", []):
-        if c.get("entailment") is None or not c.get("citations"):
-            claims.append(None)
+        if not c.get("citations") or c.get("lead_in"):
+            fresh.append(None)
             continue
-        claims.append(max(llm.yes_probability([*messages, {"role": "user", "content": texts["claim"].format(
-            question=question, claim=c["text"], n=n)}]) for n in c["citations"]))
-    out["claims"] = claims
+        fresh.append(max(llm.yes_probability([
+            {"role": "system", "content": texts["fresh_system"]},
+            {"role": "user", "content": texts["fresh"].format(passage=answer.packed[n - 1].text, question=question,
+                                                              claim=c["text"])}]) for n in c["citations"]))
+    out["fresh"] = fresh
     return out
 
 

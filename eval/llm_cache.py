@@ -53,25 +53,29 @@ class CachedLLM(LLM):
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
-    def stream(self, messages: list[dict[str, str]], *, max_tokens: int,
-               temperature: float) -> Iterator[str | Completion]:
+    def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float,
+               watch: tuple[str, ...] = ()) -> Iterator[str | Completion]:
         key = self._key("chat", messages, max_tokens=max_tokens, temperature=temperature)
         cached = self._get(key)
+        if cached is not None and watch and cached.get("watched") is None:
+            cached = None  # stored before the first-token probability was asked for: measure it now
         if cached is not None:
             self.last_timing = cached["timing"]
             if cached["text"]:
                 yield cached["text"]
-            yield Completion(cached["text"], cached["prompt_tokens"], cached["completion_tokens"])
+            yield Completion(cached["text"], cached["prompt_tokens"], cached["completion_tokens"],
+                             cached.get("watched"))
             return
         started = time.perf_counter()
         first: float | None = None
-        for item in self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature):
+        for item in self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature, watch=watch):
             if isinstance(item, Completion):
                 timing = {"first_token_s": round((first if first is not None else time.perf_counter() - started), 4),
                           "generate_s": round(time.perf_counter() - started, 4)}
                 self.last_timing = timing
                 self._put(key, {"text": item.text, "prompt_tokens": item.prompt_tokens,
-                                "completion_tokens": item.completion_tokens, "timing": timing})
+                                "completion_tokens": item.completion_tokens, "timing": timing,
+                                "watched": item.watched})
             elif first is None:
                 first = time.perf_counter() - started
             yield item

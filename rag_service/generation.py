@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rag_service import prompts
@@ -20,7 +20,7 @@ from rag_service.passages import is_question_list, with_neighbours
 from rag_service.records import Answer, Chunk, Citation, Claim, Hit, Usage
 from rag_service.retrieval import Retriever
 from rag_service.tokenize import has_cjk
-from rag_service.verification import POLICIES, Policy, Verifier
+from rag_service.verification import POLICIES, Policy, Signals, Verifier
 from rag_service.workspace import Workspace
 
 # Best e5 cosine below which a question with no BM25 match is refused without calling the LLM.
@@ -97,10 +97,18 @@ class Answerer:
             yield self._finish(turn, turn.early, Usage(), refused=True)
             return
         settings = self.ws.settings
+        policy = settings.grounding
+        signals = Signals()
+        if policy != "off":
+            # Asked before the answer, after the same prompt: llama.cpp keeps the prompt's KV cache for both.
+            t = time.perf_counter()
+            gate = self._template(f"gate.{turn.trace['language']}").messages()
+            signals = Signals(gate=self.llm.yes_probability([*turn.messages, *gate]))
+            turn.timings["gate_s"] = time.perf_counter() - t
         t0 = time.perf_counter()
         completion: Completion | None = None
         for item in self.llm.stream(turn.messages, max_tokens=settings.llm_max_tokens,
-                                    temperature=settings.llm_temperature):
+                                    temperature=settings.llm_temperature, watch=(turn.refusal,)):
             if isinstance(item, Completion):
                 completion = item
             else:
@@ -110,11 +118,11 @@ class Answerer:
         turn.timings["generate_s"] = time.perf_counter() - t0
         turn.trace["raw_completion"] = completion.text
         usage = Usage(completion.prompt_tokens, completion.completion_tokens)
-        policy = settings.grounding
         t1 = time.perf_counter()
+        signals = replace(signals, refusal_start=completion.watched)
         verification = self.verifier(policy).verify(
-            turn.standalone, completion.text, turn.packed, turn.messages,
-            model_refused=self._model_refused(turn, completion.text))
+            turn.standalone, completion.text, turn.packed,
+            model_refused=self._model_refused(turn, completion.text), signals=signals)
         turn.timings["verify_s"] = time.perf_counter() - t1
         turn.trace["citation_checks"] = [asdict(c) for c in verification.checks]
         turn.trace["verification"] = verification.to_json()
@@ -126,11 +134,9 @@ class Answerer:
         yield self._finish(turn, text, usage, refused=False, citations=citations, claims=claims)
 
     def verifier(self, policy: Policy) -> Verifier:
-        """The checks for ``policy``: none beyond citation markers with 'off', else the model's claim check
-        at the threshold calibrated for this model and language (or the configured one)."""
-        settings = self.ws.settings
-        return Verifier(None if policy == "off" else self.llm, threshold=settings.entailment_min,
-                        model=self.llm.name if policy != "off" else "", prompts_dir=settings.prompts_dir)
+        """The checks for ``policy``: none beyond citation markers with 'off'; otherwise the claim rules and
+        the trust model calibrated for this generator and language (threshold overridable)."""
+        return Verifier(self.llm.name, check=policy != "off", trust_min=self.ws.settings.trust_min)
 
     def _model_refused(self, turn: _Turn, completion: str) -> bool:
         """The model's refusal sentence, or nothing but markers and punctuation ('[1] [2]。')."""

@@ -25,15 +25,19 @@ class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
+    # Probability that the reply began with the first token of one of the ``watch`` texts (e.g. the refusal
+    # sentence): how close the model came to writing it, read from the first step's distribution.
+    watched: float | None = None
 
 
 class LLM(ABC):
     name: str
 
     @abstractmethod
-    def stream(self, messages: list[dict[str, str]], *, max_tokens: int,
-               temperature: float) -> Iterator[str | Completion]:
-        """Text pieces as they are generated, then the whole ``Completion`` (with token usage)."""
+    def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float,
+               watch: tuple[str, ...] = ()) -> Iterator[str | Completion]:
+        """Text pieces as they are generated, then the whole ``Completion`` (with token usage, and the
+        first-token probability of the ``watch`` texts when the backend can tell)."""
 
     def complete(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float) -> Completion:
         for item in self.stream(messages, max_tokens=max_tokens, temperature=temperature):
@@ -120,13 +124,25 @@ class LlamaCppLLM(LLM):
         no = float(np.exp(scores[no_ids] - top).sum())
         return yes / (yes + no)
 
-    def stream(self, messages: list[dict[str, str]], *, max_tokens: int,
-               temperature: float) -> Iterator[str | Completion]:
+    def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float,
+               watch: tuple[str, ...] = ()) -> Iterator[str | Completion]:
+        import numpy as np
+        from llama_cpp import LogitsProcessorList
+
+        first: list[np.ndarray] = []
+
+        def capture(_ids: object, scores: np.ndarray) -> np.ndarray:
+            if not first:
+                first.append(np.array(scores, dtype=np.float64))
+            return scores
+
+        processors = LogitsProcessorList([capture]) if watch else None
         with self._lock:
             pieces: list[str] = []
             try:
                 for chunk in self._llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
-                                                                temperature=temperature, seed=0, stream=True):
+                                                                temperature=temperature, seed=0, stream=True,
+                                                                logits_processor=processors):
                     piece = chunk["choices"][0]["delta"].get("content")
                     if piece:
                         pieces.append(piece)
@@ -135,7 +151,14 @@ class LlamaCppLLM(LLM):
                 raise LLMError(f"generation failed: {exc}") from exc
             # After a stream the context holds prompt + generated tokens, one content piece per token.
             completion_tokens = len(pieces)
-            yield Completion("".join(pieces), max(self._llama.n_tokens - completion_tokens, 0), completion_tokens)
+            watched = None
+            if first:
+                ids = sorted({self._llama.tokenize(w.encode("utf-8"), add_bos=False, special=False)[0] for w in watch})
+                scores = first[0]
+                probs = np.exp(scores - scores.max())
+                watched = float(probs[ids].sum() / probs.sum())
+            yield Completion("".join(pieces), max(self._llama.n_tokens - completion_tokens, 0), completion_tokens,
+                             watched)
 
 
 class OpenAIHttpLLM(LLM):
@@ -171,8 +194,10 @@ class OpenAIHttpLLM(LLM):
         text = ((choice.get("message") or {}).get("content") or "").strip().lower()
         return 1.0 if text.startswith(("yes", "是", "对")) else 0.0
 
-    def stream(self, messages: list[dict[str, str]], *, max_tokens: int,
-               temperature: float) -> Iterator[str | Completion]:
+    def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float,
+               watch: tuple[str, ...] = ()) -> Iterator[str | Completion]:
+        """``watch`` is not reported: a server's top log-probabilities name tokens by their text, which
+        cannot be matched reliably to the first token of a sentence."""
         body = {"model": self._model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
                 "stream": True, "stream_options": {"include_usage": True}}
         pieces: list[str] = []

@@ -90,18 +90,21 @@ class Citation:
 @dataclass(frozen=True, slots=True)
 class Claim:
     """One answer sentence and what verification found. ``supported`` is the verdict; ``reason`` says
-    why not (``no-content``: nothing beyond the question; ``uncited``: no passage shares its words;
-    ``not-stated``: the cited passage does not state it, by the model's check). ``lead_in`` marks a line
+    why not: ``no-content`` (nothing beyond the question's own words), ``no-answer`` (a number was asked
+    for and it gives none), ``uncited`` (no packed passage holds its words), ``off-question`` (the cited
+    passage lacks the question's numbers or names: another year, another model), ``not-stated`` (the
+    answer as a whole fell below the calibrated trust score). ``lead_in`` marks a line
     that only introduces a list ("The kit contains:"), which stands or falls with its items."""
 
     text: str
     citations: list[int]
     supported: bool
     reason: str | None = None
-    entailment: float | None = None  # P(yes) of the model's check against the cited passage
+    entailment: float | None = None  # P(yes) of a model check against the cited passage (not run by default)
     # Share of the question's own words found around the claim's new words in the cited passage
     # (verification.anchoring): a name in a sentence about something else scores low.
     anchoring: float | None = None
+    coverage: float | None = None  # share of the question's own words in the cited passage
     lead_in: bool = False
     how: str = ""  # what citation validation did: model | corrected | attributed | unsupported
 

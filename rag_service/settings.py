@@ -104,9 +104,10 @@ class Settings(BaseSettings):
         "left; 'lenient' keeps them, marked unsupported, and refuses only an answer with no supported "
         "sentence; 'off' delivers the model's text as written (citation markers still validated).",
     )
-    entailment_min: float | None = Field(
-        None, ge=0.0, le=1.0, description="P(yes) from which the model's check counts a sentence as stated "
-        "by its passage. Default: calibrated per bundled model and language (rag_service/verification.py).",
+    trust_min: float | None = Field(
+        None, ge=0.0, le=1.0, description="Score from which a checked answer is delivered (higher: more "
+        "refusals, fewer wrong answers). Default: calibrated per bundled model and language "
+        "(rag_service/verification.py).",
     )
     history_max_tokens: int = Field(600, ge=0, description="Most tokens of chat history used to condense a follow-up.")
     prompts_dir: Path | None = Field(None, description="A directory of prompt templates overriding ours.")

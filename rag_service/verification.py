@@ -18,14 +18,13 @@ skips the checks (citation markers are still validated).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from rag_service import prompts
 from rag_service.citations import SentenceCheck, validate
-from rag_service.llm import LLM
 from rag_service.records import Chunk, Citation, Claim
 from rag_service.tokenize import STOPWORDS, arabic_numerals, english_numerals, evidence_tokens, has_cjk, tokenize
 
@@ -47,6 +46,16 @@ _NEGATION = re.compile(r"\b(?:not|no|never|cannot|can't|won't|isn't|aren't|doesn
 _LEAD_IN = re.compile(r"[:：]\s*$")
 
 
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """What the model itself said about the question before answering: ``gate`` is P(yes) to "do the
+    passages state the answer?" (asked after the answer prompt, reusing its KV cache), ``refusal_start``
+    the probability that its reply began like the refusal sentence."""
+
+    gate: float | None = None
+    refusal_start: float | None = None
+
+
 @dataclass(slots=True)
 class Verification:
     """Everything the checks found; ``apply`` turns it into what a policy delivers."""
@@ -56,6 +65,13 @@ class Verification:
     citations: dict[int, Citation]
     model_refused: bool = False
     checks: list[SentenceCheck] = field(default_factory=list)
+    signals: Signals = field(default_factory=lambda: Signals())
+    trust: float | None = None  # the calibrated score that the answer is right (None: not scored)
+    trust_threshold: float = 0.0
+
+    @property
+    def trust_met(self) -> bool:
+        return self.trust is None or self.trust >= self.trust_threshold
 
     def apply(self, policy: Policy) -> tuple[str, list[Citation], bool, list[Claim]]:
         """(answer text, citations, refused, claims as delivered) under ``policy``. With ``off`` the
@@ -93,7 +109,29 @@ class Verification:
 
     def to_json(self) -> dict[str, Any]:
         return {"model_refused": self.model_refused, "claims": [asdict(c) for c in self.claims],
-                "rendered": self.rendered}
+                "rendered": self.rendered, "signals": asdict(self.signals), "trust": self.trust,
+                "trust_threshold": self.trust_threshold}
+
+
+# Questions whose answer is a number, an amount or a date: an answer sentence without a number of its own
+# ("Deng Lun evaded taxes and was fined" to "how much did he evade?") does not answer them.
+_ASKS_NUMBER = re.compile(
+    r"多少|几|多大|多高|多长|多久|多重|多远|多快|第几|百分之|比例|比率|增长率|什么时候|何时|哪一?年|哪一?天|哪个月|"
+    r"\bhow (?:many|much|long|old|far|tall|big|large|high|often|soon)\b|\bwhat (?:percentage|year|date|time|age|"
+    r"number|amount|proportion|share)\b|\bwhen\b|\bwhich year\b", re.IGNORECASE)
+_NUMBER = re.compile(r"\d")
+
+
+def asks_for_number(question: str) -> bool:
+    return bool(_ASKS_NUMBER.search(question))
+
+
+def gives_number(sentence: str, question: str) -> bool:
+    """Whether ``sentence`` holds a number the question does not (Chinese and English numerals read as digits)."""
+    def numbers(text: str) -> set[str]:
+        return set(re.findall(r"\d+(?:\.\d+)?", english_numerals(arabic_numerals(text))))
+
+    return bool(numbers(sentence) - numbers(question))
 
 
 def content_words(sentence: str, question: str) -> set[str]:
@@ -106,19 +144,6 @@ def content_words(sentence: str, question: str) -> set[str]:
     if _NEGATION.search(sentence) and not _NEGATION.search(question):
         words.add("¬")
     return words
-
-
-# P(yes) from which the model's check counts a sentence as stated by its passage, per model file and
-# language. Calibrated on the evaluation sets (eval/README.md, "Calibrating the claim check"); a model
-# without a calibration uses DEFAULT_ENTAILMENT_MIN.
-ENTAILMENT_MIN: dict[str, dict[str, float]] = {}
-DEFAULT_ENTAILMENT_MIN = 0.5
-
-
-def entailment_threshold(model: str, lang: str, override: float | None = None) -> float:
-    if override is not None:
-        return override
-    return ENTAILMENT_MIN.get(model, {}).get(lang, DEFAULT_ENTAILMENT_MIN)
 
 
 _INTERROGATIVE = re.compile(r"为什么|怎么样|怎么|如何|什么|哪些|哪个|哪里|哪儿|哪|谁|多少|几|是否|吗|呢|"
@@ -147,58 +172,123 @@ def anchoring(question: str, claim: str, passage: str) -> float:
     return best
 
 
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def constraints_met(question: str, passage: str) -> bool:
+    """The question's hard constraints all appear in the passage: its numbers (years, model numbers,
+    'MU5735'), its acronyms ('EMNLP', 'GDP'), and, in a Chinese question, its Latin-script names. An answer
+    about 2021 does not answer a question about 2022."""
+    asked = english_numerals(arabic_numerals(_INTERROGATIVE.sub(" ", question)))
+    wanted = set(re.findall(r"[A-Za-z]*\d+[A-Za-z0-9]*|\b[A-Z]{2,}[A-Za-z]*", asked))
+    if has_cjk(question):
+        wanted |= set(re.findall(r"[A-Za-z]{2,}", asked))
+    have = re.sub(r"\s+", "", english_numerals(arabic_numerals(passage))).lower()
+    return all(w.lower() in have for w in wanted)
+
+
+def coverage(question: str, passage: str) -> float:
+    """Share of the question's own units (question words removed) that the passage contains."""
+    asked = evidence_tokens(_INTERROGATIVE.sub(" ", question))
+    return len(asked & evidence_tokens(passage)) / len(asked) if asked else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrustModel:
+    """A logistic model of "this answer is right", calibrated per bundled model and language on the
+    evaluation sets (eval/calibrate.py prints it): features are the logits of the gate and of the refusal
+    start, and the best anchoring and coverage of a supported sentence. An answer scoring below
+    ``threshold`` is not delivered."""
+
+    intercept: float
+    gate: float
+    refusal_start: float
+    anchoring: float
+    coverage: float
+    threshold: float
+
+    def score(self, signals: Signals, anchoring: float, coverage: float) -> float:
+        z = (self.intercept + self.gate * _logit(signals.gate if signals.gate is not None else 0.5)
+             + self.refusal_start * _logit(signals.refusal_start if signals.refusal_start is not None else 0.5)
+             + self.anchoring * anchoring + self.coverage * coverage)
+        return 1 / (1 + math.exp(-z))
+
+
+# Calibrated trust models by model file and language (eval/README.md, "Calibrating the checks"). A model
+# without one (a GGUF of your own) is judged by the gate alone at DEFAULT_GATE_MIN.
+TRUST_MODELS: dict[str, dict[str, TrustModel]] = {}
+DEFAULT_GATE_MIN = 0.5
+
+
 class Verifier:
-    """Runs the checks for one answer. ``llm`` is None for policy ``off`` (no checks beyond markers)."""
+    """Runs the checks for one answer. ``model`` names the generator (its file name), which selects the
+    calibrated trust model; ``check`` False (policy ``off``) skips everything beyond citation markers."""
 
-    def __init__(self, llm: LLM | None, *, threshold: float | None = None, model: str = "",
-                 prompts_dir: Any = None) -> None:
-        self.llm = llm
-        self.threshold = threshold
+    def __init__(self, model: str = "", *, check: bool = True, trust_min: float | None = None) -> None:
         self.model = model
-        self.prompts_dir = prompts_dir
+        self.check = check
+        self.trust_min = trust_min
 
-    def verify(self, question: str, completion: str, packed: Sequence[Chunk], messages: list[dict[str, str]],
-               *, model_refused: bool) -> Verification:
+    def trust_model(self, lang: str) -> TrustModel | None:
+        return TRUST_MODELS.get(self.model, {}).get(lang)
+
+    def verify(self, question: str, completion: str, packed: Sequence[Chunk], *, model_refused: bool,
+               signals: Signals = Signals()) -> Verification:
         _, _, checks = validate(completion, list(packed), question)
         rendered = [c.rendered for c in checks]
         citations = {n: Citation(n=n, chunk=packed[n - 1]) for n in range(1, len(packed) + 1)}
         if model_refused:
-            return Verification([], rendered, citations, model_refused=True, checks=checks)
+            return Verification([], rendered, citations, model_refused=True, checks=checks, signals=signals)
+        claims = [self._claim(question, checks, i, packed) for i in range(len(checks))]
+        verification = Verification(claims, rendered, citations, checks=checks, signals=signals)
+        if self.check:
+            verification.trust = self._trust(question, claims, signals)
+            verification.trust_threshold = self.threshold("zh" if has_cjk(question) else "en")
+            if not verification.trust_met:
+                verification.claims = [replace(c, supported=False, reason=c.reason or "not-stated")
+                                       for c in claims]
+        return verification
+
+    def _claim(self, question: str, checks: Sequence[SentenceCheck], i: int, packed: Sequence[Chunk]) -> Claim:
+        check = checks[i]
+        body = check.sentence
+        if _LEAD_IN.search(body) and i + 1 < len(checks):
+            return Claim(body, check.cited, False, lead_in=True, how=check.how)
+        claim_text = _with_lead_in(checks, i)
+        if not content_words(body, question):
+            return Claim(body, check.cited, False, "no-content", how=check.how)
+        if not self.check:
+            return Claim(body, check.cited, bool(check.cited), None if check.cited else "uncited", how=check.how)
+        if asks_for_number(question) and not gives_number(claim_text, question):
+            return Claim(body, check.cited, False, "no-answer", how=check.how)
+        if not check.cited:
+            return Claim(body, [], False, "uncited", how=check.how)
+        passages = [packed[n - 1].text for n in check.cited]
+        anchored = max(anchoring(question, claim_text, p) for p in passages)
+        covered = max(coverage(question, p) for p in passages)
+        if not any(constraints_met(question, p) for p in passages):
+            return Claim(body, check.cited, False, "off-question", anchoring=anchored, coverage=covered,
+                         how=check.how)
+        return Claim(body, check.cited, True, anchoring=anchored, coverage=covered, how=check.how)
+
+    def _trust(self, question: str, claims: Sequence[Claim], signals: Signals) -> float | None:
+        supported = [c for c in claims if c.supported]
+        if not supported:
+            return None
         lang = "zh" if has_cjk(question) else "en"
-        claims: list[Claim] = []
-        for i, check in enumerate(checks):
-            body = check.sentence
-            lead_in = bool(_LEAD_IN.search(body)) and i + 1 < len(checks)
-            if lead_in:
-                claims.append(Claim(body, check.cited, False, lead_in=True, how=check.how))
-                continue
-            claim_text = _with_lead_in(checks, i)
-            if not content_words(body, question):
-                claims.append(Claim(body, check.cited, False, "no-content", how=check.how))
-                continue
-            if not check.cited:
-                claims.append(Claim(body, [], False, "uncited", how=check.how))
-                continue
-            anchored = max(anchoring(question, claim_text, packed[n - 1].text) for n in check.cited)
-            if self.llm is None:
-                claims.append(Claim(body, check.cited, True, anchoring=anchored, how=check.how))
-                continue
-            best = max(self.entailment(lang, question, claim_text, n, completion, messages) for n in check.cited)
-            supported = best >= entailment_threshold(self.model, lang, self.threshold)
-            claims.append(Claim(body, check.cited, supported, None if supported else "not-stated", best,
-                                anchoring=anchored, how=check.how))
-        return Verification(claims, rendered, citations, checks=checks)
+        model = self.trust_model(lang)
+        if model is None:
+            return signals.gate
+        return model.score(signals, max(c.anchoring or 0.0 for c in supported),
+                           max(c.coverage or 0.0 for c in supported))
 
-    def entailment(self, lang: str, question: str, claim: str, n: int, completion: str,
-                   messages: list[dict[str, str]]) -> float:
-        """P(yes) that passage [n] states ``claim`` as the answer to ``question``, asked right after the
-        answer so the prompt's KV cache is reused."""
-        assert self.llm is not None
-        template = prompts.load(f"verify.{lang}", self.prompts_dir)
-        check = template.messages(n=str(n), claim=claim, question=question)
-        return self.llm.yes_probability([*messages, {"role": "assistant", "content": completion}, *check])
-
-
+    def threshold(self, lang: str) -> float:
+        if self.trust_min is not None:
+            return self.trust_min
+        model = self.trust_model(lang)
+        return model.threshold if model is not None else DEFAULT_GATE_MIN
 def _with_lead_in(checks: Sequence[SentenceCheck], i: int) -> str:
     """A list item with the line that introduces it ('The kit contains: a charger'), so the check sees
     the whole claim."""

@@ -375,10 +375,12 @@ def test_chat_json_and_its_session(client: httpx.Client, facts: dict[str, Any]) 
                        json={"question": "What is the daily meal allowance on business trips at Aurora Robotics?"})
     assert resp.status_code == 200, resp.text
     out = resp.json()
-    assert {"answer", "citations", "refused", "usage", "session_id"} <= set(out)
+    assert {"answer", "citations", "refused", "usage", "session_id", "related", "claims", "policy"} <= set(out)
     assert not out["refused"] and "45" in out["answer"] and out["citations"]
     assert any("45 euros" in c["text"] for c in out["citations"])
     assert out["usage"]["prompt_tokens"] > 0 and out["usage"]["completion_tokens"] > 0
+    assert out["policy"] == "strict" and out["related"] == []
+    assert out["claims"] and all(c["supported"] and c["citations"] for c in out["claims"])
 
     session = client.get(f"/v1/sessions/{out['session_id']}").json()
     assert session["kb_id"] == facts["id"]
@@ -390,6 +392,18 @@ def test_chat_json_and_its_session(client: httpx.Client, facts: dict[str, Any]) 
                                json={"question": "q", "session_id": out["session_id"]}), 400, "invalid_input")
     assert client.delete(f"/v1/sessions/{out['session_id']}").status_code == 204
     assert_problem(client.get(f"/v1/sessions/{out['session_id']}"), 404, "session_not_found")
+
+
+@pytest.mark.llm
+def test_an_answer_the_documents_do_not_state_is_a_refusal_with_related_passages(
+        client: httpx.Client, facts: dict[str, Any]) -> None:
+    out = client.post("/v1/kbs/facts/chat",
+                      json={"question": "How much is the hotel allowance per night at Aurora Robotics?"}).json()
+    assert out["refused"] is True and out["answer"] == "I cannot find the answer in the provided documents."
+    assert out["citations"] == [] and out["claims"] == [] and not out["grounded"]
+    assert 1 <= len(out["related"]) <= 3
+    assert set(out["related"][0]) >= {"chunk_id", "doc_id", "source", "text", "score"}
+    assert any("travel" in r["source"] for r in out["related"])
 
 
 @pytest.mark.llm
@@ -407,6 +421,7 @@ def test_chat_streams_server_sent_events(client: httpx.Client, facts: dict[str, 
     assert "八" in final["answer"] or "8" in final["answer"]
     assert "八" in streamed or "8" in streamed
     assert any("八本书" in c["text"] for c in final["citations"])
+    assert final["claims"] and final["related"] == [] and final["policy"] == "strict"
 
 
 @pytest.mark.llm
@@ -425,6 +440,7 @@ def test_openai_compatible_completion(client: httpx.Client, facts: dict[str, Any
     usage = out["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
     assert out["citations"] and out["refused"] is False
+    assert out["related"] == [] and out["claims"] and all(c["supported"] for c in out["claims"])
     assert_problem(client.post("/v1/chat/completions", json={"model": "nope", "messages": [
         {"role": "user", "content": "hi"}]}), 404, "kb_not_found")
     assert_problem(client.post("/v1/chat/completions", json={"model": "facts", "messages": [
@@ -460,8 +476,11 @@ def test_full_chat_queue_answers_503_while_an_openai_stream_runs(limits_server: 
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert "07:30" in text or "7:30" in text
+    # Checked before it is sent (policy strict): the role chunk, one content chunk, the final chunk.
+    assert len(chunks) == 3 and chunks[1]["choices"][0]["delta"] == {"content": text}
     final = chunks[-1]
     assert final["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
     assert final["refused"] is False and final["citations"] and final["usage"]["completion_tokens"] > 0
+    assert final["related"] == [] and final["claims"]
     health = httpx.get(limits_server.url + "/healthz").json()
     assert health["chat_queue"] == {"admitted": 0, "capacity": 1}

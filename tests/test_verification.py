@@ -74,11 +74,26 @@ def test_a_lead_in_line_stands_or_falls_with_its_items() -> None:
     assert v.apply("strict")[2]
 
 
-def test_policy_off_runs_no_model_check() -> None:
+def test_policy_off_checks_markers_only() -> None:
     packed = [_chunk(0, "A full charge of the X2 battery takes about two hours.")]
-    v = Verifier(None).verify("How long does the X2 take to charge?", "It takes about two hours [1].", packed,
-                              [], model_refused=False)
-    assert [(c.supported, c.entailment, c.citations) for c in v.claims] == [(True, None, [1])]
+    v = Verifier(check=False).verify("How long does the X2 take to charge?", "It takes about two hours [1].",
+                                     packed, model_refused=False)
+    assert [(c.supported, c.anchoring, c.citations) for c in v.claims] == [(True, None, [1])]
+    assert v.trust is None
+
+
+def test_checked_claims_need_the_questions_numbers_and_a_number_when_one_is_asked() -> None:
+    packed = [_chunk(0, "In 2021 the library lent 8,200 books. It opens at 9:00 on weekdays.")]
+    verifier = Verifier()
+    v = verifier.verify("How many books did the library lend in 2022?", "It lent 8,200 books [1].", packed,
+                        model_refused=False)
+    assert [(c.supported, c.reason) for c in v.claims] == [(False, "off-question")]
+    v = verifier.verify("How many books did the library lend in 2021?", "It lent many books [1].", packed,
+                        model_refused=False)
+    assert [(c.supported, c.reason) for c in v.claims] == [(False, "no-answer")]
+    v = verifier.verify("How many books did the library lend in 2021?", "It lent 8,200 books [1].", packed,
+                        model_refused=False)
+    assert v.claims[0].supported and v.claims[0].anchoring and v.claims[0].coverage
 
 
 def test_question_lists_are_recognised() -> None:

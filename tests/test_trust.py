@@ -1,0 +1,125 @@
+"""Trust with the real default model on a short, FAQ-style document: a question that only its table of contents
+names is refused with related passages; an answerable one gets a cited, full-sentence answer; a list answer
+keeps its items; an unsupported sentence inside a supported answer is removed (strict) or marked (lenient)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rag_service.generation import Answerer
+from rag_service.settings import Settings
+from rag_service.workspace import Workspace
+from tests.conftest import rag_json
+
+pytestmark = pytest.mark.llm
+
+FAQ = """Harbour Allotments - member FAQ
+Posted by admin on 2024-03-02 | Share | Print
+
+Contents
+1. How much does a plot cost?
+2. Can I keep bees on my plot?
+3. What tools can I borrow?
+4. Are bonfires allowed?
+
+1. How much does a plot cost?
+A full plot costs 60 euros a year and a half plot costs 35 euros a year, payable every March.
+
+3. What tools can I borrow?
+The tool shed lends members these tools:
+- wheelbarrows
+- a petrol strimmer
+- a rotavator, booked on the sheet in the pavilion
+
+4. Are bonfires allowed?
+No. Bonfires are not allowed anywhere on the site; green waste goes to the compost bays by the gate.
+
+Back to top
+"""
+
+FAQ_ZH = """港湾社区菜园 · 常见问题
+目录
+1. 一块地一年多少钱？
+2. 可以在地里养蜂吗？
+3. 可以借哪些工具？
+
+1. 一块地一年多少钱？
+整块地每年 600 元，半块地每年 350 元，每年三月缴纳。
+
+3. 可以借哪些工具？
+工具房可以借用：
+- 手推车
+- 汽油割草机
+- 旋耕机（需在凉亭登记）
+"""
+
+
+@pytest.fixture(scope="module")
+def faq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Answerer]:
+    folder = tmp_path_factory.mktemp("faq")
+    (folder / "allotments.txt").write_text(FAQ, encoding="utf-8")
+    (folder / "菜园.txt").write_text(FAQ_ZH, encoding="utf-8")
+    data = folder / "data"
+    rag_json("ingest", "--kb", "faq", str(folder / "allotments.txt"), str(folder / "菜园.txt"), data_dir=data)
+    ws = Workspace(Settings(data_dir=data))
+    yield Answerer(ws, ws.catalog.get_kb("faq"))
+    ws.close()
+
+
+@pytest.mark.parametrize(("question", "refusal"), [
+    ("Are members allowed to keep beehives on their allotment?", "I cannot find the answer"),
+    ("菜园里允许养蜜蜂吗？", "无法回答"),
+])
+def test_a_question_only_the_contents_name_is_refused_with_related_passages(
+        faq: Answerer, question: str, refusal: str) -> None:
+    answer = faq.ask(question)
+    assert answer.refused and refusal in answer.answer, answer.trace.get("raw_completion")
+    assert not answer.citations and not answer.claims and not answer.grounded
+    assert 1 <= len(answer.related) <= 3
+    assert answer.to_json()["related"][0].keys() >= {"chunk_id", "doc_id", "source", "text", "score"}
+
+
+def test_an_answerable_question_gets_a_cited_full_sentence(faq: Answerer) -> None:
+    answer = faq.ask("What does a full plot cost per year?")
+    assert not answer.refused and "60" in answer.answer, answer.trace.get("raw_completion")
+    assert answer.citations and all(f"[{c.n}]" in answer.answer for c in answer.citations)
+    prose = re.sub(r"\s*\[\d+\]", "", answer.answer)
+    assert len(prose.split()) >= 5 and "plot" in prose.lower(), prose  # reads without the question
+    assert all(c.supported for c in answer.claims)
+
+
+def test_a_list_answer_keeps_its_items(faq: Answerer) -> None:
+    answer = faq.ask("Which tools can members borrow from the shed?")
+    assert not answer.refused, answer.trace.get("raw_completion")
+    text = answer.answer.lower()
+    assert all(item in text for item in ("wheelbarrow", "strimmer", "rotavator")), answer.answer
+    assert answer.citations
+
+
+def test_an_unsupported_sentence_is_removed_under_strict_and_marked_under_lenient(faq: Answerer) -> None:
+    """The model's draft is given (the model rarely invents on cue); the claim check runs with the real model."""
+    question = "What does a full plot cost per year?"
+    turn = faq._prepare(question, None, None)
+    draft = ("A full plot costs 60 euros a year [1].\n"
+             "Members also get a free parking permit for the harbour car park [1].")
+    verification = faq.verifier("strict").verify(question, draft, turn.packed, model_refused=False)
+    text, _, refused, claims = verification.apply("strict")
+    assert not refused and "60 euros" in text and "parking" not in text, verification.to_json()
+    assert [c.supported for c in verification.claims] == [True, False]
+    assert verification.claims[1].reason in ("not-stated", "uncited")
+    text, _, refused, claims = verification.apply("lenient")
+    assert not refused and "parking" in text and [c.supported for c in claims] == [True, False]
+    off = verification.apply("off")[0]
+    assert "parking" in off
+
+
+def test_policy_off_delivers_the_draft_without_model_checks(faq: Answerer, tmp_path: Path) -> None:
+    ws = Workspace(Settings(data_dir=faq.ws.settings.data_dir, grounding="off"))
+    answer = Answerer(ws, faq.kb, faq.llm).ask("What does a full plot cost per year?")
+    assert answer.policy == "off" and not answer.refused and "60" in answer.answer
+    assert all(c.entailment is None for c in answer.claims)
+    assert answer.trace["policy_views"]["off"]["answer"] == answer.answer
