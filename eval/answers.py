@@ -359,52 +359,21 @@ def summarise(results: Sequence[QuestionResult], policy: str = "strict") -> dict
 
 # -- probes: other yes/no judgements recorded beside each answer, to compare checks on the same data --------
 _PROBES = {
-    "en": {
-        "gate": "Do the passages above state the answer to the question? Reply yes or no.",
-        "gate_passage": "Does passage [{n}] state the answer to the question? Reply yes or no.",
-        "fresh_system": "You check whether a passage states the answer to a question. Reply with one word: yes or no.",
-        "fresh": "Passage:\n{passage}\n\nQuestion: {question}\nAnswer: {claim}\n"
-                 "Does the passage state this answer to the question? Reply yes or no.",
-    },
-    "zh": {
-        "gate": "上面的资料是否写出了这个问题的答案？请只回答“是”或“否”。",
-        "gate_passage": "资料[{n}]是否写出了这个问题的答案？请只回答“是”或“否”。",
-        "fresh_system": "你负责核查一段资料是否写出了某个问题的答案。只回答一个字：是 或 否。",
-        "fresh": "资料：\n{passage}\n\n问题：{question}\n答案：{claim}\n"
-                 "这段资料是否写出了这个问题的这个答案？请只回答“是”或“否”。",
-    },
+    "en": "Does passage [{n}] state the answer to the question? Reply yes or no.",
+    "zh": "资料[{n}]是否写出了这个问题的答案？请只回答“是”或“否”。",
 }
 
 
 def probe(llm: LLM, answer: Answer) -> dict[str, Any]:
-    """Judgements asked beside an answer, to compare checks on the same data: whether the passages answer the
-    question at all (``gate``, after the answer prompt, so its KV cache is reused) and each passage on its own
-    (``gate_passages``); each checked claim against its cited passage in a fresh, minimal prompt (``fresh``:
-    P(yes) per claim, None for claims the verifier did not put to the model)."""
+    """Judgements recorded beside an answer to compare checks on the same data (the pipeline's own gate is in
+    the trace): whether each packed passage on its own states the answer (``gate_passages``: P(yes), asked
+    after the answer prompt so its KV cache is reused)."""
     messages = answer.trace.get("messages")
     if not messages:
         return {}
-    lang = answer.trace.get("language", "en")
-    texts = _PROBES[lang]
-    question = answer.trace.get("standalone_question", "")
-
-    def ask(content: str) -> float:
-        return llm.yes_probability([*messages, {"role": "user", "content": content}])
-
-    out: dict[str, Any] = {"gate": ask(texts["gate"]),
-                           "gate_passages": [ask(texts["gate_passage"].format(n=n))
-                                             for n in range(1, len(answer.packed) + 1)]}
-    fresh = []
-    for c in answer.trace.get("verification", {}).get("claims", []):
-        if not c.get("citations") or c.get("lead_in"):
-            fresh.append(None)
-            continue
-        fresh.append(max(llm.yes_probability([
-            {"role": "system", "content": texts["fresh_system"]},
-            {"role": "user", "content": texts["fresh"].format(passage=answer.packed[n - 1].text, question=question,
-                                                              claim=c["text"])}]) for n in c["citations"]))
-    out["fresh"] = fresh
-    return out
+    text = _PROBES[answer.trace.get("language", "en")]
+    return {"gate_passages": [llm.yes_probability([*messages, {"role": "user", "content": text.format(n=n)}])
+                              for n in range(1, len(answer.packed) + 1)]}
 
 
 # -- runs --------------------------------------------------------------------------------------------

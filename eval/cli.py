@@ -211,6 +211,27 @@ def _answer_summary(out: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_eval_calibrate(args: argparse.Namespace) -> int:
+    from eval.calibrate import run
+
+    for path in args.runs:
+        if not path.is_file():
+            raise InvalidInputError(f"run file {path} does not exist (write one with rag eval answers --out)")
+    out = run(args.runs)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    for lang, fit in out.items():
+        w, cv = fit["weights"], fit["cross_validated"]
+        print(f"{lang}: {fit['questions']} questions, {fit['candidates']} answers to score; threshold "
+              f"{fit['threshold']}: answered correctly {fit['answered_correctly']:.3f}, refused {fit['refused']:.3f} "
+              f"(5-fold cross-validated: {cv['answered_correctly']:.3f}, {cv['refused']:.3f})")
+        print(f'    "{lang}": TrustModel(intercept={w["intercept"]}, gate={w["gate"]}, '
+              f'refusal_start={w["refusal_start"]}, anchoring={w["anchoring"]}, coverage={w["coverage"]}, '
+              f'threshold={fit["threshold"]}),')
+    return 0
+
+
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``rag eval`` and its subcommands on the ``rag`` parser."""
     p = subparsers.add_parser("eval", help="evaluate retrieval on a benchmark or your own questions")
@@ -275,6 +296,14 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--quiet", action="store_true", help="no progress bars")
     a.add_argument("--json", action="store_true", help="print the summary and run record as JSON")
     a.set_defaults(func=cmd_eval_answers)
+
+    c = sub.add_parser("calibrate", help="fit the trust model of the answer checks from rag eval answers runs",
+                       description="Fit the logistic trust model and its threshold per language from the --out files "
+                       "of rag eval answers runs made with one generator (eval/calibrate.py); prints the "
+                       "TrustModel entries for rag_service/verification.py and a cross-validated estimate.")
+    c.add_argument("runs", type=Path, nargs="+", metavar="RUN.json", help="files written by rag eval answers --out")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_eval_calibrate)
 
     m = sub.add_parser("matrix", help="retrieval metrics over a grid of splitters, chunk sizes, overlaps and modes",
                        description="Build one cached index per (embedder, splitter, chunk size, overlap) of the "

@@ -16,7 +16,8 @@ from rag_service.catalog import KnowledgeBase
 from rag_service.citations import strip_markers
 from rag_service.filters import SearchFilter
 from rag_service.llm import LLM, Completion, get_llm
-from rag_service.passages import is_question_list, with_neighbours
+from rag_service.models import BUNDLED_LLMS
+from rag_service.passages import complete_lists, is_question_list, with_neighbours
 from rag_service.records import Answer, Chunk, Citation, Claim, Hit, Usage
 from rag_service.retrieval import Retriever
 from rag_service.tokenize import has_cjk
@@ -120,8 +121,11 @@ class Answerer:
         usage = Usage(completion.prompt_tokens, completion.completion_tokens)
         t1 = time.perf_counter()
         signals = replace(signals, refusal_start=completion.watched)
+        draft = complete_lists(completion.text, turn.packed)
+        if draft != completion.text:
+            turn.trace["list_completed"] = draft
         verification = self.verifier(policy).verify(
-            turn.standalone, completion.text, turn.packed,
+            turn.standalone, draft, turn.packed,
             model_refused=self._model_refused(turn, completion.text), signals=signals)
         turn.timings["verify_s"] = time.perf_counter() - t1
         turn.trace["citation_checks"] = [asdict(c) for c in verification.checks]
@@ -135,8 +139,12 @@ class Answerer:
 
     def verifier(self, policy: Policy) -> Verifier:
         """The checks for ``policy``: none beyond citation markers with 'off'; otherwise the claim rules and
-        the trust model calibrated for this generator and language (threshold overridable)."""
-        return Verifier(self.llm.name, check=policy != "off", trust_min=self.ws.settings.trust_min)
+        the trust model calibrated for this generator and language (threshold overridable). The generator is
+        the bundled model ``llm`` names, also behind ``llm_base_url`` (a server running that model); a GGUF
+        of your own has no calibration."""
+        settings = self.ws.settings
+        model = settings.llm if settings.llm_model_path is None and settings.llm in BUNDLED_LLMS else ""
+        return Verifier(model, check=policy != "off", trust_min=settings.trust_min)
 
     def _model_refused(self, turn: _Turn, completion: str) -> bool:
         """The model's refusal sentence, or nothing but markers and punctuation ('[1] [2]。')."""

@@ -182,6 +182,9 @@ class OpenAIHttpLLM(LLM):
                 "logprobs": True, "top_logprobs": 20}
         try:
             resp = httpx.post(self._url, json=body, headers=self._headers, timeout=self._timeout)
+            if resp.status_code in (400, 422, 500):  # a server without log-probabilities: the word decides
+                body = {k: v for k, v in body.items() if k not in ("logprobs", "top_logprobs")}
+                resp = httpx.post(self._url, json=body, headers=self._headers, timeout=self._timeout)
         except httpx.HTTPError as exc:
             raise LLMError(f"cannot reach the LLM server at {self._url}: {exc}") from exc
         if resp.status_code != 200:

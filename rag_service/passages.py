@@ -11,12 +11,15 @@ evidence. Both are recognised here from the text's lines, at query time, for any
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 
 from rag_service.records import Chunk
 
 LIST_ITEM = re.compile(r"^\s*(?:[-*•·▪◦●○■□►▶✓✔]|\d{1,2}[.)、）]|[(（]\d{1,2}[)）]|[①-⑳]|[a-zA-Z][.)](?=\s))\s*\S")
 _QUESTION_END = re.compile(r"[?？]\s*$")
+_NUMBERED = re.compile(r"^\s*(?:\d{1,2}[.)、]|[一二三四五六七八九十]+、|[(（]\d{1,2}[)）])\s*\S")
+_SENTENCE_END = re.compile(r"[。.!！;；]\s*$")
 _LEAD_IN_END = re.compile(r"[:：]\s*$")
 # Most characters taken from a neighbour: enough for a question line or a short list, not a section.
 NEIGHBOUR_MAX_CHARS = 300
@@ -27,12 +30,16 @@ def _lines(text: str) -> list[str]:
 
 
 def is_question_list(text: str) -> bool:
-    """A table of contents or a list of questions: at least four lines, three in five or more of them ending
-    in a question mark (a Q&A thread, question then reply, stays below). It names topics; it states
-    nothing about them."""
+    """A table of contents or a list of questions: at least four lines, and either three in five or more of
+    them ending in a question mark (a Q&A thread, question then reply, stays below), or seven in ten or more
+    numbered titles: short, without a sentence's closing mark. It names topics; it states nothing about them."""
     lines = _lines(text)
+    if len(lines) < 4:
+        return False
     questions = sum(bool(_QUESTION_END.search(line)) for line in lines)
-    return questions >= 4 and questions * 5 >= len(lines) * 3
+    titles = sum(bool(_NUMBERED.match(line)) and len(line.strip()) <= 60 and not _SENTENCE_END.search(line)
+                 for line in lines)
+    return questions * 5 >= len(lines) * 3 or (titles * 10 >= len(lines) * 7 and titles >= 5)
 
 
 def _is_header(line: str) -> bool:
@@ -80,3 +87,72 @@ def with_neighbours(chunk: Chunk, before: Chunk | None, after: Chunk | None) -> 
     if not added:
         return chunk
     return replace(chunk, text=text, metadata={**chunk.metadata, "context": added})
+
+
+def _item_text(line: str) -> str:
+    return re.sub(r"^\s*(?:[-*•·▪◦●○■□►▶✓✔]|\d{1,2}[.)、）]|[(（]\d{1,2}[)）]|[①-⑳]|[a-zA-Z][.)])\s*", "",
+                  line).strip().rstrip("；;。，,")
+
+
+def list_blocks(text: str) -> list[tuple[str | None, list[str]]]:
+    """The lists in a passage: (the line introducing it, when it ends with a colon, and its items), two
+    items or more."""
+    blocks: list[tuple[str | None, list[str]]] = []
+    lines = _lines(text)
+    i = 0
+    while i < len(lines):
+        if LIST_ITEM.match(lines[i]) and not _is_header(lines[i]):
+            j = i
+            while j < len(lines) and LIST_ITEM.match(lines[j]) and not _is_header(lines[j]):
+                j += 1
+            if j - i >= 2:
+                header = lines[i - 1].strip() if i and _LEAD_IN_END.search(lines[i - 1]) else None
+                blocks.append((header, [_item_text(line) for line in lines[i:j]]))
+            i = j
+        else:
+            i += 1
+    return blocks
+
+
+def complete_lists(answer: str, packed: Sequence[Chunk]) -> str:
+    """A small model asked for a list often writes its first item and stops ("4 wheelbarrows [1]"). When every
+    sentence of the answer that cites passage [n] is an item of one list in that passage, those sentences
+    are replaced by the whole list, in the passage's words, each item with its marker (the list's own
+    introducing line first when the answer has none). Other answers are returned unchanged."""
+    from rag_service.citations import marked_sentences
+    from rag_service.tokenize import evidence_tokens, has_cjk
+
+    sentences = marked_sentences(answer)
+    cited = {n for _, _, marks in sentences for n in marks if 1 <= n <= len(packed)}
+    if len(cited) != 1 or not sentences:
+        return answer
+    n = cited.pop()
+    for header, items in list_blocks(packed[n - 1].text):
+        units = [evidence_tokens(item) for item in items]
+        framing = evidence_tokens(header or "")
+
+        def item_of(body: str, units: list[set[str]] = units, framing: set[str] = framing) -> int | None:
+            """The item a sentence gives: some of the item's words and next to nothing besides them and the
+            list's introducing line ('4 wheelbarrows', 'The shed has 4 wheelbarrows'); a sentence saying
+            something of its own about an item ('The rotavator must be booked') is not a list answer."""
+            bullet = re.match(r"^\s*[-*•]\s*", body) is not None
+            said = evidence_tokens(re.sub(r"^\s*[-*•]\s*", "", body))
+            for k, u in enumerate(units):
+                shared = len(u & said)
+                if u and said and shared >= max(1.0, 0.3 * len(u)) and \
+                        len(said - u - framing) <= (0.34 if bullet else 0.2) * len(said):
+                    return k
+            return None
+
+        matched = [(i, item_of(body)) for i, (_, body, marks) in enumerate(sentences) if marks]
+        if not matched or any(k is None for _, k in matched) or len(matched) >= len(items):
+            continue
+        lead = [raw for raw, body, marks in sentences if not marks and _LEAD_IN_END.search(body)]
+        first = min(i for i, _ in matched)
+        before = "".join(raw for raw, _, marks in sentences[:first] if not marks).strip()
+        head = before or (header or "")
+        lines = ([head] if head else []) + [f"- {item}{'' if has_cjk(item[-1:]) else ' '}[{n}]" for item in items]
+        rest = "".join(raw for i, (raw, _, marks) in enumerate(sentences) if i > first and not marks
+                       and raw not in lead).strip()
+        return "\n".join(lines) + (("\n" + rest) if rest else "")
+    return answer

@@ -216,15 +216,16 @@ class TrustModel:
         return 1 / (1 + math.exp(-z))
 
 
-# Calibrated trust models by model file and language (eval/README.md, "Calibrating the checks"). A model
+# Calibrated trust models by bundled model name and language (eval/README.md, "Calibrating the checks"). A model
 # without one (a GGUF of your own) is judged by the gate alone at DEFAULT_GATE_MIN.
 TRUST_MODELS: dict[str, dict[str, TrustModel]] = {}
 DEFAULT_GATE_MIN = 0.5
 
 
 class Verifier:
-    """Runs the checks for one answer. ``model`` names the generator (its file name), which selects the
-    calibrated trust model; ``check`` False (policy ``off``) skips everything beyond citation markers."""
+    """Runs the checks for one answer. ``model`` names the bundled generator, which selects the calibrated
+    trust model ('' for any other); ``check`` False (policy ``off``) skips everything beyond citation
+    markers."""
 
     def __init__(self, model: str = "", *, check: bool = True, trust_min: float | None = None) -> None:
         self.model = model

@@ -8,11 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from eval.answers import FAITHFUL_MIN_SIMILARITY, E5Judge, QuestionResult, select_questions, summarise
-from eval.datasets import EvalQuery
+from eval.answers import (
+    FAITHFUL_MIN_SIMILARITY,
+    E5Judge,
+    PolicyResult,
+    QuestionResult,
+    score_policy,
+    select_questions,
+    summarise,
+)
+from eval.calibrate import Example, calibrate
+from eval.datasets import EvalQuery, load_jsonl
+from eval.metrics import has_required
 from tests.conftest import ROOT, run_rag
 
 SAMPLES = ROOT / "samples"
+FAQ = ROOT / "eval" / "data" / "faq"
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +114,69 @@ def test_eval_answers_on_the_samples(tmp_path: Path) -> None:
     full = json.loads(report.read_text(encoding="utf-8"))
     assert [r["refused"] for r in full["results"]] == [False, False, True]
     assert "Mara Okafor" in full["results"][0]["prediction"] and "[" not in full["results"][0]["prediction"]
+
+
+def test_our_faq_set_loads_with_required_items_and_its_documents() -> None:
+    data = load_jsonl(FAQ / "questions.jsonl", FAQ / "docs")
+    answerable = [q for q in data.queries if q.answers]
+    assert len(data.queries) >= 120 and len(data.docs) == 8
+    assert all(q.required for q in answerable) and not any(q.required for q in data.queries if not q.answers)
+    assert {q.setting for q in data.queries} >= {"list", "toc_only", "near_miss", "off_topic"}
+    text = {d.id: d.text for d in data.docs}
+    for q in answerable:  # the reference answer meets its own rule, and its evidence is in the documents
+        assert has_required(q.answers[0], q.required), q.id
+        assert any(s in t for s in q.gold_substrings for t in text.values()), q.id
+
+
+@pytest.mark.parametrize(("prediction", "required", "correct"), [
+    ("营收达 193.8 亿元[1]。", [["193.8亿", "194亿"]], True),
+    ("The flag bearers were Guo Yujie [1].", [["Guo Yujie"], ["Wang Zhidong"]], False),  # every item is needed
+    ("借期为三十天[1]。", [["30天"]], True),  # numerals are read as digits
+    ("It costs 1,850 euros.", [["1850"]], True),
+])
+def test_answered_correctly_by_required_items(prediction: str, required: list[list[str]], correct: bool) -> None:
+    query = EvalQuery("q", "question?", answers=["x"], required=required)
+    result = score_policy(query, prediction, False, [], _NoJudge(), "required")
+    assert result.correct is correct and not result.refused
+
+
+class _NoJudge:
+    def supported(self, statement: str, passages: object) -> bool:
+        return False
+
+
+def test_every_policy_is_summarised_per_language_and_setting() -> None:
+    def result(lang: str, setting: str, answerable: bool, views: dict[str, tuple[bool, bool, bool]]) -> QuestionResult:
+        policies = {p: PolicyResult("x", refused, correct, 0.0, 0.0, 1, 1, 1, int(cited), cited)
+                    for p, (refused, correct, cited) in views.items()}
+        return QuestionResult("q", "Q?", ["a"] if answerable else [], "x", False, True, 0.0, 0.0, 1, 1, 1, 1, 0, 0,
+                              100, 5, {"first_token_s": 2.0}, lang=lang, setting=setting, policies=policies)
+
+    results = [result("zh", "noisy", True, {"strict": (False, True, True), "off": (False, True, True)}),
+               result("zh", "negative", False, {"strict": (True, True, False), "off": (False, False, False)}),
+               result("en", "answerable", True, {"strict": (True, False, False), "off": (False, False, True)})]
+    out = summarise(results)
+    zh = out["by_language"]["zh"]["policies"]
+    assert zh["strict"]["answered_correctly"] == 1.0 and zh["strict"]["refused"] == 1.0
+    assert zh["off"]["refused"] == 0.0 and zh["off"]["uncited_answers"] == 1
+    assert out["by_setting"]["negative"]["unanswerable"] == 1
+    assert out["policies"]["strict"]["uncited_answers"] == 0
+    assert out["by_language"]["en"]["cost"]["first_token_s_p50"] == 2.0
+
+
+def test_calibration_separates_right_from_wrong_answers() -> None:
+    """A synthetic run where the gate tells right answers from wrong ones: the fitted model leans on the gate
+    and its threshold keeps most right answers while refusing most unanswerable questions."""
+    import random
+
+    rng = random.Random(0)
+    items = []
+    for i in range(400):
+        answerable = i % 2 == 0
+        good = answerable and rng.random() < 0.9
+        gate = rng.gauss(2.0 if good else -1.0, 1.0)
+        items.append(Example("zh", answerable, True, good, (gate, rng.gauss(0, 1), rng.random(), rng.random())))
+    fit = calibrate(items)
+    assert fit["weights"]["gate"] > 1.0 and abs(fit["weights"]["refusal_start"]) < 0.5
+    assert fit["answered_correctly"] > 0.8 and fit["refused"] > 0.8
+    assert fit["cross_validated"]["refused"] > 0.75

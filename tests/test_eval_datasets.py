@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from eval.datasets import Dataset, EvalDoc, EvalQuery, load_beir, load_clapnq, load_jsonl, load_squad
+from eval.datasets import (
+    Dataset,
+    EvalDoc,
+    EvalQuery,
+    load_beir,
+    load_clapnq,
+    load_jsonl,
+    load_rgb,
+    load_squad,
+    load_squad_settings,
+)
 from rag_service.errors import InvalidInputError
 from tests.conftest import ROOT
 
@@ -46,6 +56,36 @@ def test_cmrc_dev_paragraphs_and_questions() -> None:
         (gold,) = q.gold
         # Annotators sometimes retyped an answer, but at least one reference is a span of its paragraph.
         assert any(a in docs[gold].text for a in q.answers)
+
+
+def test_rgb_noisy_and_negative_settings() -> None:
+    data = load_rgb(EVAL_DATA / "rgb_zh_dev")
+    noisy = [q for q in data.queries if q.setting == "noisy"]
+    negative = [q for q in data.queries if q.setting == "negative"]
+    assert len(noisy) == len(negative) == 240 and len(data.docs) == 5847
+    first = noisy[0]
+    assert (first.id, first.text, first.required) == ("60", "B站2021财年总营收是多少？", [["193.8亿", "194亿"]])
+    assert negative[0].id == "60:negative" and not negative[0].answers and negative[0].scope
+    doc_ids = {d.id for d in data.docs}
+    assert all(set(q.scope or ()) <= doc_ids and not set(q.scope or ()) & set(p.gold)
+               for q, p in zip(negative, noisy, strict=True))
+    assert len(load_rgb(EVAL_DATA / "rgb_zh_dev", "negative").queries) == 240
+    with pytest.raises(InvalidInputError, match="unknown RGB setting"):
+        load_rgb(EVAL_DATA / "rgb_zh_dev", "noisey")
+
+
+def test_cmrc_with_the_own_paragraph_removed() -> None:
+    data = load_squad_settings(EVAL_DATA / "cmrc2018" / "squad-style-data" / "cmrc2018_dev.json", "both", 50)
+    normal = [q for q in data.queries if q.setting == "normal"]
+    removed = [q for q in data.queries if q.setting == "removed"]
+    assert len(normal) == len(removed) == 50
+    assert [q.id + ":removed" for q in normal] == [q.id for q in removed]
+    text = {d.id: d.text for d in data.docs}
+    for q, r in zip(normal, removed, strict=True):
+        (own,) = q.gold
+        assert own not in r.scope and len(r.scope) == len(text) - 1 and not r.answers
+        # No other paragraph holds a reference answer: the knowledge base without its own cannot answer.
+        assert not any(a in text[d] for d in r.scope for a in q.answers)
 
 
 def test_clapnq_answerable_and_unanswerable() -> None:

@@ -1,0 +1,123 @@
+"""Calibrating the trust model (``rag_service.verification.TrustModel``) from ``rag eval answers --out`` runs.
+
+Every question of the runs is one example. Questions the pipeline refuses anyway (before the model, by the
+model, or because no sentence passed the claim rules) stay refused whatever the trust model says; the others
+are candidates: their features are the logits of the gate and of the refusal start, and the best anchoring
+and coverage of a rule-supported sentence; their label is whether the model's answer was right (an answerable
+question answered correctly). A logistic regression (L2, Newton's method) is fitted per language, and the
+threshold is the one that maximises answered-correctly (over answerable questions) plus refused (over
+unanswerable ones) on all questions of the runs. A 5-fold cross-validation reports what the same procedure
+scores on questions it was not fitted on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FEATURES = ("gate", "refusal_start", "anchoring", "coverage")
+
+
+def _logit(p: float | None) -> float:
+    p = 0.5 if p is None else min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    lang: str
+    answerable: bool
+    candidate: bool  # delivered unless the trust model refuses it
+    good: bool  # the model's answer is right (answerable and correct)
+    features: tuple[float, ...]
+
+
+def examples(runs: Sequence[dict[str, Any]]) -> list[Example]:
+    out = []
+    for run in runs:
+        for r in run["results"]:
+            # Sentences that passed the claim rules ("not-stated" marks those the trust score turned down).
+            supported = [c for c in r.get("claims", []) if not c.get("lead_in")
+                         and (c.get("supported") or c.get("reason") == "not-stated")]
+            candidate = bool(supported)
+            signals = r.get("signals") or {}
+            features = (_logit(signals.get("gate")), _logit(signals.get("refusal_start")),
+                        max((c.get("anchoring") or 0.0 for c in supported), default=0.0),
+                        max((c.get("coverage") or 0.0 for c in supported), default=0.0))
+            good = bool(r["answers"]) and r["policies"]["off"]["correct"]
+            out.append(Example(r["lang"], bool(r["answers"]), candidate, good, features))
+    return out
+
+
+def fit(x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 50) -> np.ndarray:
+    """Weights (intercept first) of an L2-regularised logistic regression, by Newton's method."""
+    a = np.hstack([np.ones((len(x), 1)), x])
+    w = np.zeros(a.shape[1])
+    penalty = np.eye(a.shape[1]) * l2
+    penalty[0, 0] = 0.0  # the intercept is not shrunk
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-a @ w))
+        gradient = a.T @ (p - y) + penalty @ w
+        hessian = a.T @ (a * (p * (1 - p))[:, None]) + penalty
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def score(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-(w[0] + x @ w[1:])))
+
+
+def rates(items: Sequence[Example], scores: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(answered correctly over answerable, refused over unanswerable) when candidates below
+    ``threshold`` are refused."""
+    correct = refused = 0
+    for example, s in zip(items, scores, strict=True):
+        delivered = example.candidate and s >= threshold
+        correct += example.answerable and delivered and example.good
+        refused += not example.answerable and not delivered
+    answerable = sum(e.answerable for e in items)
+    return correct / max(answerable, 1), refused / max(len(items) - answerable, 1)
+
+
+def best_threshold(items: Sequence[Example], scores: np.ndarray) -> float:
+    candidates = sorted({0.0, *scores.tolist()})
+    return max(candidates, key=lambda t: (sum(rates(items, scores, t)), t))
+
+
+def calibrate(items: Sequence[Example]) -> dict[str, Any]:
+    x = np.array([e.features for e in items if e.candidate])
+    y = np.array([e.good for e in items if e.candidate], dtype=float)
+    w = fit(x, y)
+    all_scores = np.array([score(w, np.array([e.features]))[0] for e in items])
+    threshold = best_threshold(items, all_scores)
+    # 5-fold cross-validation of the whole procedure (fit and threshold) by question order.
+    folds = [list(range(i, len(items), 5)) for i in range(5)]
+    held: list[tuple[float, float]] = []
+    for fold in folds:
+        train = [items[i] for i in range(len(items)) if i not in set(fold)]
+        test = [items[i] for i in fold]
+        tx = np.array([e.features for e in train if e.candidate])
+        ty = np.array([e.good for e in train if e.candidate], dtype=float)
+        fw = fit(tx, ty)
+        ft = best_threshold(train, np.array([score(fw, np.array([e.features]))[0] for e in train]))
+        held.append(rates(test, np.array([score(fw, np.array([e.features]))[0] for e in test]), ft))
+    answered, refused = (float(v) for v in rates(items, all_scores, threshold))
+    return {"weights": dict(zip(("intercept", *FEATURES), (round(float(v), 4) for v in w), strict=True)),
+            "threshold": round(float(threshold), 4), "questions": len(items),
+            "candidates": len(x), "answered_correctly": round(answered, 4), "refused": round(refused, 4),
+            "cross_validated": {"answered_correctly": round(float(np.mean([h[0] for h in held])), 4),
+                                "refused": round(float(np.mean([h[1] for h in held])), 4)}}
+
+
+def run(paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    items = examples([json.loads(Path(p).read_text(encoding="utf-8")) for p in paths])
+    return {lang: calibrate([e for e in items if e.lang == lang]) for lang in sorted({e.lang for e in items})}
