@@ -359,21 +359,30 @@ def summarise(results: Sequence[QuestionResult], policy: str = "strict") -> dict
 
 # -- probes: other yes/no judgements recorded beside each answer, to compare checks on the same data --------
 _PROBES = {
-    "en": "Does passage [{n}] state the answer to the question? Reply yes or no.",
-    "zh": "资料[{n}]是否写出了这个问题的答案？请只回答“是”或“否”。",
+    "en": ("You check whether one sentence of a document answers a question. Reply with one word: yes or no.",
+           "Sentence: {sentence}\nQuestion: {question}\nDoes this sentence answer the question? Reply yes or no."),
+    "zh": ("你负责判断文档中的一句话是否回答了某个问题。只回答一个字：是 或 否。",
+           "句子：{sentence}\n问题：{question}\n这句话是否回答了这个问题？请只回答“是”或“否”。"),
 }
 
 
 def probe(llm: LLM, answer: Answer) -> dict[str, Any]:
-    """Judgements recorded beside an answer to compare checks on the same data (the pipeline's own gate is in
-    the trace): whether each packed passage on its own states the answer (``gate_passages``: P(yes), asked
-    after the answer prompt so its KV cache is reused)."""
-    messages = answer.trace.get("messages")
-    if not messages:
-        return {}
-    text = _PROBES[answer.trace.get("language", "en")]
-    return {"gate_passages": [llm.yes_probability([*messages, {"role": "user", "content": text.format(n=n)}])
-                              for n in range(1, len(answer.packed) + 1)]}
+    """Judgements recorded beside an answer to compare checks on the same data (the pipeline's own are in the
+    trace): for each sentence that passed the claim rules, whether the passage sentence that states it best
+    (its ``evidence``) answers the question, asked in a fresh, short prompt (``sentence``: P(yes) per claim,
+    None for the others)."""
+    system, text = _PROBES[answer.trace.get("language", "en")]
+    question = answer.trace.get("standalone_question", "")
+    out = []
+    for c in answer.trace.get("verification", {}).get("claims", []):
+        evidence = c.get("evidence")
+        if not evidence or c.get("reason") not in (None, "not-stated") or c.get("lead_in"):
+            out.append(None)
+            continue
+        out.append(llm.yes_probability([{"role": "system", "content": system},
+                                        {"role": "user", "content": text.format(sentence=evidence,
+                                                                                question=question)}]))
+    return {"sentence": out}
 
 
 # -- runs --------------------------------------------------------------------------------------------

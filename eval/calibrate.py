@@ -2,8 +2,8 @@
 
 Every question of the runs is one example. Questions the pipeline refuses anyway (before the model, by the
 model, or because no sentence passed the claim rules) stay refused whatever the trust model says; the others
-are candidates: their features are the logits of the gate and of the refusal start, and the best anchoring
-and coverage of a rule-supported sentence; their label is whether the model's answer was right (an answerable
+are candidates: their features are the logits of the gate, of the passage gate and of the refusal start, and
+the best anchoring of a rule-supported sentence; their label is whether the model's answer was right (an answerable
 question answered correctly). A logistic regression (L2, Newton's method) is fitted per language, and the
 threshold is the one that maximises answered-correctly (over answerable questions) plus refused (over
 unanswerable ones) on all questions of the runs. A 5-fold cross-validation reports what the same procedure
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-FEATURES = ("gate", "refusal_start", "anchoring", "coverage")
+FEATURES = ("gate", "passage_gate", "refusal_start", "anchoring")
 
 
 def _logit(p: float | None) -> float:
@@ -47,9 +47,13 @@ def examples(runs: Sequence[dict[str, Any]]) -> list[Example]:
                          and (c.get("supported") or c.get("reason") == "not-stated")]
             candidate = bool(supported)
             signals = r.get("signals") or {}
-            features = (_logit(signals.get("gate")), _logit(signals.get("refusal_start")),
-                        max((c.get("anchoring") or 0.0 for c in supported), default=0.0),
-                        max((c.get("coverage") or 0.0 for c in supported), default=0.0))
+            passage_gate = signals.get("passage_gate")
+            if passage_gate is None:  # a run that recorded it as a probe (rag eval answers --probe)
+                gates = (r.get("probes") or {}).get("gate_passages") or []
+                cited = {n for c in supported for n in c.get("citations", [])}
+                passage_gate = max((gates[n - 1] for n in cited if n <= len(gates)), default=None)
+            features = (_logit(signals.get("gate")), _logit(passage_gate), _logit(signals.get("refusal_start")),
+                        max((c.get("anchoring") or 0.0 for c in supported), default=0.0))
             good = bool(r["answers"]) and r["policies"]["off"]["correct"]
             out.append(Example(r["lang"], bool(r["answers"]), candidate, good, features))
     return out

@@ -227,8 +227,8 @@ def cmd_eval_calibrate(args: argparse.Namespace) -> int:
               f"{fit['threshold']}: answered correctly {fit['answered_correctly']:.3f}, refused {fit['refused']:.3f} "
               f"(5-fold cross-validated: {cv['answered_correctly']:.3f}, {cv['refused']:.3f})")
         print(f'    "{lang}": TrustModel(intercept={w["intercept"]}, gate={w["gate"]}, '
-              f'refusal_start={w["refusal_start"]}, anchoring={w["anchoring"]}, coverage={w["coverage"]}, '
-              f'threshold={fit["threshold"]}),')
+              f'passage_gate={w["passage_gate"]}, refusal_start={w["refusal_start"]}, '
+              f'anchoring={w["anchoring"]}, threshold={fit["threshold"]}),')
     return 0
 
 

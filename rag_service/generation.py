@@ -100,13 +100,12 @@ class Answerer:
         settings = self.ws.settings
         policy = settings.grounding
         signals = Signals()
+        t0 = time.perf_counter()  # time to first token counts the gate: the user waits for both
         if policy != "off":
             # Asked before the answer, after the same prompt: llama.cpp keeps the prompt's KV cache for both.
-            t = time.perf_counter()
             gate = self._template(f"gate.{turn.trace['language']}").messages()
             signals = Signals(gate=self.llm.yes_probability([*turn.messages, *gate]))
-            turn.timings["gate_s"] = time.perf_counter() - t
-        t0 = time.perf_counter()
+            turn.timings["gate_s"] = time.perf_counter() - t0
         completion: Completion | None = None
         for item in self.llm.stream(turn.messages, max_tokens=settings.llm_max_tokens,
                                     temperature=settings.llm_temperature, watch=(turn.refusal,)):
@@ -124,7 +123,7 @@ class Answerer:
         draft = complete_lists(completion.text, turn.packed)
         if draft != completion.text:
             turn.trace["list_completed"] = draft
-        verification = self.verifier(policy).verify(
+        verification = self.verifier(policy, turn).verify(
             turn.standalone, draft, turn.packed,
             model_refused=self._model_refused(turn, completion.text), signals=signals)
         turn.timings["verify_s"] = time.perf_counter() - t1
@@ -137,14 +136,21 @@ class Answerer:
             return
         yield self._finish(turn, text, usage, refused=False, citations=citations, claims=claims)
 
-    def verifier(self, policy: Policy) -> Verifier:
+    def verifier(self, policy: Policy, turn: _Turn | None = None) -> Verifier:
         """The checks for ``policy``: none beyond citation markers with 'off'; otherwise the claim rules and
         the trust model calibrated for this generator and language (threshold overridable). The generator is
         the bundled model ``llm`` names, also behind ``llm_base_url`` (a server running that model); a GGUF
         of your own has no calibration."""
         settings = self.ws.settings
         model = settings.llm if settings.llm_model_path is None and settings.llm in BUNDLED_LLMS else ""
-        return Verifier(model, check=policy != "off", trust_min=settings.trust_min)
+        passage_gate = None
+        if turn is not None and policy != "off":
+            template = self._template(f"gate_passage.{turn.trace['language']}")
+
+            def passage_gate(n: int) -> float:  # asked after the answer prompt: its KV cache is reused
+                return self.llm.yes_probability([*turn.messages, *template.messages(n=str(n))])
+
+        return Verifier(model, check=policy != "off", trust_min=settings.trust_min, passage_gate=passage_gate)
 
     def _model_refused(self, turn: _Turn, completion: str) -> bool:
         """The model's refusal sentence, or nothing but markers and punctuation ('[1] [2]。')."""

@@ -100,11 +100,11 @@ class Claim:
     citations: list[int]
     supported: bool
     reason: str | None = None
-    entailment: float | None = None  # P(yes) of a model check against the cited passage (not run by default)
     # Share of the question's own words found around the claim's new words in the cited passage
     # (verification.anchoring): a name in a sentence about something else scores low.
     anchoring: float | None = None
     coverage: float | None = None  # share of the question's own words in the cited passage
+    evidence: str | None = None  # the cited passage's sentence that states it best (by anchoring)
     lead_in: bool = False
     how: str = ""  # what citation validation did: model | corrected | attributed | unsupported
 
@@ -112,8 +112,8 @@ class Claim:
         out: dict[str, Any] = {"text": self.text, "citations": self.citations, "supported": self.supported}
         if self.reason:
             out["reason"] = self.reason
-        if self.entailment is not None:
-            out["entailment"] = round(self.entailment, 4)
+        if self.evidence:
+            out["evidence"] = self.evidence
         return out
 
 

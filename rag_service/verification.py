@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -48,12 +48,15 @@ _LEAD_IN = re.compile(r"[:：]\s*$")
 
 @dataclass(frozen=True, slots=True)
 class Signals:
-    """What the model itself said about the question before answering: ``gate`` is P(yes) to "do the
-    passages state the answer?" (asked after the answer prompt, reusing its KV cache), ``refusal_start``
-    the probability that its reply began like the refusal sentence."""
+    """What the model itself says about the question: ``gate`` is P(yes) to "do the passages state the
+    answer?" (asked after the answer prompt, before the answer, reusing the prompt's KV cache),
+    ``refusal_start`` the probability that its reply began like the refusal sentence, ``passage_gate`` the
+    same question as the gate about the passages the answer cites."""
 
     gate: float | None = None
     refusal_start: float | None = None
+    # P(yes) to "does passage [n] state the answer?" for the best passage a checked sentence cites.
+    passage_gate: float | None = None
 
 
 @dataclass(slots=True)
@@ -152,28 +155,30 @@ _INTERROGATIVE = re.compile(r"为什么|怎么样|怎么|如何|什么|哪些|�
 _PASSAGE_SENTENCES = re.compile(r"(?<=[。！？!?；;])|(?<=\.)\s+|\n+")
 
 
-def anchoring(question: str, claim: str, passage: str) -> float:
-    """Whether the passage says the claim *about what was asked*: over the passage sentences that hold some
-    of the claim's new units (words beyond the question; CJK character pairs), the best product of (share
-    of those new units in the sentence) x (share of the question's own units, question words removed, in
-    the same sentence). A number or a name from a neighbouring story sits in a sentence that speaks of
-    something else and scores low."""
+def anchoring(question: str, claim: str, passage: str) -> tuple[float, str]:
+    """Whether the passage says the claim *about what was asked*, and where: over the passage sentences that
+    hold some of the claim's new units (words beyond the question; CJK character pairs), the best product
+    of (share of those new units in the sentence) x (share of the question's own units, question words
+    removed, in the same sentence), with that sentence. A number or a name from a neighbouring story sits
+    in a sentence that speaks of something else and scores low."""
     asked = evidence_tokens(_INTERROGATIVE.sub(" ", question))
     new = evidence_tokens(claim) - evidence_tokens(question)
     if not new or not asked:
-        return 0.0
-    sentences = [s for s in _PASSAGE_SENTENCES.split(passage) if s and s.strip()]
-    units = [evidence_tokens(s) for s in sentences]
-    best = 0.0
-    for own in units:
+        return 0.0, ""
+    best, where = 0.0, ""
+    for sentence in (s.strip() for s in _PASSAGE_SENTENCES.split(passage) if s and s.strip()):
+        own = evidence_tokens(sentence)
         if not own & new:
             continue
-        best = max(best, len(own & new) / len(new) * len(own & asked) / len(asked))
-    return best
+        value = len(own & new) / len(new) * len(own & asked) / len(asked)
+        if value > best or not where:
+            best, where = value, sentence
+    return best, where
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
+def _logit(p: float | None) -> float:
+    """log(p / (1 - p)); an unknown probability (a backend that cannot tell) counts as 0.5."""
+    p = 0.5 if p is None else min(max(p, 1e-6), 1 - 1e-6)
     return math.log(p / (1 - p))
 
 
@@ -198,21 +203,20 @@ def coverage(question: str, passage: str) -> float:
 @dataclass(frozen=True, slots=True)
 class TrustModel:
     """A logistic model of "this answer is right", calibrated per bundled model and language on the
-    evaluation sets (eval/calibrate.py prints it): features are the logits of the gate and of the refusal
-    start, and the best anchoring and coverage of a supported sentence. An answer scoring below
+    evaluation sets (eval/calibrate.py prints it): features are the logits of the gate, of the passage gate
+    and of the refusal start, and the best anchoring of a supported sentence. An answer scoring below
     ``threshold`` is not delivered."""
 
     intercept: float
     gate: float
+    passage_gate: float
     refusal_start: float
     anchoring: float
-    coverage: float
     threshold: float
 
-    def score(self, signals: Signals, anchoring: float, coverage: float) -> float:
-        z = (self.intercept + self.gate * _logit(signals.gate if signals.gate is not None else 0.5)
-             + self.refusal_start * _logit(signals.refusal_start if signals.refusal_start is not None else 0.5)
-             + self.anchoring * anchoring + self.coverage * coverage)
+    def score(self, signals: Signals, anchoring: float) -> float:
+        z = (self.intercept + self.gate * _logit(signals.gate) + self.passage_gate * _logit(signals.passage_gate)
+             + self.refusal_start * _logit(signals.refusal_start) + self.anchoring * anchoring)
         return 1 / (1 + math.exp(-z))
 
 
@@ -227,10 +231,12 @@ class Verifier:
     trust model ('' for any other); ``check`` False (policy ``off``) skips everything beyond citation
     markers."""
 
-    def __init__(self, model: str = "", *, check: bool = True, trust_min: float | None = None) -> None:
+    def __init__(self, model: str = "", *, check: bool = True, trust_min: float | None = None,
+                 passage_gate: Callable[[int], float] | None = None) -> None:
         self.model = model
         self.check = check
         self.trust_min = trust_min
+        self.passage_gate = passage_gate  # P(yes) that passage [n] states the answer, asked of the model
 
     def trust_model(self, lang: str) -> TrustModel | None:
         return TRUST_MODELS.get(self.model, {}).get(lang)
@@ -245,7 +251,7 @@ class Verifier:
         claims = [self._claim(question, checks, i, packed) for i in range(len(checks))]
         verification = Verification(claims, rendered, citations, checks=checks, signals=signals)
         if self.check:
-            verification.trust = self._trust(question, claims, signals)
+            verification.trust, verification.signals = self._trust(question, claims, signals)
             verification.trust_threshold = self.threshold("zh" if has_cjk(question) else "en")
             if not verification.trust_met:
                 verification.claims = [replace(c, supported=False, reason=c.reason or "not-stated")
@@ -267,23 +273,25 @@ class Verifier:
         if not check.cited:
             return Claim(body, [], False, "uncited", how=check.how)
         passages = [packed[n - 1].text for n in check.cited]
-        anchored = max(anchoring(question, claim_text, p) for p in passages)
+        anchored, evidence = max(anchoring(question, claim_text, p) for p in passages)
         covered = max(coverage(question, p) for p in passages)
         if not any(constraints_met(question, p) for p in passages):
             return Claim(body, check.cited, False, "off-question", anchoring=anchored, coverage=covered,
-                         how=check.how)
-        return Claim(body, check.cited, True, anchoring=anchored, coverage=covered, how=check.how)
+                         evidence=evidence or None, how=check.how)
+        return Claim(body, check.cited, True, anchoring=anchored, coverage=covered, evidence=evidence or None,
+                     how=check.how)
 
-    def _trust(self, question: str, claims: Sequence[Claim], signals: Signals) -> float | None:
+    def _trust(self, question: str, claims: Sequence[Claim], signals: Signals) -> tuple[float | None, Signals]:
         supported = [c for c in claims if c.supported]
         if not supported:
-            return None
-        lang = "zh" if has_cjk(question) else "en"
-        model = self.trust_model(lang)
+            return None, signals
+        if self.passage_gate is not None:
+            cited = sorted({n for c in supported for n in c.citations})
+            signals = replace(signals, passage_gate=max(self.passage_gate(n) for n in cited))
+        model = self.trust_model("zh" if has_cjk(question) else "en")
         if model is None:
-            return signals.gate
-        return model.score(signals, max(c.anchoring or 0.0 for c in supported),
-                           max(c.coverage or 0.0 for c in supported))
+            return signals.gate, signals
+        return model.score(signals, max(c.anchoring or 0.0 for c in supported)), signals
 
     def threshold(self, lang: str) -> float:
         if self.trust_min is not None:

@@ -27,10 +27,10 @@ def test_anchoring_prefers_the_sentence_that_speaks_of_what_was_asked() -> None:
     passage = ("The 2019 Harbour Cup drew 40 teams. Lena Brandt, who played for the Gulls, scored twice in the "
                "group stage. The final was won by the Otters, captained by Mara Quist.")
     question = "Who captained the team that won the 2019 Harbour Cup final?"
-    right = anchoring(question, "The winning team was captained by Mara Quist.", passage)
-    wrong = anchoring(question, "The winning team was captained by Lena Brandt.", passage)
-    assert right > wrong
-    assert anchoring(question, "It was captained by Tom Diaz.", passage) == 0.0  # not in the passage at all
+    right, sentence = anchoring(question, "The winning team was captained by Mara Quist.", passage)
+    wrong, _ = anchoring(question, "The winning team was captained by Lena Brandt.", passage)
+    assert right > wrong and sentence == "The final was won by the Otters, captained by Mara Quist."
+    assert anchoring(question, "It was captained by Tom Diaz.", passage) == (0.0, "")  # not in the passage
 
 
 def _chunk(n: int, text: str, start: int = 0) -> Chunk:
@@ -44,8 +44,8 @@ def _verification(claims: list[Claim], rendered: list[str]) -> Verification:
 
 
 def test_policies_remove_mark_or_keep_unsupported_sentences() -> None:
-    claims = [Claim("The fee is 45 euros.", [1], True, entailment=0.9),
-              Claim("It is paid in cash.", [2], False, "not-stated", entailment=0.1)]
+    claims = [Claim("The fee is 45 euros.", [1], True, anchoring=0.9),
+              Claim("It is paid in cash.", [2], False, "not-stated", anchoring=0.1)]
     v = _verification(claims, ["The fee is 45 euros [1]. ", "It is paid in cash [2]."])
     text, citations, refused, kept = v.apply("strict")
     assert (text, [c.n for c in citations], refused) == ("The fee is 45 euros [1].", [1], False)

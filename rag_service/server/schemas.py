@@ -93,8 +93,9 @@ class ClaimOut(BaseModel):
     text: str = Field(description="one delivered sentence, without markers")
     citations: list[int]
     supported: bool = Field(description="the cited passage states it (always true under policy 'strict')")
-    reason: str | None = Field(None, description="why not supported: no-content, uncited or not-stated")
-    entailment: float | None = Field(None, description="the model's P(yes) that the cited passage states it")
+    reason: str | None = Field(None, description="why not supported: no-content, no-answer, uncited, "
+                               "off-question or not-stated (README, 'How a question is answered')")
+    evidence: str | None = Field(None, description="the cited passage's sentence that states it best")
 
 
 class UsageOut(BaseModel):
