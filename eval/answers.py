@@ -373,7 +373,7 @@ def probe(llm: LLM, answer: Answer) -> dict[str, Any]:
     None for the others)."""
     system, text = _PROBES[answer.trace.get("language", "en")]
     question = answer.trace.get("standalone_question", "")
-    out = []
+    out: list[float | None] = []
     for c in answer.trace.get("verification", {}).get("claims", []):
         evidence = c.get("evidence")
         if not evidence or c.get("reason") not in (None, "not-stated") or c.get("lead_in"):
@@ -450,7 +450,8 @@ def answer_all(ws: Workspace, kb: KnowledgeBase, questions: Sequence[EvalQuery],
             if probes:
                 result = replace(result, probes=probe(answerer.llm, answer))
             results.append(result)
-            ws.sessions.delete(answer.session_id)
+            if answer.session_id is not None:
+                ws.sessions.delete(answer.session_id)
     finally:
         if cached is not None:
             cached.close()

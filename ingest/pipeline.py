@@ -147,7 +147,7 @@ class Ingestor:
 
     def run_documents(self, docs: Iterable[Document]) -> list[FileResult]:
         """Ingest documents that were loaded elsewhere (evaluation data sets, custom loaders)."""
-        return self._run([(doc.source, doc.source, lambda d=doc: d) for doc in docs])
+        return self._run([(doc.source, doc.source, functools.partial(_same, doc)) for doc in docs])
 
     def _run(self, items: list[tuple[str, str, Callable[[], Document]]]) -> list[FileResult]:
         results = []
@@ -203,3 +203,7 @@ class Ingestor:
                 parts.append(self.embedder.embed_documents(texts[start:start + batch]))
                 bar.update(len(parts[-1]))
         return np.concatenate(parts) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
+
+
+def _same(doc: Document) -> Document:
+    return doc

@@ -95,8 +95,8 @@ class BM25Index:
         self.remove([self.ids[r] for r in self._rows_of.pop(doc_id, [])])
 
     def remove(self, chunk_ids: Iterable[str]) -> None:
-        rows = [self._row.pop(c) for c in chunk_ids if c in self._row]
-        rows = np.asarray([r for r in rows if self._live[r]], dtype=np.int64)
+        popped = [self._row.pop(c) for c in chunk_ids if c in self._row]
+        rows = np.asarray([r for r in popped if self._live[r]], dtype=np.int64)
         if not rows.size:
             return
         self._live[rows] = False
@@ -228,7 +228,7 @@ class BM25Index:
             if name is None or not (directory / name).exists():
                 name = f"seg-{uuid.uuid4().hex}.npz"
                 sparse.save_npz(directory / name, segment, compressed=False)
-                segment._saved_as = name  # type: ignore[attr-defined]
+                segment._saved_as = name
             names.append((first, name))
         meta = {"revision": self.revision, "tokenizer": self.tokenizer, "segments": names,
                 "params": [self.k1, self.b, self.epsilon]}
@@ -257,7 +257,7 @@ class BM25Index:
             index._vocab = {t: i for i, t in enumerate(index._terms)}
             for first, name in meta["segments"]:
                 segment = sparse.load_npz(directory / name).tocsc()
-                segment._saved_as = name  # type: ignore[attr-defined]
+                segment._saved_as = name
                 index._segments.append((first, segment))
             index.revision, index.tokenizer = meta["revision"], meta["tokenizer"]
             return index

@@ -102,9 +102,9 @@ def _print_answer(answer: Answer, *, streamed: bool, draft: str = "") -> None:
             print(f"  ! {c.text}")
     if answer.citations:
         print("\nSources:")
-        for c in answer.citations:
-            page = f", page {c.chunk.metadata['page']}" if "page" in c.chunk.metadata else ""
-            print(f"  [{c.n}] {c.chunk.source}{page}: {_snippet(c.chunk.text, 120)}")
+        for cited in answer.citations:
+            page = f", page {cited.chunk.metadata['page']}" if "page" in cited.chunk.metadata else ""
+            print(f"  [{cited.n}] {cited.chunk.source}{page}: {_snippet(cited.chunk.text, 120)}")
     elif answer.related:
         print("\nRelated passages (they do not answer the question):")
         for h in answer.related:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -89,7 +89,7 @@ class Answerer:
         return answer
 
     def stream(self, question: str, *, k: int | None = None, session_id: str | None = None,
-               filter: SearchFilter | None = None) -> Iterator[str | Answer]:
+               filter: SearchFilter | None = None) -> Generator[str | Answer, None, None]:
         """Text pieces as the model writes them (a draft), then the Answer: its text is what verification
         let through under the grounding policy, and is the one to show and keep."""
         turn = self._prepare(question, k, session_id, filter)

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 
@@ -113,8 +114,8 @@ class LlamaCppLLM(LLM):
 
         with self._lock:
             try:
-                self._llama.create_chat_completion(messages=messages, max_tokens=1, temperature=0.0, seed=0,
-                                                   logits_processor=LogitsProcessorList([capture]))
+                self._llama.create_chat_completion(messages=cast(Any, messages), max_tokens=1, temperature=0.0,
+                                                   seed=0, logits_processor=LogitsProcessorList([capture]))
             except ValueError as exc:
                 raise LLMError(f"generation failed: {exc}") from exc
         scores = captured[0]
@@ -140,10 +141,11 @@ class LlamaCppLLM(LLM):
         with self._lock:
             pieces: list[str] = []
             try:
-                for chunk in self._llama.create_chat_completion(messages=messages, max_tokens=max_tokens,
-                                                                temperature=temperature, seed=0, stream=True,
-                                                                logits_processor=processors):
-                    piece = chunk["choices"][0]["delta"].get("content")
+                chunks: Iterator[Any] = cast(Any, self._llama.create_chat_completion(
+                    messages=cast(Any, messages), max_tokens=max_tokens, temperature=temperature, seed=0,
+                    stream=True, logits_processor=processors))
+                for chunk in chunks:
+                    piece: str | None = chunk["choices"][0]["delta"].get("content")
                     if piece:
                         pieces.append(piece)
                         yield piece

@@ -79,8 +79,8 @@ class Retriever:
         ranked: Ranked = {}
         for i, q in enumerate(result.queries):
             suffix = f"#{i}" if i else ""
-            for name, hits in self._candidates(q, mode, n, scope).items():
-                ranked[name + suffix] = hits
+            for name, found in self._candidates(q, mode, n, scope).items():
+                ranked[name + suffix] = found
         if expand == "hyde" and mode != "bm25":
             result.hypothetical = expander.hypothetical_passage(query)
             vector = self.embedder.embed_documents([result.hypothetical])[0]

@@ -132,8 +132,10 @@ def test_marker_pointing_to_no_passage_is_dropped(sample_dir: Path, tmp_path: Pa
     """A template override makes the model cite [9] (there are never nine packed passages here);
     validation drops it and cites the passage that supports the sentence."""
     template = (Path(__file__).parents[1] / "prompts" / "answer.en.txt").read_text(encoding="utf-8")
-    template = template.replace("its passage number, like [1]", "the marker [9]").replace("hours [1].", "hours [9].")
-    assert template.count("[9]") == 2
+    # Every marker the instructions and example answers show becomes [9]; the example passage keeps its label.
+    template = "\n".join(line if line.startswith("[1] ") else line.replace("[1]", "[9]")
+                         for line in template.split("\n"))
+    assert template.count("[9]") >= 3 and "like [9]" in template
     (tmp_path / "answer.en.txt").write_text(template, encoding="utf-8")
     answer = _answerer(sample_dir, prompts_dir=tmp_path).ask("Who founded the Greenleaf Tea Farm?")
     assert "[9]" in answer.trace["raw_completion"] and "[9]" not in answer.answer

@@ -11,7 +11,7 @@ import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -141,7 +141,7 @@ async def save_uploads(request: Request, directory: Path, *, max_bytes: int, max
     receiver = _Receiver(directory, max_bytes, max_files)
     try:
         try:
-            parser = MultipartParser(params[b"boundary"], receiver.callbacks())
+            parser = MultipartParser(params[b"boundary"], cast(Any, receiver.callbacks()))
             async for chunk in request.stream():
                 parser.write(chunk)
             parser.finalize()

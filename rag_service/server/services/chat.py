@@ -15,7 +15,7 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -152,7 +152,8 @@ class ChatService:
             session_id = ws.sessions.open(turn.kb.id, None)
             for role, content in turn.history:
                 ws.sessions.append(session_id, role, content)
-        items = Answerer(ws, turn.kb).stream(turn.question, k=turn.k, session_id=session_id)
+        items: Generator[str | Answer, None, None] = Answerer(ws, turn.kb).stream(turn.question, k=turn.k,
+                                                                                 session_id=session_id)
         try:
             for item in items:
                 emit(item)
