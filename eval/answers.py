@@ -249,7 +249,10 @@ def score(query: EvalQuery, answer: Answer, packed: Sequence[Chunk], judge: Supp
     model_checks = answer.trace.get("citation_checks", [])
     model_refused = answer.trace.get("verification", {}).get("model_refused", True)
     checks = [] if model_refused else model_checks
-    timings = {**answer.trace.get("timings", {}), **(timing or {})}
+    timings = dict(answer.trace.get("timings", {}))
+    if timing and timing.get("cached"):  # only retrieval and packing were measured in this run
+        timings = {k: v for k, v in timings.items() if k in ("retrieve_s", "pack_s", "condense_s")}
+        timings["cached"] = 1.0
     return QuestionResult(
         id=query.id, question=query.text, answers=list(query.answers), prediction=own.prediction,
         refused=own.refused, grounded=own.cited, em=own.em, f1=own.f1, sentences=own.sentences,
@@ -297,13 +300,17 @@ def _policy_summary(results: Sequence[QuestionResult], policy: str) -> dict[str,
 
 
 def _cost(results: Sequence[QuestionResult]) -> dict[str, Any]:
-    stages = sorted({k for r in results for k in r.timings})
-    asked = [r.timings["first_token_s"] for r in results if "first_token_s" in r.timings]
+    """Tokens over every question; seconds over the questions whose model calls were measured in this run
+    (not answered from the LLM cache); the time to first token over those that called the model."""
+    measured = [r for r in results if "cached" not in r.timings]
+    stages = sorted({k for r in measured for k in r.timings})
+    asked = [r.timings["first_token_s"] for r in measured if "first_token_s" in r.timings]
     return {
         "prompt_tokens": round(mean(r.prompt_tokens for r in results), 1),
         "completion_tokens": round(mean(r.completion_tokens for r in results), 1),
-        **{stage: round(mean(r.timings.get(stage, 0.0) for r in results), 3) for stage in stages},
+        **{stage: round(mean(r.timings.get(stage, 0.0) for r in measured), 3) for stage in stages},
         "first_token_s_p50": round(statistics.median(asked), 3) if asked else None,
+        "timed_questions": len(measured),
     }
 
 
@@ -440,10 +447,11 @@ def answer_all(ws: Workspace, kb: KnowledgeBase, questions: Sequence[EvalQuery],
                                             "index built from the data set")
                 scope = SearchFilter(doc_ids=tuple(catalog_ids(query.scope)) or ("\0none",))
             if cached is not None:
-                cached.last_timing = {}
+                cached.reset()
             answer = answerer.ask(query.text, filter=scope)
             gold = set(catalog_ids([d for d, g in query.gold.items() if g > 0])) if query.gold else None
-            timing = dict(cached.last_timing) if cached is not None else None
+            # Model stages timed from the cache are not this run's: they are left out of the cost figures.
+            timing = {"cached": 1.0} if cached is not None and cached.hit_since_reset else None
             result = score(query, answer, answer.packed, judge,
                            rule=answer_rule(query, rule), policy=ws.settings.grounding, gold_doc_ids=gold,
                            timing=timing)

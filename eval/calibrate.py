@@ -1,9 +1,9 @@
 """Calibrating the trust model (``rag_service.verification.TrustModel``) from ``rag eval answers --out`` runs.
 
 Every question of the runs is one example. Questions the pipeline refuses anyway (before the model, by the
-model, or because no sentence passed the claim rules) stay refused whatever the trust model says; the others
-are candidates: their features are the logits of the gate, of the passage gate and of the refusal start, and
-the best anchoring of a rule-supported sentence; their label is whether the model's answer was right (an answerable
+model, or because no sentence passed the claim rules) stay refused whatever the trust model says; the
+others are candidates: their features are the logits of the gate, the passage gate, the refusal start and the
+evidence check, and the best anchoring of a rule-supported sentence; their label is whether the model's answer was right (an answerable
 question answered correctly). A logistic regression (L2, Newton's method) is fitted per language, and the
 threshold is the one that maximises answered-correctly (over answerable questions) plus refused (over
 unanswerable ones) on all questions of the runs. A 5-fold cross-validation reports what the same procedure
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-FEATURES = ("gate", "passage_gate", "refusal_start", "anchoring")
+FEATURES = ("gate", "passage_gate", "refusal_start", "evidence", "anchoring")
 
 
 def _logit(p: float | None) -> float:
@@ -52,8 +52,12 @@ def examples(runs: Sequence[dict[str, Any]]) -> list[Example]:
                 gates = (r.get("probes") or {}).get("gate_passages") or []
                 cited = {n for c in supported for n in c.get("citations", [])}
                 passage_gate = max((gates[n - 1] for n in cited if n <= len(gates)), default=None)
+            evidence = signals.get("evidence")
+            if evidence is None:  # recorded as a probe: the same prompt, every checked sentence
+                checked = [x for x in (r.get("probes") or {}).get("sentence") or [] if x is not None]
+                evidence = max(checked, default=None)
             features = (_logit(signals.get("gate")), _logit(passage_gate), _logit(signals.get("refusal_start")),
-                        max((c.get("anchoring") or 0.0 for c in supported), default=0.0))
+                        _logit(evidence), max((c.get("anchoring") or 0.0 for c in supported), default=0.0))
             good = bool(r["answers"]) and r["policies"]["off"]["correct"]
             out.append(Example(r["lang"], bool(r["answers"]), candidate, good, features))
     return out

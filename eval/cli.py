@@ -228,7 +228,7 @@ def cmd_eval_calibrate(args: argparse.Namespace) -> int:
               f"(5-fold cross-validated: {cv['answered_correctly']:.3f}, {cv['refused']:.3f})")
         print(f'    "{lang}": TrustModel(intercept={w["intercept"]}, gate={w["gate"]}, '
               f'passage_gate={w["passage_gate"]}, refusal_start={w["refusal_start"]}, '
-              f'anchoring={w["anchoring"]}, threshold={fit["threshold"]}),')
+              f'evidence={w["evidence"]}, anchoring={w["anchoring"]}, threshold={fit["threshold"]}),')
     return 0
 
 

@@ -30,6 +30,9 @@ class CachedLLM(LLM):
         self._db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+        # Whether a call since the last reset() was answered from the cache: the question's own timings
+        # (gate, time to first token) are then not this run's measurement.
+        self.hit_since_reset = False
         # Timings of the last streamed completion as first measured: {first_token_s, generate_s}.
         self.last_timing: dict[str, float] = {}
 
@@ -44,7 +47,12 @@ class CachedLLM(LLM):
             self.misses += 1
             return None
         self.hits += 1
+        self.hit_since_reset = True
         return json.loads(row[0])
+
+    def reset(self) -> None:
+        self.hit_since_reset = False
+        self.last_timing = {}
 
     def _put(self, key: str, value: Any) -> None:
         with self._lock, self._db:

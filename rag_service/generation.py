@@ -143,14 +143,18 @@ class Answerer:
         of your own has no calibration."""
         settings = self.ws.settings
         model = settings.llm if settings.llm_model_path is None and settings.llm in BUNDLED_LLMS else ""
-        passage_gate = None
-        if turn is not None and policy != "off":
-            template = self._template(f"gate_passage.{turn.trace['language']}")
+        if turn is None or policy == "off":
+            return Verifier(model, check=policy != "off", trust_min=settings.trust_min)
+        lang = turn.trace["language"]
+        gate, check = self._template(f"gate_passage.{lang}"), self._template(f"check_evidence.{lang}")
 
-            def passage_gate(n: int) -> float:  # asked after the answer prompt: its KV cache is reused
-                return self.llm.yes_probability([*turn.messages, *template.messages(n=str(n))])
+        def passage_gate(n: int) -> float:  # asked after the answer prompt: its KV cache is reused
+            return self.llm.yes_probability([*turn.messages, *gate.messages(n=str(n))])
 
-        return Verifier(model, check=policy != "off", trust_min=settings.trust_min, passage_gate=passage_gate)
+        def evidence_check(sentence: str) -> float:
+            return self.llm.yes_probability(check.messages(sentence=sentence, question=turn.standalone))
+
+        return Verifier(model, trust_min=settings.trust_min, passage_gate=passage_gate, evidence_check=evidence_check)
 
     def _model_refused(self, turn: _Turn, completion: str) -> bool:
         """The model's refusal sentence, or nothing but markers and punctuation ('[1] [2]。')."""

@@ -51,12 +51,16 @@ class Signals:
     """What the model itself says about the question: ``gate`` is P(yes) to "do the passages state the
     answer?" (asked after the answer prompt, before the answer, reusing the prompt's KV cache),
     ``refusal_start`` the probability that its reply began like the refusal sentence, ``passage_gate`` the
-    same question as the gate about the passages the answer cites."""
+    same question as the gate about the passages the answer cites, ``evidence`` whether the sentence of a
+    cited passage that states the answer, read on its own, answers the question."""
 
     gate: float | None = None
     refusal_start: float | None = None
     # P(yes) to "does passage [n] state the answer?" for the best passage a checked sentence cites.
     passage_gate: float | None = None
+    # P(yes) that the evidence sentence of a checked sentence, shown alone, answers the question (the best
+    # of the first EVIDENCE_CHECKS distinct evidence sentences).
+    evidence: float | None = None
 
 
 @dataclass(slots=True)
@@ -203,20 +207,22 @@ def coverage(question: str, passage: str) -> float:
 @dataclass(frozen=True, slots=True)
 class TrustModel:
     """A logistic model of "this answer is right", calibrated per bundled model and language on the
-    evaluation sets (eval/calibrate.py prints it): features are the logits of the gate, of the passage gate
-    and of the refusal start, and the best anchoring of a supported sentence. An answer scoring below
-    ``threshold`` is not delivered."""
+    evaluation sets (eval/calibrate.py prints it): features are the logits of the gate, the passage gate,
+    the refusal start and the evidence check, and the best anchoring of a supported sentence. An answer
+    scoring below ``threshold`` is not delivered."""
 
     intercept: float
     gate: float
     passage_gate: float
     refusal_start: float
+    evidence: float
     anchoring: float
     threshold: float
 
     def score(self, signals: Signals, anchoring: float) -> float:
         z = (self.intercept + self.gate * _logit(signals.gate) + self.passage_gate * _logit(signals.passage_gate)
-             + self.refusal_start * _logit(signals.refusal_start) + self.anchoring * anchoring)
+             + self.refusal_start * _logit(signals.refusal_start) + self.evidence * _logit(signals.evidence)
+             + self.anchoring * anchoring)
         return 1 / (1 + math.exp(-z))
 
 
@@ -224,6 +230,8 @@ class TrustModel:
 # without one (a GGUF of your own) is judged by the gate alone at DEFAULT_GATE_MIN.
 TRUST_MODELS: dict[str, dict[str, TrustModel]] = {}
 DEFAULT_GATE_MIN = 0.5
+# Evidence sentences put to the model per answer (each a short prompt of its own: about a second).
+EVIDENCE_CHECKS = 2
 
 
 class Verifier:
@@ -232,11 +240,13 @@ class Verifier:
     markers."""
 
     def __init__(self, model: str = "", *, check: bool = True, trust_min: float | None = None,
-                 passage_gate: Callable[[int], float] | None = None) -> None:
+                 passage_gate: Callable[[int], float] | None = None,
+                 evidence_check: Callable[[str], float] | None = None) -> None:
         self.model = model
         self.check = check
         self.trust_min = trust_min
         self.passage_gate = passage_gate  # P(yes) that passage [n] states the answer, asked of the model
+        self.evidence_check = evidence_check  # P(yes) that a passage sentence alone answers the question
 
     def trust_model(self, lang: str) -> TrustModel | None:
         return TRUST_MODELS.get(self.model, {}).get(lang)
@@ -285,9 +295,14 @@ class Verifier:
         supported = [c for c in claims if c.supported]
         if not supported:
             return None, signals
-        if self.passage_gate is not None:
+        if self.passage_gate is not None:  # first: these reuse the answer prompt's KV cache
             cited = sorted({n for c in supported for n in c.citations})
             signals = replace(signals, passage_gate=max(self.passage_gate(n) for n in cited))
+        if self.evidence_check is not None:
+            ranked = sorted(supported, key=lambda c: -(c.anchoring or 0.0))
+            sentences = list(dict.fromkeys(c.evidence for c in ranked if c.evidence))[:EVIDENCE_CHECKS]
+            if sentences:
+                signals = replace(signals, evidence=max(self.evidence_check(s) for s in sentences))
         model = self.trust_model("zh" if has_cjk(question) else "en")
         if model is None:
             return signals.gate, signals

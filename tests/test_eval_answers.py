@@ -174,9 +174,11 @@ def test_calibration_separates_right_from_wrong_answers() -> None:
     for i in range(400):
         answerable = i % 2 == 0
         good = answerable and rng.random() < 0.9
-        gate = rng.gauss(2.0 if good else -1.0, 1.0)
-        items.append(Example("zh", answerable, True, good, (gate, rng.gauss(0, 1), rng.gauss(0, 1), rng.random())))
+        gate = rng.gauss(2.5 if good else -1.0, 1.0)
+        items.append(Example("zh", answerable, True, good,
+                             (gate, rng.gauss(0, 1), rng.gauss(0, 1), rng.gauss(0, 1), rng.random())))
     fit = calibrate(items)
-    assert fit["weights"]["gate"] > 1.0 and abs(fit["weights"]["refusal_start"]) < 0.5
+    weights = fit["weights"]
+    assert weights["gate"] > 1.0 and abs(weights["refusal_start"]) < 0.3 * weights["gate"]
     assert fit["answered_correctly"] > 0.8 and fit["refused"] > 0.8
     assert fit["cross_validated"]["refused"] > 0.75
