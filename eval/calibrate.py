@@ -2,12 +2,12 @@
 
 Every question of the runs is one example. Questions the pipeline refuses anyway (before the model, by the
 model, or because no sentence passed the claim rules) stay refused whatever the trust model says; the
-others are candidates: their features are the logits of the gate, the passage gate, the refusal start and the
-evidence check, and the best anchoring of a rule-supported sentence; their label is whether the model's answer was right (an answerable
-question answered correctly). A logistic regression (L2, Newton's method) is fitted per language, and the
-threshold is the one that maximises answered-correctly (over answerable questions) plus refused (over
-unanswerable ones) on all questions of the runs. A 5-fold cross-validation reports what the same procedure
-scores on questions it was not fitted on.
+others are candidates: their features are the logits of the gate, the passage gate, the refusal start and
+the evidence check, and the best anchoring of a rule-supported sentence; their label is whether the
+model's answer was right (an answerable question answered correctly). A logistic regression (L2, Newton's
+method) is fitted per language, and the threshold is the one that maximises answered-correctly (over
+answerable questions) plus refused (over unanswerable ones) on all questions of the runs. A 5-fold
+cross-validation reports what the same procedure scores on questions it was not fitted on.
 """
 
 from __future__ import annotations
