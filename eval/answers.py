@@ -47,7 +47,7 @@ from eval.record import run_record
 from eval.retrieval import EvalIndex, RetrievalConfig, build_index, default_cache_dir
 from rag_service import prompts
 from rag_service.catalog import KnowledgeBase
-from rag_service.citations import marked_sentences, strip_markers
+from rag_service.citations import marked_sentences, strip_markers, validate
 from rag_service.embeddings import get_embedder
 from rag_service.errors import InvalidInputError
 from rag_service.filters import SearchFilter
@@ -204,9 +204,12 @@ def answer_rule(query: EvalQuery, dataset_rule: Rule | None = None) -> Rule:
     return dataset_rule or "contains"
 
 
-def score_policy(query: EvalQuery, delivered: str, refused: bool, passages: Sequence[str], judge: SupportJudge,
+def score_policy(query: EvalQuery, delivered: str, refused: bool, packed: Sequence[Chunk], judge: SupportJudge,
                  rule: Rule) -> PolicyResult:
-    """One policy's delivered answer, scored."""
+    """One policy's delivered answer, scored. ``cited``: the answer keeps at least one citation that passes
+    the documented citation rule (``citations.validate``) against the packed passages."""
+    passages = [c.text for c in packed]
+
     def claim(sentence: str) -> str:
         return f"{query.text} {sentence}"
 
@@ -232,7 +235,7 @@ def score_policy(query: EvalQuery, delivered: str, refused: bool, passages: Sequ
         f1=token_f1(prediction, query.answers) if scored else 0.0,
         sentences=len(sentences), supported_sentences=supported,
         markers=sum(len(ns) for _, ns in sentences), valid_markers=valid,
-        cited=not refused and any(ns for _, ns in sentences) and valid > 0)
+        cited=not refused and bool(validate(delivered, list(packed), query.text)[1]))
 
 
 def score(query: EvalQuery, answer: Answer, packed: Sequence[Chunk], judge: SupportJudge, *,
@@ -243,7 +246,7 @@ def score(query: EvalQuery, answer: Answer, packed: Sequence[Chunk], judge: Supp
     views = answer.trace.get("policy_views")
     if views is None:  # refused before the LLM: every policy refuses
         views = {p: {"answer": "", "refused": True} for p in POLICIES}
-    results = {p: score_policy(query, "" if v["refused"] else v["answer"], v["refused"], passages, judge, rule)
+    results = {p: score_policy(query, "" if v["refused"] else v["answer"], v["refused"], packed, judge, rule)
                for p, v in views.items()}
     own = results.get(policy) or next(iter(results.values()))
     model_checks = answer.trace.get("citation_checks", [])
