@@ -22,7 +22,7 @@ from pydantic_settings import (
 from rag_service.errors import ConfigError
 
 # The bundled generator used when none is configured: the one that met the trust targets (README).
-DEFAULT_LLM = "qwen2.5-coder-0.5b"
+DEFAULT_LLM = "qwen2.5-coder-1.5b"
 
 
 class Settings(BaseSettings):

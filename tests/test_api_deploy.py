@@ -21,6 +21,7 @@ import compose
 import httpx
 import pytest
 
+from rag_service.settings import DEFAULT_LLM
 from tests.conftest import ROOT
 from tests.test_api import (
     LIBRARY,
@@ -62,7 +63,8 @@ def test_compose_file_is_valid_and_wired_by_settings() -> None:
     assert api["depends_on"]["llm"]["condition"] == "service_healthy"
     assert services["chroma"]["image"].startswith("chromadb/chroma:")
     assert services["llm"]["image"].startswith("ghcr.io/ggml-org/llama.cpp:server")
-    assert "/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" in services["llm"]["command"]
+    assert "/models/generator.gguf" in services["llm"]["command"]
+    assert services["model-init"]["environment"]["RAG_LLM"] == api["environment"]["RAG_LLM"] == DEFAULT_LLM
     assert services["llm"]["depends_on"]["model-init"]["condition"] == "service_completed_successfully"
 
 
@@ -128,7 +130,6 @@ def test_chat_through_an_openai_compatible_llama_server(tmp_path: Path) -> None:
     for module in ("sse_starlette", "starlette_context"):
         pytest.importorskip(module, reason="`python -m llama_cpp.server` needs llama-cpp-python[server]")
     from rag_service.models import llm_model_path
-    from rag_service.settings import DEFAULT_LLM
 
     gguf = llm_model_path(None, Path(os.environ["RAG_MODEL_CACHE_DIR"]), DEFAULT_LLM)
     port = free_port()
