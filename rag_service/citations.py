@@ -98,6 +98,12 @@ def validate(answer: str, packed: list[Chunk], question: str = "",
     return "".join(out).strip(), list(cited.values()), checks
 
 
+def marker_gap(text: str) -> str:
+    """What goes between a sentence and its marker: nothing after CJK text or full-width punctuation
+    ('八本书[1]'), a space otherwise ('45 euros [1]')."""
+    return "" if text and re.match(r"[\u3000-\u9fff\uff00-\uffef]", text[-1]) else " "
+
+
 def _place_markers(raw: str, body: str, keep: list[int]) -> str:
     """Markers go before the sentence's closing punctuation: 'x [1].' in English, 'x[1]。' in Chinese."""
     lead = raw[: len(raw) - len(raw.lstrip())]
@@ -106,6 +112,6 @@ def _place_markers(raw: str, body: str, keep: list[int]) -> str:
     end = re.sub(r"(.)\1+", r"\1", re.sub(r"\s+", "", body[len(core):]))
     if not keep:
         return lead + core.strip() + end + ("\n" if raw.endswith("\n") else "")
-    space = "" if core and re.match(r"[\u3000-\u9fff\uff00-\uffef]", core[-1]) else " "
+    space = marker_gap(core)
     tail = "\n" if raw.endswith("\n") else ""
     return lead + core.strip() + space + "".join(f"[{n}]" for n in keep) + end + tail

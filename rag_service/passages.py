@@ -119,8 +119,8 @@ def complete_lists(answer: str, packed: Sequence[Chunk]) -> str:
     sentence of the answer that cites passage [n] is an item of one list in that passage, those sentences
     are replaced by the whole list, in the passage's words, each item with its marker (the list's own
     introducing line first when the answer has none). Other answers are returned unchanged."""
-    from rag_service.citations import marked_sentences
-    from rag_service.tokenize import evidence_tokens, has_cjk
+    from rag_service.citations import marked_sentences, marker_gap
+    from rag_service.tokenize import evidence_tokens
 
     sentences = marked_sentences(answer)
     cited = {n for _, _, marks in sentences for n in marks if 1 <= n <= len(packed)}
@@ -151,7 +151,7 @@ def complete_lists(answer: str, packed: Sequence[Chunk]) -> str:
         first = min(i for i, _ in matched)
         before = "".join(raw for raw, _, marks in sentences[:first] if not marks).strip()
         head = before or (header or "")
-        lines = ([head] if head else []) + [f"- {item}{'' if has_cjk(item[-1:]) else ' '}[{n}]" for item in items]
+        lines = ([head] if head else []) + [f"- {item}{marker_gap(item)}[{n}]" for item in items]
         rest = "".join(raw for i, (raw, _, marks) in enumerate(sentences) if i > first and not marks
                        and raw not in lead).strip()
         return "\n".join(lines) + (("\n" + rest) if rest else "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag_service.passages import is_question_list, with_neighbours
+from rag_service.passages import complete_lists, is_question_list, with_neighbours
 from rag_service.records import Chunk, Citation, Claim
 from rag_service.verification import Verification, Verifier, anchoring, content_words
 
@@ -116,3 +116,18 @@ def test_a_list_gets_its_question_line_and_its_remaining_items_from_the_neighbou
     # A paragraph, not a list: left alone.
     prose = [_chunk(0, "Intro line:\nSome prose here."), _chunk(1, "More prose follows.", 27)]
     assert with_neighbours(prose[1], prose[0], None) is prose[1]
+
+
+def test_a_list_answer_cut_after_its_first_item_gets_the_whole_list() -> None:
+    shed = ("13. Which tools can I borrow?\nThe communal tool shed has:\n   - 4 wheelbarrows\n"
+            "   - spades, forks and rakes\n   - a petrol strimmer\n   - a rotavator\nReturn everything clean.")
+    packed = [_chunk(0, shed)]
+    full = complete_lists("4 wheelbarrows [1]", packed)
+    assert full.splitlines() == ["The communal tool shed has:", "- 4 wheelbarrows [1]",
+                                 "- spades, forks and rakes [1]", "- a petrol strimmer [1]", "- a rotavator [1]"]
+    assert complete_lists("The shed lends:\n- 4 wheelbarrows [1]\n- a rotavator [1]", packed).count("[1]") == 4
+    # A sentence that says something of its own about one item is not a partial list.
+    assert complete_lists("The rotavator must be booked on the sheet [1].", packed).count("[1]") == 1
+    assert complete_lists("I cannot find the answer in the provided documents.", packed).count("[") == 0
+    zh = [_chunk(0, "可以借哪些工具？\n工具房可以借用：\n- 手推车\n- 汽油割草机\n- 旋耕机（需登记）\n")]
+    assert complete_lists("工具房可以借用手推车[1]。", zh) == "工具房可以借用：\n- 手推车[1]\n- 汽油割草机[1]\n- 旋耕机（需登记）[1]"
