@@ -130,4 +130,5 @@ def test_a_list_answer_cut_after_its_first_item_gets_the_whole_list() -> None:
     assert complete_lists("The rotavator must be booked on the sheet [1].", packed).count("[1]") == 1
     assert complete_lists("I cannot find the answer in the provided documents.", packed).count("[") == 0
     zh = [_chunk(0, "可以借哪些工具？\n工具房可以借用：\n- 手推车\n- 汽油割草机\n- 旋耕机（需登记）\n")]
-    assert complete_lists("工具房可以借用手推车[1]。", zh) == "工具房可以借用：\n- 手推车[1]\n- 汽油割草机[1]\n- 旋耕机（需登记）[1]"
+    expected = "工具房可以借用：\n- 手推车[1]\n- 汽油割草机[1]\n- 旋耕机（需登记）[1]"
+    assert complete_lists("工具房可以借用手推车[1]。", zh) == expected
