@@ -102,9 +102,7 @@ class Answerer:
         signals = Signals()
         t0 = time.perf_counter()  # time to first token counts the gate: the user waits for both
         if policy != "off":
-            # Asked before the answer, after the same prompt: llama.cpp keeps the prompt's KV cache for both.
-            gate = self._template(f"gate.{turn.trace['language']}").messages()
-            signals = Signals(gate=self.llm.yes_probability([*turn.messages, *gate]))
+            signals = Signals(gate=self.gate(turn))
             turn.timings["gate_s"] = time.perf_counter() - t0
         completion: Completion | None = None
         for item in self.llm.stream(turn.messages, max_tokens=settings.llm_max_tokens,
@@ -136,6 +134,12 @@ class Answerer:
             return
         yield self._finish(turn, text, usage, refused=False, citations=citations, claims=claims)
 
+    def gate(self, turn: _Turn) -> float:
+        """P(yes) to "do the passages above state the answer?", asked before the answer after the same
+        prompt: llama.cpp keeps the prompt's KV cache for both."""
+        gate = self._template(f"gate.{turn.trace['language']}").messages()
+        return self.llm.yes_probability([*turn.messages, *gate])
+
     def verifier(self, policy: Policy, turn: _Turn | None = None) -> Verifier:
         """The checks for ``policy``: none beyond citation markers with 'off'; otherwise the claim rules and
         the trust model calibrated for this generator and language (threshold overridable). The generator is
@@ -151,8 +155,16 @@ class Answerer:
         def passage_gate(n: int) -> float:  # asked after the answer prompt: its KV cache is reused
             return self.llm.yes_probability([*turn.messages, *gate.messages(n=str(n))])
 
-        def evidence_check(sentence: str) -> float:
-            return self.llm.yes_probability(check.messages(sentence=sentence, question=turn.standalone))
+        def evidence_check(sentence: str, n: int) -> float:
+            # The sentence with where it stands (file name, the passage's first line: a title, a heading or
+            # the FAQ question it answers), so "the allowance is 45 euros" can answer a question that names
+            # the company the handbook is about; nothing else of the passage.
+            chunk = turn.packed[n - 1] if 1 <= n <= len(turn.packed) else None
+            opening = chunk.text.strip().splitlines()[0].strip()[:160] if chunk and chunk.text.strip() else ""
+            return self.llm.yes_probability(check.messages(
+                sentence=sentence, question=turn.standalone,
+                source=chunk.source.rsplit("/", 1)[-1] if chunk else "",
+                opening="" if not opening or opening in sentence or sentence in opening else opening))
 
         return Verifier(model, trust_min=settings.trust_min, passage_gate=passage_gate, evidence_check=evidence_check)
 

@@ -105,6 +105,7 @@ class Claim:
     anchoring: float | None = None
     coverage: float | None = None  # share of the question's own words in the cited passage
     evidence: str | None = None  # the cited passage's sentence that states it best (by anchoring)
+    evidence_passage: int | None = None  # the packed passage number ([n]) that sentence comes from
     lead_in: bool = False
     how: str = ""  # what citation validation did: model | corrected | attributed | unsupported
 

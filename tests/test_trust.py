@@ -12,6 +12,7 @@ import pytest
 
 from rag_service.generation import Answerer
 from rag_service.settings import Settings
+from rag_service.verification import Signals
 from rag_service.workspace import Workspace
 from tests.conftest import rag_json
 
@@ -106,7 +107,8 @@ def test_an_unsupported_sentence_is_removed_under_strict_and_marked_under_lenien
     turn = faq._prepare(question, None, None)
     draft = ("A full plot costs 60 euros a year [1].\n"
              "Members also get a free parking permit for the harbour car park [1].")
-    verification = faq.verifier("strict").verify(question, draft, turn.packed, model_refused=False)
+    verification = faq.verifier("strict", turn).verify(question, draft, turn.packed, model_refused=False,
+                                                       signals=Signals(gate=faq.gate(turn)))
     text, _, refused, claims = verification.apply("strict")
     assert not refused and "60 euros" in text and "parking" not in text, verification.to_json()
     assert [c.supported for c in verification.claims] == [True, False]

@@ -3,11 +3,13 @@ that states it, policies applied to verdicts, and passages completed from their 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from rag_service.passages import complete_lists, is_question_list, with_neighbours
 from rag_service.records import Chunk, Citation, Claim
-from rag_service.verification import Verification, Verifier, anchoring, content_words
+from rag_service.verification import Signals, Verification, Verifier, anchoring, content_words
 
 
 @pytest.mark.parametrize(("sentence", "question", "has_content"), [
@@ -132,3 +134,27 @@ def test_a_list_answer_cut_after_its_first_item_gets_the_whole_list() -> None:
     zh = [_chunk(0, "可以借哪些工具？\n工具房可以借用：\n- 手推车\n- 汽油割草机\n- 旋耕机（需登记）\n")]
     expected = "工具房可以借用：\n- 手推车[1]\n- 汽油割草机[1]\n- 旋耕机（需登记）[1]"
     assert complete_lists("工具房可以借用手推车[1]。", zh) == expected
+
+
+def test_the_evidence_check_gets_the_sentence_and_the_passage_it_comes_from() -> None:
+    """The best-anchored sentence of the cited passage goes to the check with its passage number, so the
+    check can show where it stands (file name, the passage's first line); the trust score follows it."""
+    packed = [_chunk(0, "Opening hours. The library opens at 9:00 on weekdays."),
+              _chunk(1, "Lending. Members may borrow eight books at a time for thirty days.")]
+    asked: list[tuple[str, int]] = []
+
+    def check(answer: float) -> Callable[[str, int], float]:
+        def evidence_check(sentence: str, n: int) -> float:
+            asked.append((sentence, n))
+            return answer
+        return evidence_check
+
+    question = "How many books may a member borrow at a time?"
+    draft = "A member may borrow eight books at a time [2]."
+    verifier = Verifier("qwen2.5-coder-1.5b", evidence_check=check(0.95))
+    high = verifier.verify(question, draft, packed, model_refused=False, signals=Signals(gate=0.9))
+    assert asked == [("Members may borrow eight books at a time for thirty days.", 2)]
+    assert high.claims[0].evidence_passage == 2 and high.signals.evidence == 0.95 and high.trust_met
+    low = Verifier("qwen2.5-coder-1.5b", evidence_check=check(0.01)).verify(
+        question, draft, packed, model_refused=False, signals=Signals(gate=0.9))
+    assert low.trust is not None and high.trust is not None and low.trust < high.trust
