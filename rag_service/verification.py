@@ -238,10 +238,10 @@ TRUST_MODELS: dict[str, dict[str, TrustModel]] = {
     # rag eval calibrate on the runs listed in eval/README.md ("Calibrating the checks"); zh: FAQ set (64) + RGB
     # zh dev (100 noisy + 100 negative), en: FAQ set (64) + ClapNQ dev (100 + 100).
     "qwen2.5-coder-1.5b": {
-        "zh": TrustModel(intercept=-3.7636, gate=0.4824, passage_gate=0.3791, refusal_start=-0.0652, evidence=0.8813,
-                         anchoring=-0.5919, threshold=0.4119),
-        "en": TrustModel(intercept=-2.0742, gate=0.381, passage_gate=0.2542, refusal_start=-0.3145, evidence=1.1995,
-                         anchoring=-0.2996, threshold=0.5347),
+        "zh": TrustModel(intercept=-4.4082, gate=0.6234, passage_gate=0.3002, refusal_start=-0.0743, evidence=1.1832,
+                         anchoring=-0.4147, threshold=0.4658),
+        "en": TrustModel(intercept=-2.6408, gate=0.5076, passage_gate=0.6963, refusal_start=-0.2776, evidence=0.7829,
+                         anchoring=-0.6803, threshold=0.2875),
     },
 }
 DEFAULT_GATE_MIN = 0.5
