@@ -239,7 +239,7 @@ TRUST_MODELS: dict[str, dict[str, TrustModel]] = {
     # zh dev (100 noisy + 100 negative), en: FAQ set (64) + ClapNQ dev (100 + 100).
     "qwen2.5-coder-1.5b": {
         "zh": TrustModel(intercept=-4.4082, gate=0.6234, passage_gate=0.3002, refusal_start=-0.0743, evidence=1.1832,
-                         anchoring=-0.4147, threshold=0.4658),
+                         anchoring=-0.4147, threshold=0.35),
         "en": TrustModel(intercept=-2.6408, gate=0.5076, passage_gate=0.6963, refusal_start=-0.2776, evidence=0.7829,
                          anchoring=-0.6803, threshold=0.2875),
     },

@@ -177,10 +177,27 @@ def test_calibration_separates_right_from_wrong_answers() -> None:
         answerable = i % 2 == 0
         good = answerable and rng.random() < 0.9
         gate = rng.gauss(2.5 if good else -1.0, 1.0)
-        items.append(Example("zh", answerable, True, good,
+        items.append(Example("zh", i % 3, answerable, True, good,
                              (gate, rng.gauss(0, 1), rng.gauss(0, 1), rng.gauss(0, 1), rng.random())))
     fit = calibrate(items)
     weights = fit["weights"]
     assert weights["gate"] > 1.0 and abs(weights["refusal_start"]) < 0.3 * weights["gate"]
     assert fit["answered_correctly"] > 0.8 and fit["refused"] > 0.8
     assert fit["cross_validated"]["refused"] > 0.75
+
+
+def test_the_threshold_weighs_every_data_set_alike() -> None:
+    """A small data set whose right answers score lower than a large one's must not be outvoted: the
+    threshold maximises answered-correctly + refused averaged over the runs, not pooled."""
+    from eval.calibrate import best_threshold
+
+    # run 0: 200 questions, right answers at 0.7, half the unanswerable ones at 0.4; run 1: 40 questions,
+    # its right answers at 0.4. Pooled, refusing everything at 0.4 wins; per data set, keeping run 1's does.
+    items = [Example("zh", 0, i % 2 == 0, True, i % 4 == 0, (0.0,) * 5) for i in range(200)]
+    scores = [0.7 if i % 4 == 0 else 0.5 if i % 2 == 0 else 0.4 if i % 4 == 1 else 0.1 for i in range(200)]
+    items += [Example("zh", 1, i % 2 == 0, True, i % 2 == 0, (0.0,) * 5) for i in range(40)]
+    scores += [0.4 if i % 2 == 0 else 0.1 for i in range(40)]
+    import numpy as np
+
+    threshold = best_threshold(items, np.array(scores))
+    assert 0.1 < threshold <= 0.4  # keeps the small set's right answers; pooled it would be 0.5
