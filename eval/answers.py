@@ -33,7 +33,7 @@ import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -159,7 +159,6 @@ class QuestionResult:
     early_refusal: bool = False
     gold_packed: bool | None = None  # a gold document was among the packed passages (None: no gold)
     claims: list[dict[str, Any]] = field(default_factory=list)  # the verifier's verdicts (all sentences)
-    probes: dict[str, Any] = field(default_factory=dict)  # extra model judgements (--probe), for calibration
     passages: list[str] = field(default_factory=list)  # the packed passages as the model read them
     signals: dict[str, Any] = field(default_factory=dict)  # the model's own judgements (gate, refusal start)
     trust: float | None = None  # the calibrated trust score of the answer, when one was computed
@@ -367,34 +366,6 @@ def summarise(results: Sequence[QuestionResult], policy: str = "strict") -> dict
     }
 
 
-# -- probes: other yes/no judgements recorded beside each answer, to compare checks on the same data --------
-_PROBES = {
-    "en": ("You check whether one sentence of a document answers a question. Reply with one word: yes or no.",
-           "Sentence: {sentence}\nQuestion: {question}\nDoes this sentence answer the question? Reply yes or no."),
-    "zh": ("你负责判断文档中的一句话是否回答了某个问题。只回答一个字：是 或 否。",
-           "句子：{sentence}\n问题：{question}\n这句话是否回答了这个问题？请只回答“是”或“否”。"),
-}
-
-
-def probe(llm: LLM, answer: Answer) -> dict[str, Any]:
-    """Judgements recorded beside an answer to compare checks on the same data (the pipeline's own are in the
-    trace): for each sentence that passed the claim rules, whether the passage sentence that states it best
-    (its ``evidence``) answers the question, asked in a fresh, short prompt (``sentence``: P(yes) per claim,
-    None for the others)."""
-    system, text = _PROBES[answer.trace.get("language", "en")]
-    question = answer.trace.get("standalone_question", "")
-    out: list[float | None] = []
-    for c in answer.trace.get("verification", {}).get("claims", []):
-        evidence = c.get("evidence")
-        if not evidence or c.get("reason") not in (None, "not-stated") or c.get("lead_in"):
-            out.append(None)
-            continue
-        out.append(llm.yes_probability([{"role": "system", "content": system},
-                                        {"role": "user", "content": text.format(sentence=evidence,
-                                                                                question=question)}]))
-    return {"sentence": out}
-
-
 # -- runs --------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class AnswerConfig:
@@ -424,7 +395,7 @@ def make_judge(name: Judge, answerer: Answerer, threshold: float = FAITHFUL_MIN_
 
 def answer_all(ws: Workspace, kb: KnowledgeBase, questions: Sequence[EvalQuery], config: AnswerConfig, *,
                index: EvalIndex | None = None, rule: Rule | None = None, llm_cache: Path | None = None,
-               probes: bool = False, progress: bool = False) -> list[QuestionResult]:
+               progress: bool = False) -> list[QuestionResult]:
     """Ask every question of ``kb`` on its own (a fresh session each, searching only its ``scope`` when it
     has one) and score it. With ``llm_cache``, model calls are answered from that file when they were
     made before with the same prompt."""
@@ -458,8 +429,6 @@ def answer_all(ws: Workspace, kb: KnowledgeBase, questions: Sequence[EvalQuery],
             result = score(query, answer, answer.packed, judge,
                            rule=answer_rule(query, rule), policy=ws.settings.grounding, gold_doc_ids=gold,
                            timing=timing)
-            if probes:
-                result = replace(result, probes=probe(answerer.llm, answer))
             results.append(result)
             if answer.session_id is not None:
                 ws.sessions.delete(answer.session_id)
@@ -482,7 +451,7 @@ def dataset_rule(dataset: Dataset) -> Rule | None:
 
 def run_answers(dataset: Dataset, config: AnswerConfig = AnswerConfig(), cache_dir: Path | None = None, *,
                 limit: int | None = None, corpus_limit: int | None = None, llm_cache: bool = True,
-                probes: bool = False, progress: bool = False) -> dict[str, Any]:
+                progress: bool = False) -> dict[str, Any]:
     """Index the data set's documents (cached; with ``corpus_limit``, the selected questions' own documents
     plus that many others), then answer and score the selected questions. Model calls are cached beside
     the indexes (``llm-cache.sqlite3``) unless ``llm_cache`` is False."""
@@ -496,7 +465,7 @@ def run_answers(dataset: Dataset, config: AnswerConfig = AnswerConfig(), cache_d
     started = time.perf_counter()
     try:
         results = answer_all(index.ws, index.kb, questions, config, index=index, rule=dataset_rule(dataset),
-                             llm_cache=cache_file, probes=probes, progress=progress)
+                             llm_cache=cache_file, progress=progress)
         settings = index.ws.settings
     finally:
         index.ws.close()

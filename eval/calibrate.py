@@ -14,20 +14,16 @@ cross-validation reports what the same procedure scores on questions it was not 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-FEATURES = ("gate", "passage_gate", "refusal_start", "evidence", "anchoring")
+from rag_service.verification import Signals, TrustModel, trust_features
 
-
-def _logit(p: float | None) -> float:
-    p = 0.5 if p is None else min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
+FEATURES = tuple(f.name for f in fields(TrustModel) if f.name not in ("intercept", "threshold"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,18 +44,8 @@ def examples(runs: Sequence[dict[str, Any]]) -> list[Example]:
             supported = [c for c in r.get("claims", []) if not c.get("lead_in")
                          and (c.get("supported") or c.get("reason") == "not-stated")]
             candidate = bool(supported)
-            signals = r.get("signals") or {}
-            passage_gate = signals.get("passage_gate")
-            if passage_gate is None:  # a run that recorded it as a probe (rag eval answers --probe)
-                gates = (r.get("probes") or {}).get("gate_passages") or []
-                cited = {n for c in supported for n in c.get("citations", [])}
-                passage_gate = max((gates[n - 1] for n in cited if n <= len(gates)), default=None)
-            evidence = signals.get("evidence")
-            if evidence is None:  # recorded as a probe: the same prompt, every checked sentence
-                checked = [x for x in (r.get("probes") or {}).get("sentence") or [] if x is not None]
-                evidence = max(checked, default=None)
-            features = (_logit(signals.get("gate")), _logit(passage_gate), _logit(signals.get("refusal_start")),
-                        _logit(evidence), max((c.get("anchoring") or 0.0 for c in supported), default=0.0))
+            signals = Signals(**{k: v for k, v in (r.get("signals") or {}).items() if k in Signals.__slots__})
+            features = trust_features(signals, max((c.get("anchoring") or 0.0 for c in supported), default=0.0))
             good = bool(r["answers"]) and r["policies"]["off"]["correct"]
             out.append(Example(r["lang"], index, bool(r["answers"]), candidate, good, features))
     return out

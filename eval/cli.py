@@ -170,7 +170,7 @@ def cmd_eval_answers(args: argparse.Namespace) -> int:
                      dataset_sha256=dataset.content_hash, kb=kb.name, judge=config.judge, threshold=config.threshold)
     else:
         out = run_answers(dataset, config, args.cache_dir, limit=args.limit, corpus_limit=args.corpus_limit,
-                          llm_cache=not args.no_llm_cache, probes=args.probe, progress=not args.quiet)
+                          llm_cache=not args.no_llm_cache, progress=not args.quiet)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -272,8 +272,6 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--docs", type=Path, metavar="DIR", help="with your JSONL: the documents to index")
     a.add_argument("--setting", help="RGB: noisy | negative | both (default both); CMRC (SQuAD JSON): normal | "
                    "removed | both: the question's own paragraph taken out of reach, so it must be refused")
-    a.add_argument("--probe", action="store_true", help="also record other yes/no judgements of the model "
-                   "beside each answer (for calibrating the claim check; see eval/README.md)")
     a.add_argument("--no-llm-cache", action="store_true",
                    help="call the model for every question (default: reuse answers to identical prompts from "
                    "<cache-dir>/llm-cache.sqlite3, timings as first measured)")

@@ -70,6 +70,22 @@ def _yes_share(logprobs: dict[str, float]) -> float:
     return yes / (yes + no) if yes + no > 0 else 0.5
 
 
+def _first_logits() -> tuple[list[Any], Any]:
+    """A llama.cpp logits processor that keeps a copy of the first generation step's logits (the list it
+    fills), for reading yes/no or refusal probabilities without sampling them."""
+    import numpy as np
+    from llama_cpp import LogitsProcessorList
+
+    captured: list[Any] = []
+
+    def capture(_ids: object, scores: Any) -> Any:
+        if not captured:
+            captured.append(np.array(scores, dtype=np.float64))
+        return scores
+
+    return captured, LogitsProcessorList([capture])
+
+
 class LlamaCppLLM(LLM):
     """One loaded GGUF. A llama.cpp context serves one completion at a time, hence the lock (held for
     a whole stream); the library reuses the KV cache for the longest common prompt prefix, which is
@@ -103,19 +119,12 @@ class LlamaCppLLM(LLM):
         so a check that extends the answer's prompt costs only its own tokens); the next-token logits of
         the yes and no words are read, nothing is sampled that matters."""
         import numpy as np
-        from llama_cpp import LogitsProcessorList
 
-        captured: list[np.ndarray] = []
-
-        def capture(_ids: object, scores: np.ndarray) -> np.ndarray:
-            if not captured:
-                captured.append(np.array(scores, dtype=np.float64))
-            return scores
-
+        captured, processor = _first_logits()
         with self._lock:
             try:
                 self._llama.create_chat_completion(messages=cast(Any, messages), max_tokens=1, temperature=0.0,
-                                                   seed=0, logits_processor=LogitsProcessorList([capture]))
+                                                   seed=0, logits_processor=processor)
             except ValueError as exc:
                 raise LLMError(f"generation failed: {exc}") from exc
         scores = captured[0]
@@ -128,16 +137,9 @@ class LlamaCppLLM(LLM):
     def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float,
                watch: tuple[str, ...] = ()) -> Iterator[str | Completion]:
         import numpy as np
-        from llama_cpp import LogitsProcessorList
 
-        first: list[np.ndarray] = []
-
-        def capture(_ids: object, scores: np.ndarray) -> np.ndarray:
-            if not first:
-                first.append(np.array(scores, dtype=np.float64))
-            return scores
-
-        processors = LogitsProcessorList([capture]) if watch else None
+        first, processor = _first_logits()
+        processors = processor if watch else None
         with self._lock:
             pieces: list[str] = []
             try:

@@ -14,13 +14,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
+from rag_service.citations import marked_sentences, marker_gap
 from rag_service.records import Chunk
+from rag_service.tokenize import evidence_tokens
 
-LIST_ITEM = re.compile(r"^\s*(?:[-*•·▪◦●○■□►▶✓✔]|\d{1,2}[.)、）]|[(（]\d{1,2}[)）]|[①-⑳]|[a-zA-Z][.)](?=\s))\s*\S")
+# A list item's marker: a bullet, "1." / "1)" / "1、" / "(1)", a circled number, "a)".
+_MARKER = r"^\s*(?:[-*•·▪◦●○■□►▶✓✔]|\d{1,2}[.)、）]|[(（]\d{1,2}[)）]|[①-⑳]|[a-zA-Z][.)](?=\s))\s*"
+LIST_ITEM = re.compile(_MARKER + r"\S")
 _QUESTION_END = re.compile(r"[?？]\s*$")
 _NUMBERED = re.compile(r"^\s*(?:\d{1,2}[.)、]|[一二三四五六七八九十]+、|[(（]\d{1,2}[)）])\s*\S")
 _SENTENCE_END = re.compile(r"[。.!！;；]\s*$")
-_LEAD_IN_END = re.compile(r"[:：]\s*$")
+LEAD_IN = re.compile(r"[:：]\s*$")
 # Most characters taken from a neighbour: enough for a question line or a short list, not a section.
 NEIGHBOUR_MAX_CHARS = 300
 
@@ -44,7 +48,7 @@ def is_question_list(text: str) -> bool:
 
 def _is_header(line: str) -> bool:
     """A line that introduces what follows: a question, or a lead-in ending with a colon."""
-    return bool(_QUESTION_END.search(line) or _LEAD_IN_END.search(line))
+    return bool(_QUESTION_END.search(line) or LEAD_IN.search(line))
 
 
 def with_neighbours(chunk: Chunk, before: Chunk | None, after: Chunk | None) -> Chunk:
@@ -72,7 +76,7 @@ def with_neighbours(chunk: Chunk, before: Chunk | None, after: Chunk | None) -> 
             if not LIST_ITEM.match(previous[i]):
                 break
     if after is not None and ((LIST_ITEM.match(lines[-1]) and not _QUESTION_END.search(lines[-1]))
-                              or _LEAD_IN_END.search(lines[-1])):
+                              or LEAD_IN.search(lines[-1])):
         overlap = max(chunk.end - after.start, 0)
         following = _lines(after.text[overlap:])
         items: list[str] = []
@@ -90,8 +94,7 @@ def with_neighbours(chunk: Chunk, before: Chunk | None, after: Chunk | None) -> 
 
 
 def _item_text(line: str) -> str:
-    return re.sub(r"^\s*(?:[-*•·▪◦●○■□►▶✓✔]|\d{1,2}[.)、）]|[(（]\d{1,2}[)）]|[①-⑳]|[a-zA-Z][.)])\s*", "",
-                  line).strip().rstrip("；;。，,")
+    return re.sub(_MARKER, "", line).strip().rstrip("；;。，,")
 
 
 def list_blocks(text: str) -> list[tuple[str | None, list[str]]]:
@@ -106,7 +109,7 @@ def list_blocks(text: str) -> list[tuple[str | None, list[str]]]:
             while j < len(lines) and LIST_ITEM.match(lines[j]) and not _is_header(lines[j]):
                 j += 1
             if j - i >= 2:
-                header = lines[i - 1].strip() if i and _LEAD_IN_END.search(lines[i - 1]) else None
+                header = lines[i - 1].strip() if i and LEAD_IN.search(lines[i - 1]) else None
                 blocks.append((header, [_item_text(line) for line in lines[i:j]]))
             i = j
         else:
@@ -119,9 +122,6 @@ def complete_lists(answer: str, packed: Sequence[Chunk]) -> str:
     sentence of the answer that cites passage [n] is an item of one list in that passage, those sentences
     are replaced by the whole list, in the passage's words, each item with its marker (the list's own
     introducing line first when the answer has none). Other answers are returned unchanged."""
-    from rag_service.citations import marked_sentences, marker_gap
-    from rag_service.tokenize import evidence_tokens
-
     sentences = marked_sentences(answer)
     cited = {n for _, _, marks in sentences for n in marks if 1 <= n <= len(packed)}
     if len(cited) != 1 or not sentences:
@@ -147,7 +147,7 @@ def complete_lists(answer: str, packed: Sequence[Chunk]) -> str:
         matched = [(i, item_of(body)) for i, (_, body, marks) in enumerate(sentences) if marks]
         if not matched or any(k is None for _, k in matched) or len(matched) >= len(items):
             continue
-        lead = [raw for raw, body, marks in sentences if not marks and _LEAD_IN_END.search(body)]
+        lead = [raw for raw, body, marks in sentences if not marks and LEAD_IN.search(body)]
         first = min(i for i, _ in matched)
         before = "".join(raw for raw, _, marks in sentences[:first] if not marks).strip()
         head = before or (header or "")

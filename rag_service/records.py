@@ -103,7 +103,6 @@ class Claim:
     # Share of the question's own words found around the claim's new words in the cited passage
     # (verification.anchoring): a name in a sentence about something else scores low.
     anchoring: float | None = None
-    coverage: float | None = None  # share of the question's own words in the cited passage
     evidence: str | None = None  # the cited passage's sentence that states it best (by anchoring)
     evidence_passage: int | None = None  # the packed passage number ([n]) that sentence comes from
     lead_in: bool = False

@@ -11,9 +11,10 @@ sentence is a claim that must also pass rules (``Verifier._claim``):
 
 and the answer as a whole must be trusted (``TrustModel``): a logistic score of what the model says when asked
 yes/no (about all passages before answering, about each cited passage, and about the single passage sentence
-that states the claim best, shown alone), of how likely it was to start with the refusal, and of how much of
-the question that sentence speaks of (``anchoring``). The yes/no answers are read as probabilities from the
-next-token logits; all but the sentence check extend the answer prompt, so llama.cpp reuses its KV cache.
+that states the claim best, in a prompt of its own with only its file name and its passage's first line), of
+how likely it was to start with the refusal, and of how much of the question that sentence speaks of
+(``anchoring``). The yes/no answers are read as probabilities from the next-token logits; all but the
+sentence check extend the answer prompt, so llama.cpp reuses its KV cache.
 Measured on RGB, a yes/no check of each sentence asked right after the model's own answer told right from
 wrong no better than chance (AUC 0.53) and went; the single-sentence check separated best (eval/README.md).
 
@@ -31,6 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from rag_service.citations import SentenceCheck, validate
+from rag_service.passages import LEAD_IN, LIST_ITEM
 from rag_service.records import Chunk, Citation, Claim
 from rag_service.tokenize import STOPWORDS, arabic_numerals, english_numerals, evidence_tokens, has_cjk, tokenize
 
@@ -49,7 +51,6 @@ VAGUE = frozenset(tokenize(
     "存在 具有 一般 通常 重要 不同 具体 提到 提供 资料 文档 答案 这些 那些 其中 等等 内容 有关"
 )) | frozenset({"一些", "一定", "某些"})
 _NEGATION = re.compile(r"\b(?:not|no|never|cannot|can't|won't|isn't|aren't|doesn't|don't)\b|不|没有|无|未|禁止")
-_LEAD_IN = re.compile(r"[:：]\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +59,14 @@ class Signals:
     answer?" (asked after the answer prompt, before the answer, reusing the prompt's KV cache),
     ``refusal_start`` the probability that its reply began like the refusal sentence, ``passage_gate`` the
     same question as the gate about the passages the answer cites, ``evidence`` whether the sentence of a
-    cited passage that states the answer, read on its own, answers the question."""
+    cited passage that states the answer, read with only its file name and its passage's first line,
+    answers the question."""
 
     gate: float | None = None
     refusal_start: float | None = None
     # P(yes) to "does passage [n] state the answer?" for the best passage a checked sentence cites.
     passage_gate: float | None = None
-    # P(yes) that the evidence sentence of a checked sentence, shown alone, answers the question (the best
+    # P(yes) that the evidence sentence of a checked sentence answers the question (the best
     # of the first EVIDENCE_CHECKS distinct evidence sentences).
     evidence: float | None = None
 
@@ -204,12 +206,6 @@ def constraints_met(question: str, passage: str) -> bool:
     return all(w.lower() in have for w in wanted)
 
 
-def coverage(question: str, passage: str) -> float:
-    """Share of the question's own units (question words removed) that the passage contains."""
-    asked = evidence_tokens(_INTERROGATIVE.sub(" ", question))
-    return len(asked & evidence_tokens(passage)) / len(asked) if asked else 0.0
-
-
 @dataclass(frozen=True, slots=True)
 class TrustModel:
     """A logistic model of "this answer is right", calibrated per bundled model and language on the
@@ -226,10 +222,15 @@ class TrustModel:
     threshold: float
 
     def score(self, signals: Signals, anchoring: float) -> float:
-        z = (self.intercept + self.gate * _logit(signals.gate) + self.passage_gate * _logit(signals.passage_gate)
-             + self.refusal_start * _logit(signals.refusal_start) + self.evidence * _logit(signals.evidence)
-             + self.anchoring * anchoring)
+        weights = (self.gate, self.passage_gate, self.refusal_start, self.evidence, self.anchoring)
+        z = self.intercept + sum(w * x for w, x in zip(weights, trust_features(signals, anchoring), strict=True))
         return 1 / (1 + math.exp(-z))
+
+
+def trust_features(signals: Signals, anchoring: float) -> tuple[float, float, float, float, float]:
+    """What the trust model weighs, in ``TrustModel``'s field order (eval/calibrate.py fits on the same)."""
+    return (_logit(signals.gate), _logit(signals.passage_gate), _logit(signals.refusal_start),
+            _logit(signals.evidence), anchoring)
 
 
 # Calibrated trust models by bundled model name and language (eval/README.md, "Calibrating the checks"). A model
@@ -287,7 +288,7 @@ class Verifier:
     def _claim(self, question: str, checks: Sequence[SentenceCheck], i: int, packed: Sequence[Chunk]) -> Claim:
         check = checks[i]
         body = check.sentence
-        if _LEAD_IN.search(body) and i + 1 < len(checks):
+        if LEAD_IN.search(body) and i + 1 < len(checks):
             return Claim(body, check.cited, False, lead_in=True, how=check.how)
         claim_text = _with_lead_in(checks, i)
         if not content_words(body, question):
@@ -301,8 +302,7 @@ class Verifier:
         passages = [packed[n - 1].text for n in check.cited]
         (anchored, evidence), source = max((anchoring(question, claim_text, packed[n - 1].text), n)
                                            for n in check.cited)
-        covered = max(coverage(question, p) for p in passages)
-        claim = Claim(body, check.cited, True, anchoring=anchored, coverage=covered, evidence=evidence or None,
+        claim = Claim(body, check.cited, True, anchoring=anchored, evidence=evidence or None,
                       evidence_passage=source if evidence else None, how=check.how)
         if not any(constraints_met(question, p) for p in passages):
             return replace(claim, supported=False, reason="off-question")
@@ -335,8 +335,8 @@ def _with_lead_in(checks: Sequence[SentenceCheck], i: int) -> str:
     """A list item with the line that introduces it ('The kit contains: a charger'), so the check sees
     the whole claim."""
     for j in range(i - 1, -1, -1):
-        if _LEAD_IN.search(checks[j].sentence):
+        if LEAD_IN.search(checks[j].sentence):
             return f"{checks[j].sentence} {checks[i].sentence}"
-        if not re.match(r"\s*(?:[-*•·]|\d+[.)、]|[①-⑳])", checks[i].sentence):
+        if not LIST_ITEM.match(checks[i].sentence):
             break
     return checks[i].sentence

@@ -95,7 +95,7 @@ def test_checked_claims_need_the_questions_numbers_and_a_number_when_one_is_aske
     assert [(c.supported, c.reason) for c in v.claims] == [(False, "no-answer")]
     v = verifier.verify("How many books did the library lend in 2021?", "It lent 8,200 books [1].", packed,
                         model_refused=False)
-    assert v.claims[0].supported and v.claims[0].anchoring and v.claims[0].coverage
+    assert v.claims[0].supported and v.claims[0].anchoring and v.claims[0].evidence
 
 
 def test_question_lists_are_recognised() -> None:
