@@ -270,6 +270,14 @@ def build_kb(data_dir: str, n_chunks: int, per_doc: int, n_queries: int, seed: i
 # -- measuring --------------------------------------------------------------------------------------
 
 
+def _bm25(ws: Any, kb: Any) -> Any:
+    """The KB's BM25 index brought up to date (this benchmark reads it from one thread only)."""
+    from rag_service.lexical import bm25_reader
+
+    with bm25_reader(ws, kb) as index:
+        return index
+
+
 def rss_mb() -> tuple[float, float]:
     """(current RSS, peak RSS) of this process in MB."""
     fields = {}
@@ -340,7 +348,6 @@ def footprint(data_dir: str, query: str, vector: list[float]) -> dict[str, float
         last = now
 
     steps["python + numpy + bench module (baseline)"] = last
-    from rag_service.lexical import bm25_index
     from rag_service.models import force_offline
     from rag_service.retrieval import Retriever
     from rag_service.workspace import Workspace
@@ -351,7 +358,7 @@ def footprint(data_dir: str, query: str, vector: list[float]) -> dict[str, float
     kb = ws.catalog.get_kb(KB_NAME)
     ws.tokenizer("预热 warm up")
     mark("tokenizer (jieba dictionary)")
-    bm25_index(ws, kb)
+    _bm25(ws, kb)
     mark("BM25 index (loaded from disk)")
     ws.vectors.query(kb.collection, kb.embedder, np.asarray(vector, dtype=np.float32), CANDIDATES)
     mark("Chroma client + collection (first query loads HNSW)")
@@ -456,7 +463,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
     from ingest.pipeline import Ingestor
     from rag_service.bm25 import BM25Index
     from rag_service.filters import SearchFilter
-    from rag_service.lexical import bm25_index, index_dir
+    from rag_service.lexical import index_dir
     from rag_service.models import force_offline
     from rag_service.retrieval import Retriever
     from rag_service.workspace import Workspace
@@ -488,7 +495,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
     kb = ws.catalog.get_kb(KB_NAME)
     say("\n[2] BM25 index: full build from the catalog (first use: no saved index)")
     counter = BuildCounter()
-    build_ms, index = timed(lambda: bm25_index(ws, kb))
+    build_ms, index = timed(lambda: _bm25(ws, kb))
     assert counter.calls == 1 and len(index) == built["chunks"], (counter.calls, len(index))
     disk_mb = dir_mb(index_dir(ws, kb))
     rss_built, hwm_built = rss_mb()
@@ -535,7 +542,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
         [c for c, _ in index.top(tokens[q], CANDIDATES)]
         + [c for c, _ in ws.vectors.query(kb.collection, kb.embedder, qtable[q], CANDIDATES)])) for q in queries}
     steps = {
-        "bm25_index() lookup (revision check)": lambda q: bm25_index(ws, kb),
+        "bm25_index() lookup (revision check)": lambda q: _bm25(ws, kb),
         "tokenize query (jieba/stemmer)": lambda q: ws.tokenizer(q),
         "BM25Index.top(30)": lambda q: index.top(tokens[q], CANDIDATES),
         "VectorStore.query(30) (Chroma)": lambda q: ws.vectors.query(kb.collection, kb.embedder, qtable[q],
@@ -573,7 +580,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
             store_documents(ws, kb, [(doc, chunks)], HashVectors())
 
     store_ms, _ = timed(add)
-    catchup_ms, index_after = timed(lambda: bm25_index(ws, kb))
+    catchup_ms, index_after = timed(lambda: _bm25(ws, kb))
     add_builds, index_rev_step = counter.calls, index.revision - revision0
     assert index_after is index and counter.calls == 0, "adding a document rebuilt the index"
     assert len(index) == size0 + len(chunks) and index.revision == revision0 + 1
@@ -589,7 +596,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
     revision1 = index.revision
     ingestor = Ingestor(ws, kb)
     remove_ms, _ = timed(lambda: ingestor.remove(doc.id))
-    catchup_del_ms, index_after = timed(lambda: bm25_index(ws, kb))
+    catchup_del_ms, index_after = timed(lambda: _bm25(ws, kb))
     assert index_after is index and counter.calls == 0, "deleting a document rebuilt the index"
     assert len(index) == size0 and not retriever.search(NEEDLE, k=5, mode="bm25")
     del_ms = remove_ms + catchup_del_ms

@@ -34,6 +34,7 @@ from eval.retrieval import EMBEDDERS, RetrievalConfig, build_index, default_cach
 from ingest.splitters import SPLITTERS
 from rag_service.errors import InvalidInputError
 from rag_service.retrieval import MODES, Mode
+from rag_service.settings import chunking_problem, load_settings
 
 SOURCES = ("beir", "squad", "clapnq", "jsonl")
 _DATASET_KEYS = {*SOURCES, "split", "docs", "limit", "corpus_limit"}
@@ -161,12 +162,14 @@ def load_config(path: Path) -> MatrixConfig:
     modes: tuple[Mode, ...] = _choices(grid, "modes", MODES)  # type: ignore[assignment]
     sizes, overlaps = _ints(grid, "chunk_sizes", 1), _ints(grid, "chunk_overlaps", 0)
     k = _int(grid.get("k", 10), "grid.k", 1)
-    skipped = tuple(f"overlap {o} with chunk size {s}: an overlap must be below the size"
-                    for s, o in itertools.product(sizes, overlaps) if o >= s)
+    settings = load_settings()
+    problems = {(s, o): chunking_problem(settings, s, o) for s, o in itertools.product(sizes, overlaps)}
+    skipped = tuple(f"overlap {o} with chunk size {s}: {problem}" for (s, o), problem in problems.items() if problem)
     indexes = tuple(RetrievalConfig(e, sp, s, o, modes, k)
-                    for e, sp, s, o in itertools.product(embedders, splitters, sizes, overlaps) if o < s)
+                    for e, sp, s, o in itertools.product(embedders, splitters, sizes, overlaps)
+                    if not problems[s, o])
     if not indexes:
-        raise _fail("[grid]", "every chunk_overlap is >= every chunk_size: nothing to index")
+        raise _fail("[grid]", "no (chunk_size, chunk_overlap) pair is allowed: nothing to index")
     return MatrixConfig(dataset, indexes, skipped, data)
 
 

@@ -16,6 +16,7 @@ import json
 import re
 import unicodedata
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,23 @@ from docx.text.paragraph import Paragraph
 
 from rag_service.errors import InvalidInputError
 from rag_service.records import Document
+from rag_service.settings import Settings
 
 FORMATS = ("txt", "md", "html", "pdf", "docx", "csv", "json")
-MAX_DOCX_UNCOMPRESSED = 200 * 1024 * 1024
-MAX_DOCX_RATIO = 200
-DOCX_RATIO_MIN_BYTES = 10 * 1024 * 1024
+MAX_DOCX_RATIO = 200  # zip members above DOCX_RATIO_MIN_BYTES: XML compresses 10-30:1, a bomb far more
+DOCX_RATIO_MIN_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LoadLimits:
+    """What one file may cost to parse (Settings: max_document_expansion_mb, max_pdf_pages)."""
+
+    expanded_bytes: int = 100 * 1024 * 1024
+    pdf_pages: int = 2000
+
+    @classmethod
+    def of(cls, settings: Settings) -> LoadLimits:
+        return cls(int(settings.max_document_expansion_mb * 1024 * 1024), settings.max_pdf_pages)
 
 _SUFFIX_FORMATS = {
     ".txt": "txt", ".text": "txt", ".log": "txt", ".md": "md", ".markdown": "md",
@@ -60,6 +73,7 @@ _CLEAN_TABLE = {
     **{ord(c): "\n" for c in "\r\v\f\x85\u2028\u2029"},
 }
 _WS = re.compile(r"\s+")
+_BLANK_RUNS = re.compile(r"\n{3,}")
 _HEADING_STYLE = re.compile(r"heading ([1-6])", re.IGNORECASE)
 _HTML_DROP = {
     "script", "style", "nav", "noscript", "template", "head", "svg", "iframe", "object", "canvas", "rt", "rp",
@@ -123,17 +137,20 @@ def clean(text: str) -> str:
     """Normalise line ends, control characters and blank runs so splitters and offsets see one shape; keep
     full-width CJK punctuation as it is (NFC, not NFKC). Idempotent, so cleaned pieces can be joined safely."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").translate(_CLEAN_TABLE)
-    text = re.sub(r"[ \t]+\n", "\n", text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    # Per-line rstrip, not a regex such as [ \t]+\n: that one rescans every run of blanks from each of its
+    # starting points, so a 60 KB upload of spaces held the GIL for seconds (1 MB: half an hour).
+    text = "\n".join(line.rstrip(" \t") for line in text.split("\n"))
+    return _BLANK_RUNS.sub("\n\n", text).strip()
 
 
-def load(path: Path, source: str, raw: bytes, *, json_text_field: str = "text") -> Document:
+def load(path: Path, source: str, raw: bytes, *, json_text_field: str = "text",
+         limits: LoadLimits = LoadLimits()) -> Document:
     if not raw.strip():
         raise InvalidInputError(f"{source}: no text in the file")
-    fmt = _binary_format(path, raw, source)
+    fmt = _binary_format(path, raw, source, limits)
     metadata: dict[str, Any]
     if fmt == "pdf":
-        text, metadata = _load_pdf(raw, source)
+        text, metadata = _load_pdf(raw, source, limits)
     elif fmt == "docx":
         text, metadata = _load_docx(raw, source)
     else:
@@ -191,19 +208,19 @@ def _plausible(text: str) -> bool:
     return bad <= len(sample) // 100
 
 
-def _binary_format(path: Path, raw: bytes, source: str) -> str | None:
+def _binary_format(path: Path, raw: bytes, source: str, limits: LoadLimits) -> str | None:
     """'pdf' or 'docx' when the bytes say so, None for anything that may be text; other known binaries raise."""
     if raw[:1024].lstrip().startswith(b"%PDF-"):
         return "pdf"
     if raw.startswith(b"PK\x03\x04"):
-        return _check_docx_zip(path, raw, source)
+        return _check_docx_zip(path, raw, source, limits)
     for magic, what in _MAGIC:
         if raw.startswith(magic):
             raise InvalidInputError(f"{source}: unsupported file type ({what}; supported: {_SUPPORTED})")
     return None
 
 
-def _check_docx_zip(path: Path, raw: bytes, source: str) -> str:
+def _check_docx_zip(path: Path, raw: bytes, source: str, limits: LoadLimits) -> str:
     """Inspect the archive's directory before any parser inflates it: a small DOCX can hide gigabytes."""
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
@@ -217,9 +234,9 @@ def _check_docx_zip(path: Path, raw: bytes, source: str) -> str:
         what = next((kind for prefix, kind in kinds if any(n.startswith(prefix) for n in names)), "a ZIP archive")
         raise InvalidInputError(f"{source}: unsupported file type ({what}, not a DOCX; supported: {_SUPPORTED})")
     total = sum(m.file_size for m in members)
-    if total > MAX_DOCX_UNCOMPRESSED:
+    if total > limits.expanded_bytes:
         raise InvalidInputError(f"{source}: refusing a DOCX that decompresses to {_human_size(total)} "
-                                f"(limit {_human_size(MAX_DOCX_UNCOMPRESSED)})")
+                                f"(limit {_human_size(limits.expanded_bytes)})")
     for m in members:
         if m.file_size > DOCX_RATIO_MIN_BYTES and m.file_size > MAX_DOCX_RATIO * max(m.compress_size, 1):
             raise InvalidInputError(
@@ -229,13 +246,19 @@ def _check_docx_zip(path: Path, raw: bytes, source: str) -> str:
     return "docx"
 
 
-def _load_pdf(raw: bytes, source: str) -> tuple[str, dict[str, Any]]:
+def _load_pdf(raw: bytes, source: str, limits: LoadLimits) -> tuple[str, dict[str, Any]]:
     """Pages are cleaned one by one and joined with a blank line, so each page's offset in the final text is known
     exactly; the joined text is already clean and must not be cleaned again."""
     try:
         reader = pypdf.PdfReader(io.BytesIO(raw))
         locked = reader.is_encrypted and reader.decrypt("") == pypdf.PasswordType.NOT_DECRYPTED
+        count = 0 if locked else len(reader.pages)
+        if count > limits.pdf_pages:
+            raise InvalidInputError(f"{source}: {count:,} pages is over the {limits.pdf_pages:,}-page limit "
+                                    "(max_pdf_pages)")
         pages = [] if locked else [page.extract_text() or "" for page in reader.pages]
+    except InvalidInputError:
+        raise
     except pypdf.errors.DependencyError as exc:
         raise InvalidInputError(f"{source}: the PDF is encrypted ({_reason(exc)})") from None
     except Exception as exc:  # pypdf raises many types on malformed input; none may escape
@@ -370,7 +393,7 @@ class _HtmlText:
         elif name == "li":
             inner = _HtmlText()
             inner.walk(tag, pre)
-            body = re.sub(r"\s*\n\s*", "\n", inner.text()).strip()
+            body = "\n".join(filter(None, (line.strip() for line in inner.text().split("\n"))))
             self._block("- " + body if body else "", 1)
         elif name == "tr":
             cells = [_inline(cell) for cell in tag.find_all(("td", "th"), recursive=False)]

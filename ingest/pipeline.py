@@ -18,13 +18,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ingest.loaders import load, read_bytes
+from ingest.loaders import LoadLimits, load, read_bytes
+from ingest.sandbox import ParseWorker
 from ingest.splitters import Splitter, make_splitter
 from rag_service.catalog import KnowledgeBase
 from rag_service.embeddings import Embedder, get_embedder
-from rag_service.errors import InvalidInputError, RagError
+from rag_service.errors import ConfigError, DocumentExistsError, InvalidInputError, RagError
 from rag_service.lexical import ensure_tokens
 from rag_service.records import Chunk, Document
+from rag_service.settings import Settings, chunking_problem
 from rag_service.workspace import Workspace, canonical_embedder
 
 
@@ -88,19 +90,28 @@ def with_pages(chunks: list[Chunk], doc: Document) -> list[Chunk]:
             for c in chunks]
 
 
-def _build_splitter(embedder: Embedder, unit: str, splitter: str, size: int, overlap: int) -> Splitter:
+def _build_splitter(settings: Settings, embedder: Embedder, unit: str, splitter: str, size: int,
+                    overlap: int) -> Splitter:
+    problem = chunking_problem(settings, size, overlap)
+    if problem:
+        raise ConfigError(problem)
     length: Callable[[str], int] = embedder.count_tokens if unit == "tokens" else len
     return make_splitter(splitter, size, overlap, length=length, embed=embedder.embed_documents)
 
 
 class Ingestor:
     def __init__(self, workspace: Workspace, kb: KnowledgeBase, options: SplitOptions = SplitOptions(), *,
-                 progress: bool = False) -> None:
+                 progress: bool = False, replace: bool = True, parser: ParseWorker | None = None) -> None:
+        """``replace``: a file whose source name belongs to a different document replaces it (the CLI's
+        path semantics); False refuses such a file (REST uploads, whose base names can collide). ``parser``:
+        parse files in that sandboxed child process (``rag serve``) instead of in this one."""
         self.ws = workspace
+        self.replace = replace
+        self.parser = parser
         self.kb = kb
         self.embedder = workspace.embedder_for(kb)
         self.splitter = _build_splitter(
-            self.embedder, kb.chunk_unit, options.splitter or kb.splitter,
+            workspace.settings, self.embedder, kb.chunk_unit, options.splitter or kb.splitter,
             options.chunk_size if options.chunk_size is not None else kb.chunk_size,
             options.chunk_overlap if options.chunk_overlap is not None else kb.chunk_overlap,
         )
@@ -118,7 +129,7 @@ class Ingestor:
         splitter = options.splitter or s.splitter
         size = options.chunk_size if options.chunk_size is not None else s.chunk_size
         overlap = options.chunk_overlap if options.chunk_overlap is not None else s.chunk_overlap
-        _build_splitter(get_embedder(canonical_embedder(s.embedder)), s.chunk_unit, splitter, size, overlap)
+        _build_splitter(s, get_embedder(canonical_embedder(s.embedder)), s.chunk_unit, splitter, size, overlap)
         kb = workspace.create_kb(kb_name, splitter=splitter, chunk_size=size, chunk_overlap=overlap)
         return cls(workspace, kb, progress=progress), True
 
@@ -129,9 +140,9 @@ class Ingestor:
             self._remove(doc.id)
         return len(pending)
 
-    def remove(self, doc_id: str) -> None:
-        with self.ws.write_lock():
-            self._remove(doc_id)
+    def remove_locked(self, doc_id: str) -> None:
+        """Remove a document; the caller holds the write lock (``rag_service.admin.delete_document``)."""
+        self._remove(doc_id)
 
     def _remove(self, doc_id: str) -> None:
         """Hide the document first, then drop its vectors, then its rows: a crash in between leaves
@@ -154,35 +165,66 @@ class Ingestor:
         with self.ws.write_lock():
             self.recover()
             ensure_tokens(self.ws, self.kb)
-            bar = tqdm(items, desc="ingesting", unit="file", disable=not self.progress or len(items) < 2)
-            for label, source, get_doc in bar:
-                bar.set_postfix_str(source[-40:], refresh=False)
-                try:
-                    results.append(self._ingest(label, get_doc()))
-                except RagError as exc:
-                    results.append(FileResult(path=label, status="failed", source=source, error=str(exc)))
+        bar = tqdm(items, desc="ingesting", unit="file", disable=not self.progress or len(items) < 2)
+        for label, source, get_doc in bar:
+            bar.set_postfix_str(source[-40:], refresh=False)
+            try:
+                results.append(self._ingest(label, get_doc()))
+            except RagError as exc:
+                results.append(FileResult(path=label, status="failed", source=source, error=str(exc)))
         return results
 
     def _load_file(self, path: Path, source: str) -> Document:
         if not path.is_file():
             raise InvalidInputError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
         settings = self.ws.settings
-        raw = read_bytes(path, int(settings.max_file_mb * 1024 * 1024))
-        return load(path, source, raw, json_text_field=settings.json_text_field)
+        max_bytes, limits = int(settings.max_file_mb * 1024 * 1024), LoadLimits.of(settings)
+        if self.parser is not None:
+            return self.parser.load(path, source, max_bytes=max_bytes, json_text_field=settings.json_text_field,
+                                    limits=limits)
+        raw = read_bytes(path, max_bytes)
+        return load(path, source, raw, json_text_field=settings.json_text_field, limits=limits)
 
-    def _ingest(self, label: str, doc: Document) -> FileResult:
-        catalog, kb_id = self.ws.catalog, self.kb.id
-        existing = catalog.get_document(kb_id, doc.id)
+    def _unchanged(self, label: str, doc: Document) -> FileResult | None:
+        existing = self.ws.catalog.get_document(self.kb.id, doc.id)
         if existing is not None and existing.status == "ready":
             return FileResult(label, "unchanged", doc.id, existing.source, existing.chunks)
+        return None
 
+    def _ingest(self, label: str, doc: Document) -> FileResult:
+        """Split and embed without the write lock (minutes for a big file, and deletes and other writers must not
+        wait for that); store under it, in the crash-safe order, after checking again what may have changed."""
+        unchanged = self._unchanged(label, doc)
+        if unchanged is not None:
+            return unchanged
+        if not self.replace:
+            check_no_collision(self.ws, self.kb, [(doc.source, doc.id)])
         chunks = with_pages(self.splitter.split(doc), doc)
+        limit = self.ws.settings.max_chunks_per_document
+        if len(chunks) > limit:
+            raise InvalidInputError(f"{doc.source}: splits into {len(chunks):,} chunks, over the {limit:,} limit "
+                                    "(max_chunks_per_document; a larger chunk_size makes fewer)")
         indexed = [c for c in chunks if c.metadata.get("role") != "parent"]
         texts = [c.index_text for c in indexed]
         vectors = self._embed(texts, doc.source)
         tokens = iter([self.ws.tokenizer(t) for t in texts])
-        catalog.add_pending_document(kb_id, doc.id, doc.source, doc.sha256, chunks,
-                                     [None if c.metadata.get("role") == "parent" else next(tokens) for c in chunks])
+        chunk_tokens = [None if c.metadata.get("role") == "parent" else next(tokens) for c in chunks]
+        with self.ws.write_lock():
+            unchanged = self._unchanged(label, doc)
+            if unchanged is not None:
+                return unchanged
+            if not self.replace:
+                check_no_collision(self.ws, self.kb, [(doc.source, doc.id)])
+            return self._store(label, doc, chunks, indexed, vectors, chunk_tokens)
+
+    def _store(self, label: str, doc: Document, chunks: list[Chunk], indexed: list[Chunk], vectors: np.ndarray,
+               chunk_tokens: list[list[str] | None]) -> FileResult:
+        """Pending rows, then vectors, then ready, then the older version out: a crash at any point leaves at
+        most a pending document, which the next run purges. The caller holds the write lock."""
+        catalog, kb_id = self.ws.catalog, self.kb.id
+        if catalog.find_kb(kb_id) is None:
+            raise RagError(f"knowledge base '{self.kb.name}' was deleted during the ingest")
+        catalog.add_pending_document(kb_id, doc.id, doc.source, doc.sha256, chunks, chunk_tokens)
         self.ws.vectors.upsert(
             self.kb.collection, self.embedder.name, [c.id for c in indexed], vectors,
             [vector_metadata(c) for c in indexed],
@@ -203,6 +245,15 @@ class Ingestor:
                 parts.append(self.embedder.embed_documents(texts[start:start + batch]))
                 bar.update(len(parts[-1]))
         return np.concatenate(parts) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
+
+
+def check_no_collision(ws: Workspace, kb: KnowledgeBase, files: Iterable[tuple[str, str]]) -> None:
+    """DocumentExistsError when a (source, doc id) pair names a source that a different document has."""
+    taken = sorted({source for source, doc_id in files
+                    if any(d.id != doc_id for d in ws.catalog.documents(kb.id, source=source))})
+    if taken:
+        raise DocumentExistsError(f"knowledge base '{kb.name}' already has a different document named "
+                                  f"{', '.join(repr(t) for t in taken)}; upload with replace=true to replace it")
 
 
 def _same(doc: Document) -> Document:

@@ -5,15 +5,31 @@ from __future__ import annotations
 import shutil
 
 from rag_service.catalog import KnowledgeBase
+from rag_service.errors import DocumentNotFoundError, KnowledgeBaseNotFoundError
 from rag_service.lexical import index_dir
 from rag_service.workspace import Workspace
 
 
-def delete_kb(ws: Workspace, kb: KnowledgeBase) -> None:
+def delete_kb(ws: Workspace, kb: KnowledgeBase, *, lock_timeout: float | None = None) -> None:
     """Remove a knowledge base everywhere. The catalog (the source of truth) goes first, so searches stop
     seeing the KB at once; a crash afterwards only leaves an orphaned collection or index directory, never a
-    half-deleted KB. Holds the write lock, so it waits for a running ingest instead of racing it."""
-    with ws.write_lock():
+    half-deleted KB. Holds the write lock, so it waits for a running ingest instead of racing it; whether the
+    KB still exists is decided under the lock, so concurrent deletes delete once and the rest get 'not found'."""
+    with ws.write_lock(lock_timeout):
+        if ws.catalog.find_kb(kb.id) is None:
+            raise KnowledgeBaseNotFoundError(f"knowledge base '{kb.name}' does not exist")
         ws.catalog.delete_kb(kb.id)
         ws.vectors.drop(kb.collection)
         shutil.rmtree(index_dir(ws, kb), ignore_errors=True)
+
+
+def delete_document(ws: Workspace, kb: KnowledgeBase, doc_id: str, *, lock_timeout: float | None = None) -> None:
+    """Remove one document and every trace of it (chunks, vectors, BM25 postings through the change log), for
+    the CLI and the REST API alike. Existence is checked under the write lock: of concurrent deletes of one
+    document exactly one removes it (one change-log entry), the others get DocumentNotFoundError."""
+    from ingest.pipeline import Ingestor
+
+    with ws.write_lock(lock_timeout):
+        if ws.catalog.get_document(kb.id, doc_id) is None:
+            raise DocumentNotFoundError(f"knowledge base '{kb.name}' has no document '{doc_id}'")
+        Ingestor(ws, kb).remove_locked(doc_id)

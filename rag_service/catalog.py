@@ -148,9 +148,9 @@ class Catalog:
                   chunk_overlap: int, chunk_unit: str = "chars",
                   options: dict[str, Any] | None = None) -> KnowledgeBase:
         name = name.strip()
-        if not name or len(name) > MAX_KB_NAME or any(c in name for c in "/\\\0"):
+        if not name or len(name) > MAX_KB_NAME or any(c in name for c in "/\\") or not name.isprintable():
             raise InvalidInputError(
-                f"invalid knowledge base name {name!r}: 1-{MAX_KB_NAME} characters, no slashes"
+                f"invalid knowledge base name {name!r}: 1-{MAX_KB_NAME} printable characters, no slashes"
             )
         if chunk_unit not in CHUNK_UNITS:
             raise InvalidInputError(f"chunk unit must be one of {', '.join(CHUNK_UNITS)}, not {chunk_unit!r}")
@@ -219,14 +219,24 @@ class Catalog:
     def set_status(self, kb_id: str, doc_id: str, status: str) -> None:
         """Make a document searchable (``ready``) or hide it before its parts are removed (``pending``)."""
         with self.transaction() as db:
+            was = self._status(db, kb_id, doc_id)
             db.execute("UPDATE documents SET status = ? WHERE kb_id = ? AND id = ?", (status, kb_id, doc_id))
-            self._log(db, kb_id, doc_id, "add" if status == "ready" else "del")
+            if was is not None and (was == "ready") != (status == "ready"):  # the searchable set changed
+                self._log(db, kb_id, doc_id, "add" if status == "ready" else "del")
 
     def delete_document(self, kb_id: str, doc_id: str) -> None:
+        """Drop a document's rows; logged only if it was still searchable (hiding it logged the change)."""
         with self.transaction() as db:
+            was = self._status(db, kb_id, doc_id)
             db.execute("DELETE FROM chunks WHERE kb_id = ? AND doc_id = ?", (kb_id, doc_id))
             db.execute("DELETE FROM documents WHERE kb_id = ? AND id = ?", (kb_id, doc_id))
-            self._log(db, kb_id, doc_id, "del")
+            if was == "ready":
+                self._log(db, kb_id, doc_id, "del")
+
+    @staticmethod
+    def _status(db: sqlite3.Connection, kb_id: str, doc_id: str) -> str | None:
+        row = db.execute("SELECT status FROM documents WHERE kb_id = ? AND id = ?", (kb_id, doc_id)).fetchone()
+        return str(row[0]) if row else None
 
     @staticmethod
     def _log(db: sqlite3.Connection, kb_id: str, doc_id: str, op: str) -> None:
@@ -269,11 +279,13 @@ class Catalog:
         for row in self._db.execute(sql + " ORDER BY c.rowid", args):
             yield row[0], row[1], row[2].split(" ") if row[2] else []
 
-    def filtered_doc_ids(self, kb_id: str, doc_ids: Iterable[str], source_glob: str | None) -> list[str]:
-        """Ready documents among ``doc_ids`` (all when empty) whose source matches the glob."""
+    def filtered_doc_ids(self, kb_id: str, doc_ids: Iterable[str] | None, source_glob: str | None) -> list[str]:
+        """Ready documents among ``doc_ids`` (all when None, none when empty) whose source matches the glob."""
         sql, args = "SELECT id FROM documents WHERE kb_id = ? AND status = 'ready'", [kb_id]
-        ids = list(doc_ids)
-        if ids:
+        if doc_ids is not None:
+            ids = list(doc_ids)
+            if not ids:
+                return []
             sql += f" AND id IN ({','.join('?' * len(ids))})"
             args += ids
         if source_glob is not None:

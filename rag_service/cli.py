@@ -181,11 +181,9 @@ def cmd_docs(args: argparse.Namespace) -> int:
             for d in docs:
                 print(f"{d.id}  {d.status:7}  {d.chunks:5} chunks  {d.source}")
         return 0
-    from ingest.pipeline import Ingestor
+    from rag_service.admin import delete_document
 
-    if ws.catalog.get_document(kb.id, args.doc_id) is None:
-        raise RagError(f"knowledge base '{kb.name}' has no document '{args.doc_id}'")
-    Ingestor(ws, kb).remove(args.doc_id)
+    delete_document(ws, kb, args.doc_id)
     print(f"deleted document {args.doc_id} from '{kb.name}'")
     return 0
 

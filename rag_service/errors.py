@@ -40,6 +40,26 @@ class KnowledgeBaseNotFoundError(RagError):
     code = "kb_not_found"
 
 
+class DocumentNotFoundError(RagError):
+    code = "document_not_found"
+
+
+class DocumentExistsError(RagError):
+    """A different document already has this source name, and the caller did not ask to replace it."""
+
+    code = "document_exists"
+
+
+class BusyError(RagError):
+    """A bounded resource (a queue, the write lock) is taken; come back after ``retry_after`` seconds."""
+
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class InvalidInputError(RagError):
     """Bad user input: an unreadable path, an empty file, an unsupported format."""
 

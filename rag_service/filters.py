@@ -6,34 +6,72 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag_service.errors import InvalidInputError
 
+if TYPE_CHECKING:
+    from rag_service.settings import Settings
+
 Scalar = str | int | float | bool
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# Chunk metadata is stored as SQLite/Chroma 64-bit integers: a larger number can match nothing, and binding it
+# raised OverflowError (a 500) before this check.
+_INT64 = (-(2**63), 2**63 - 1)
 
 
-def _typed(value: str) -> Scalar:
-    """'2' is the integer 2 and 'true' the boolean, as stored in chunk metadata; the rest stays text."""
-    if re.fullmatch(r"-?\d+", value):
-        return int(value)
-    if re.fullmatch(r"-?\d+\.\d*", value):
-        return float(value)
+def _number(key: str, value: int | float) -> int | float:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+        raise InvalidInputError(f"filter {key!r}: {str(value)[:20]}... is out of the 64-bit integer range")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInputError(f"filter {key!r}: the number must be finite")
+    return value
+
+
+def _typed(key: str, value: str) -> Scalar:
+    """'2' is the integer 2 and 'true' the boolean, as stored in chunk metadata; the rest stays text. Length is
+    checked before conversion: int() of a 5,000-digit string raises (Python's digit limit)."""
+    if re.fullmatch(r"-?\d{1,20}", value):
+        return _number(key, int(value))
+    if re.fullmatch(r"-?\d{1,20}\.\d{0,20}", value):
+        return _number(key, float(value))
+    if re.fullmatch(r"-?\d+(\.\d*)?", value):
+        raise InvalidInputError(f"filter {key!r}: {value[:20]}... has too many digits")
     return {"true": True, "false": False}.get(value.lower(), value)
 
 
 @dataclass(frozen=True, slots=True)
 class SearchFilter:
-    doc_ids: tuple[str, ...] = ()
+    """``doc_ids`` None: any document; an empty tuple (``doc_id: []`` or ``""``): no document. ``source`` None:
+    any source; ``""`` matches no stored source. A filter that names nothing finds nothing, never everything."""
+
+    doc_ids: tuple[str, ...] | None = None
     source: str | None = None
     metadata: tuple[tuple[str, Scalar], ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.doc_ids or self.source or self.metadata)
+        return self.doc_ids is not None or self.source is not None or bool(self.metadata)
+
+    def check(self, settings: Settings) -> None:
+        """Refuse a filter beyond the configured sizes (a 400, not a slow query or a database error)."""
+        fields = len(self.metadata) + (self.doc_ids is not None) + (self.source is not None)
+        if fields > settings.max_filter_keys:
+            raise InvalidInputError(f"a filter may have at most {settings.max_filter_keys} fields, not {fields}")
+        if self.doc_ids is not None and len(self.doc_ids) > settings.max_filter_doc_ids:
+            raise InvalidInputError(f"filter doc_id: at most {settings.max_filter_doc_ids} ids, not "
+                                    f"{len(self.doc_ids)}")
+        texts = [*(self.doc_ids or ()), *([self.source] if self.source is not None else []),
+                 *(v for _, v in self.metadata if isinstance(v, str))]
+        longest = max(map(len, texts), default=0)
+        if longest > settings.max_filter_value_chars:
+            raise InvalidInputError(f"a filter value may have at most {settings.max_filter_value_chars} "
+                                    f"characters, not {longest}")
 
     @classmethod
     def parse(cls, items: Iterable[str]) -> SearchFilter:
@@ -49,24 +87,24 @@ class SearchFilter:
     @classmethod
     def from_mapping(cls, pairs: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> SearchFilter:
         """From JSON-like key/value pairs (a REST body); string values are typed like CLI values."""
-        doc_ids: list[str] = []
+        doc_ids: list[str] | None = None
         source = None
         metadata: list[tuple[str, Scalar]] = []
         for key, value in (pairs.items() if isinstance(pairs, Mapping) else pairs):
             if key == "doc_id":
                 values = value if isinstance(value, list) else str(value).split(",")
-                doc_ids.extend(v.strip() for v in values if str(v).strip())
+                doc_ids = (doc_ids or []) + [str(v).strip() for v in values if str(v).strip()]
             elif key == "source":
                 source = str(value)
-            elif not _KEY.match(key):
-                raise InvalidInputError(f"filter key {key!r} must be a metadata field name")
+            elif not isinstance(key, str) or not _KEY.match(key):
+                raise InvalidInputError(f"filter key {str(key)[:80]!r} must be a metadata field name")
             elif isinstance(value, str):
-                metadata.append((key, _typed(value)))
+                metadata.append((key, _typed(key, value)))
             elif isinstance(value, int | float | bool):
-                metadata.append((key, value))
+                metadata.append((key, _number(key, value)))
             else:
                 raise InvalidInputError(f"filter {key!r}: only text, number or boolean values")
-        return cls(tuple(doc_ids), source, tuple(metadata))
+        return cls(None if doc_ids is None else tuple(doc_ids), source, tuple(metadata))
 
     def chroma_where(self, doc_ids: list[str] | None) -> dict[str, Any] | None:
         """Chroma ``where`` for this filter; ``doc_ids`` are the ids a source glob resolved to."""

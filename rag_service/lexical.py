@@ -9,6 +9,8 @@ only means a change is applied twice. A full build happens only for a new index 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rag_service.bm25 import BM25Index
@@ -33,28 +35,35 @@ def ensure_tokens(ws: Workspace, kb: KnowledgeBase) -> None:
     ws.catalog.set_kb_option(kb.id, "tokenizer", version)
 
 
-def bm25_index(ws: Workspace, kb: KnowledgeBase) -> BM25Index:
-    """The KB's BM25 index, current with the catalog."""
+@contextmanager
+def bm25_reader(ws: Workspace, kb: KnowledgeBase) -> Iterator[BM25Index]:
+    """The KB's BM25 index, current with the catalog, for use inside the block only. The index is shared and
+    updated in place (replay, compaction); scoring it while another thread did so returned a chunk for a term it
+    does not contain, or an IndexError. Queries take milliseconds, so they and the updates take turns."""
+    with _lock:
+        yield _current(ws, kb)
+
+
+def _current(ws: Workspace, kb: KnowledgeBase) -> BM25Index:
     key = (str(ws.settings.data_dir.resolve()), kb.id)
     directory = index_dir(ws, kb)
     version = ws.tokenizer.version
-    with _lock:
-        index = _cache.get(key) or BM25Index.load(directory) or BM25Index()
-        if ws.catalog.get_kb(kb.id).options.get("tokenizer") != version:
-            with ws.write_lock():
-                ensure_tokens(ws, kb)
-        revision = ws.catalog.revision(kb.id)
-        if index.tokenizer != version or index.revision < 0:
-            index.build(ws.catalog.ready_chunk_tokens(kb.id))
-        elif index.revision != revision:
-            _replay(ws, kb, index)
-        if (index.revision, index.tokenizer) != (revision, version):
-            index.revision, index.tokenizer = revision, version
-            if index.needs_compaction():
-                index.compact()
-            index.save(directory)
-        _cache[key] = index
-        return index
+    index = _cache.get(key) or BM25Index.load(directory) or BM25Index()
+    if ws.catalog.get_kb(kb.id).options.get("tokenizer") != version:
+        with ws.write_lock():
+            ensure_tokens(ws, kb)
+    revision = ws.catalog.revision(kb.id)
+    if index.tokenizer != version or index.revision < 0:
+        index.build(ws.catalog.ready_chunk_tokens(kb.id))
+    elif index.revision != revision:
+        _replay(ws, kb, index)
+    if (index.revision, index.tokenizer) != (revision, version):
+        index.revision, index.tokenizer = revision, version
+        if index.needs_compaction():
+            index.compact()
+        index.save(directory)
+    _cache[key] = index
+    return index
 
 
 def _replay(ws: Workspace, kb: KnowledgeBase, index: BM25Index) -> None:

@@ -17,6 +17,11 @@ from pathlib import Path
 from rag_service.errors import ConfigError
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+# Control tokens of the chat templates in use (ChatML: <|im_start|>, <|im_end|>, <|endoftext|>; Llama 3:
+# <|eot_id|>; Llama 2: <s>, [INST], <<SYS>>; Gemma: <start_of_turn>). llama.cpp tokenises the rendered prompt
+# with special tokens enabled, so such text inside a passage or a question would become a real turn boundary.
+_CONTROL_TOKEN = re.compile(
+    r"<\|[^|<>\s]{1,64}\|>|</?s>|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|<(?:bos|eos|pad)>")
 _DECLARATION = re.compile(r"^#\s*variables:(.*)$")
 
 
@@ -27,11 +32,13 @@ class Template:
     sections: tuple[tuple[str, str], ...]
 
     def render(self, **values: str) -> list[tuple[str, str]]:
-        """Every section, in order, with its placeholders filled; values are inserted verbatim."""
+        """Every section, in order, with its placeholders filled. Values are untrusted (passages, questions,
+        history): they go in verbatim except for chat control tokens, which are defused."""
         missing = self.variables - values.keys()
         if missing:
             raise ConfigError(f"template '{self.name}' needs {', '.join(sorted(missing))}")
-        return [(section, _PLACEHOLDER.sub(lambda m: values[m.group(1)], body)) for section, body in self.sections]
+        safe = {name: defuse_control_tokens(value) for name, value in values.items()}
+        return [(section, _PLACEHOLDER.sub(lambda m: safe[m.group(1)], body)) for section, body in self.sections]
 
     def text(self, **values: str) -> str:
         """The first section's text, for single-section templates (a passage, a refusal message)."""
@@ -40,6 +47,12 @@ class Template:
     def messages(self, **values: str) -> list[dict[str, str]]:
         """Chat messages, one per section; repeated user/assistant sections make few-shot examples."""
         return [{"role": role, "content": content} for role, content in self.render(**values)]
+
+
+def defuse_control_tokens(text: str) -> str:
+    """``<|im_end|>`` becomes ``‹|im_end|›``: the same to a reader and to the model's reading, but no longer the
+    special token, so a document or a question cannot close a turn or open a system one. Idempotent."""
+    return _CONTROL_TOKEN.sub(lambda m: "‹" + m.group(0)[1:-1] + "›", text)
 
 
 def parse(name: str, text: str) -> Template:

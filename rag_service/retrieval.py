@@ -14,7 +14,7 @@ from rag_service.errors import InvalidInputError
 from rag_service.expansion import EXPANSIONS, Expand, QueryExpander
 from rag_service.filters import SearchFilter
 from rag_service.fusion import FUSIONS, Fusion, reciprocal_rank_fusion, weighted_fusion
-from rag_service.lexical import bm25_index
+from rag_service.lexical import bm25_reader
 from rag_service.llm import get_llm
 from rag_service.records import Hit
 from rag_service.rerank import E5Rescorer, Reranker, cross_encoder
@@ -101,8 +101,9 @@ class Retriever:
         hits = self._resolve_parents(hits)[:k]
         if explain:
             tokens = self.ws.tokenizer(" ".join(result.queries))
-            index = bm25_index(self.ws, self.kb)
-            hits = [replace(h, terms=tuple(index.matched_terms(tokens, h.matched or h.chunk.id))) for h in hits]
+            with bm25_reader(self.ws, self.kb) as index:
+                hits = [replace(h, terms=tuple(index.matched_terms(tokens, h.matched or h.chunk.id)))
+                        for h in hits]
         result.hits = hits
         return result
 
@@ -115,20 +116,22 @@ class Retriever:
         where: dict[str, Any] | None
 
     def _scope(self, flt: SearchFilter) -> Retriever._Scope | None:
+        flt.check(self.ws.settings)
         if not flt:
             return None
         catalog = self.ws.catalog
         doc_ids = catalog.filtered_doc_ids(self.kb.id, flt.doc_ids, flt.source) if (
-            flt.doc_ids or flt.source) else None
+            flt.doc_ids is not None or flt.source is not None) else None
         chunk_ids = frozenset(catalog.filtered_chunk_ids(self.kb.id, doc_ids, flt.metadata))
         return self._Scope(chunk_ids, flt.chroma_where(doc_ids))
 
     def _candidates(self, query: str, mode: Mode, n: int, scope: Retriever._Scope | None) -> Ranked:
         ranked: Ranked = {}
         if mode in ("bm25", "hybrid"):
-            index = bm25_index(self.ws, self.kb)
-            allowed = index.allowed_rows(scope.chunk_ids) if scope is not None else None
-            ranked["bm25"] = index.top(self.ws.tokenizer(query), n, allowed)
+            tokens = self.ws.tokenizer(query)
+            with bm25_reader(self.ws, self.kb) as index:
+                allowed = index.allowed_rows(scope.chunk_ids) if scope is not None else None
+                ranked["bm25"] = index.top(tokens, n, allowed)
         if mode in ("vector", "hybrid"):
             ranked["vector"] = self._vector(self.embedder.embed_query(query), n, scope)
         return ranked

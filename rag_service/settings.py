@@ -69,7 +69,8 @@ class Settings(BaseSettings):
         None, ge=0.0, description="Hybrid hits after the first whose vector similarity is more than this below the "
         "best are not sent to the LLM. Default: calibrated per embedder (e5 0.03; others: no such gate).",
     )
-    chunk_size: int = Field(400, ge=20, description="Default chunk size for new KBs (in chunk_unit).")
+    chunk_size: int = Field(400, ge=20, description="Default chunk size for new KBs (in chunk_unit; at most "
+                            "max_chunk_size).")
     chunk_overlap: int = Field(60, ge=0, description="Default overlap between chunks (in chunk_unit).")
     chunk_unit: Literal["chars", "tokens"] = Field(
         "chars", description="Unit of chunk_size/chunk_overlap: characters, or tokens of the KB's embedder."
@@ -78,6 +79,25 @@ class Settings(BaseSettings):
         "recursive", description="Default splitter for new KBs: recursive, sentence, markdown, semantic, parent_child."
     )
     max_file_mb: float = Field(50, gt=0, description="Largest file accepted for ingestion, in MB.")
+    max_chunk_size: int = Field(
+        4000, ge=20, description="Largest chunk_size a KB or an ingest may ask for (in its chunk_unit); the "
+        "overlap may be at most half the size, so one file never becomes an embedding per character.",
+    )
+    max_chunks_per_document: int = Field(
+        50_000, ge=1, description="A document that splits into more chunks is refused before anything is "
+        "embedded (50,000 chunks: about 20 MB of text at the default size, over an hour of embedding here).",
+    )
+    max_document_expansion_mb: float = Field(
+        100, gt=0, description="Most bytes a DOCX may inflate to, in MB (its XML, before parsing).",
+    )
+    max_pdf_pages: int = Field(2000, ge=1, description="PDFs with more pages are refused before text extraction.")
+    parse_cpu_s: int = Field(60, ge=1, description="CPU seconds `rag serve` lets one uploaded file take to parse.")
+    parse_memory_mb: int = Field(2048, ge=256, description="Memory the parser process of `rag serve` may use.")
+    parse_timeout_s: float = Field(
+        120, gt=0, description="Wall-clock seconds one uploaded file may take to parse before it is failed.")
+    max_filter_keys: int = Field(16, ge=1, description="Fields in one search filter.")
+    max_filter_value_chars: int = Field(512, ge=1, description="Longest filter value (a source glob, a text).")
+    max_filter_doc_ids: int = Field(1000, ge=1, description="Document ids in one doc_id filter.")
     json_text_field: str = Field("text", description="Field holding the text in .json/.jsonl records.")
     jieba_user_dict: Path | None = Field(
         None, description="A jieba user dictionary (word [freq] [tag] per line) for Chinese BM25 tokens."
@@ -124,8 +144,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> Settings:
-        if self.chunk_overlap >= self.chunk_size:
-            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be below chunk_size ({self.chunk_size})")
+        problem = chunking_problem(self, self.chunk_size, self.chunk_overlap)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @property
@@ -149,6 +170,16 @@ class Settings(BaseSettings):
         if path.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+
+def chunking_problem(settings: Settings, size: int, overlap: int) -> str | None:
+    """Why these chunk settings are refused, or None: every path that sets them (settings, KB creation, a
+    per-ingest override) asks here, so the bounds are one rule."""
+    if not 20 <= size <= settings.max_chunk_size:
+        return f"chunk_size must be between 20 and {settings.max_chunk_size} (max_chunk_size), got {size}"
+    if not 0 <= overlap <= size // 2:
+        return f"chunk_overlap must be between 0 and half of chunk_size ({size // 2}), got {overlap}"
+    return None
 
 
 def load_settings(**overrides: object) -> Settings:

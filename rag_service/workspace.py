@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from rag_service.catalog import Catalog, KnowledgeBase
 from rag_service.embeddings import Embedder, get_embedder
-from rag_service.errors import ConfigError, EmbedderMismatchError
+from rag_service.errors import BusyError, ConfigError, EmbedderMismatchError
 from rag_service.sessions import SessionStore
 from rag_service.settings import Settings
 from rag_service.tokenize import Tokenizer, get_tokenizer
@@ -20,6 +22,22 @@ from rag_service.vectorstore import VectorStore
 def canonical_embedder(name: str) -> str:
     """'e5' and 'minilm' stay as they are; a model path becomes absolute so it compares reliably."""
     return name if name in ("e5", "minilm") else str(Path(name).expanduser().resolve())
+
+
+WRITE_LOCK_POLL_S = 0.05
+
+
+def _flock_within(fd: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise BusyError(f"another write (an ingest, a delete) holds this data dir; waited {timeout:g} s",
+                                retry_after=max(1, math.ceil(timeout))) from None
+            time.sleep(WRITE_LOCK_POLL_S)
 
 
 class Workspace:
@@ -46,12 +64,16 @@ class Workspace:
         return get_tokenizer(path)
 
     @contextmanager
-    def write_lock(self) -> Iterator[None]:
+    def write_lock(self, timeout: float | None = None) -> Iterator[None]:
         """One writer per data dir at a time (ingest, delete, re-tokenise), across processes, so a
-        writer that purges leftovers never touches another writer's work in progress."""
+        writer that purges leftovers never touches another writer's work in progress. ``timeout``: seconds
+        to wait before BusyError (None: as long as it takes, as the CLI and the ingest worker do)."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.settings.data_dir / "write.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            if timeout is None:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            else:
+                _flock_within(handle.fileno(), timeout)
             try:
                 yield
             finally:

@@ -97,8 +97,9 @@ def rag_server(root: Path, key: str | None = KEY, **env: str) -> Iterator[Server
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def upload(client: httpx.Client, kb: str, *files: tuple[str, bytes]) -> httpx.Response:
-    return client.post(f"/v1/kbs/{kb}/documents", files=[("file", (name, data)) for name, data in files])
+def upload(client: httpx.Client, kb: str, *files: tuple[str, bytes], replace: bool = False) -> httpx.Response:
+    return client.post(f"/v1/kbs/{kb}/documents", files=[("file", (name, data)) for name, data in files],
+                       params={"replace": "true"} if replace else None)
 
 
 def wait_job(client: httpx.Client, job_id: str, timeout: float = 180) -> dict[str, Any]:
@@ -281,7 +282,9 @@ def test_good_file_succeeds_bad_file_fails_alone(client: httpx.Client) -> None:
 def test_upload_names_are_reduced_to_base_names(server: Server, client: httpx.Client, name: str) -> None:
     if client.get("/v1/kbs/names").status_code == 404:
         client.post("/v1/kbs", json={"name": "names"}).raise_for_status()
-    resp = upload(client, "names", (name, f"Sanitised as {name!r}: the file keeps only its base name.".encode()))
+    # Each case is a different x.txt: replace=true, or the second would be a 409 (a name collision).
+    resp = upload(client, "names", (name, f"Sanitised as {name!r}: the file keeps only its base name.".encode()),
+                  replace=True)
     assert resp.status_code == 202, resp.text
     assert resp.json()["documents"][0]["source"] == "x.txt"
     job = wait_job(client, resp.json()["job_id"])

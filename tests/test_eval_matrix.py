@@ -135,10 +135,11 @@ def test_config_errors_come_before_any_indexing(tmp_path: Path) -> None:
         bad.write_text(text)
         with pytest.raises(InvalidInputError, match=message):
             load_config(bad)
-    bad.write_text(good.replace("chunk_overlaps = [0]", "chunk_overlaps = [0, 500]"))
+    bad.write_text(good.replace("chunk_overlaps = [0]", "chunk_overlaps = [0, 300]"))
     config = load_config(bad)
-    assert len(config.indexes) == 2 * 3  # (400, 500) is skipped
-    assert config.skipped == ("overlap 500 with chunk size 400: an overlap must be below the size",)
+    assert len(config.indexes) == 2 * 3  # (400, 300) is skipped: an overlap may be at most half the size
+    assert config.skipped == ("overlap 300 with chunk size 400: chunk_overlap must be between 0 and half of "
+                              "chunk_size (200), got 300",)
     as_json = tmp_path / "small.json"
     as_json.write_text(json.dumps(tomllib.loads(bad.read_text())), encoding="utf-8")
     assert load_config(as_json).indexes == config.indexes

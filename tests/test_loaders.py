@@ -197,7 +197,7 @@ def test_docx_zip_bomb_total_size(tmp_path: Path) -> None:
     zip_with_zeros(path, 300)
     assert path.stat().st_size < 5_000_000
     message = load_error(tmp_path, "bomb.docx", path.read_bytes())
-    assert message == "bomb.docx: refusing a DOCX that decompresses to 300 MB (limit 200 MB)"
+    assert message == "bomb.docx: refusing a DOCX that decompresses to 300 MB (limit 100 MB)"
 
 
 def test_docx_zip_bomb_ratio(tmp_path: Path) -> None:
@@ -207,9 +207,12 @@ def test_docx_zip_bomb_ratio(tmp_path: Path) -> None:
     assert message.startswith("ratio.docx: refusing a DOCX whose member word/media/zeros.bin expands ")
 
 
-def test_docx_cap_is_the_module_constant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loaders, "MAX_DOCX_UNCOMPRESSED", 1024)
-    message = load_error(tmp_path, "big.docx", docx_bytes())
+def test_docx_cap_is_the_limit_given(tmp_path: Path) -> None:
+    path = tmp_path / "big.docx"
+    path.write_bytes(docx_bytes())
+    with pytest.raises(InvalidInputError) as info:
+        load(path, "big.docx", path.read_bytes(), limits=loaders.LoadLimits(expanded_bytes=1024))
+    message = str(info.value)
     assert message.startswith("big.docx: refusing a DOCX that decompresses to ")
     assert message.endswith("(limit 1 KB)")
 

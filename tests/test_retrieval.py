@@ -10,7 +10,7 @@ import pytest
 from rag_service.bm25 import BM25Index
 from rag_service.filters import SearchFilter
 from rag_service.fusion import reciprocal_rank_fusion, weighted_fusion
-from rag_service.lexical import bm25_index, index_dir
+from rag_service.lexical import bm25_reader, index_dir
 from rag_service.models import minilm_path
 from rag_service.rerank import cross_encoder
 from rag_service.retrieval import Retriever
@@ -84,17 +84,17 @@ def test_incremental_add_and_delete_without_rebuild(tmp_path: Path) -> None:
     run_rag("ingest", "--kb", "inc", str(docs), data_dir=data)
     ws = Workspace(Settings(data_dir=data))
     kb = ws.catalog.get_kb("inc")
-    index = bm25_index(ws, kb)
-    segments_before = len(index._segments)
+    with bm25_reader(ws, kb) as index:
+        segments_before = len(index._segments)
 
     new = tmp_path / "new.txt"
     new.write_text("The quantum espresso machine is serviced every ninth day.", encoding="utf-8")
     doc_id = rag_json("ingest", "--kb", "inc", str(new), data_dir=data)["files"][0]["doc_id"]
     hits = Retriever(ws, kb).search("quantum espresso", mode="bm25")
     assert hits and hits[0].chunk.doc_id == doc_id
-    index = bm25_index(ws, kb)
-    assert len(index._segments) == segments_before + 1  # appended, not rebuilt
-    assert index.revision == ws.catalog.revision(kb.id)
+    with bm25_reader(ws, kb) as index:
+        assert len(index._segments) == segments_before + 1  # appended, not rebuilt
+        assert index.revision == ws.catalog.revision(kb.id)
     saved = BM25Index.load(index_dir(ws, kb))
     assert saved is not None and saved.revision == index.revision
 

@@ -3,22 +3,26 @@ started and stopped with the app."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
 
 from rag_service import __version__
+from rag_service.errors import ConfigError
 from rag_service.server import problems
-from rag_service.server.auth import require_api_key
+from rag_service.server.auth import bearer_scheme
 from rag_service.server.config import ServerSettings, load_server_settings
 from rag_service.server.deps import Services
+from rag_service.server.guard import RequestGuard
 from rag_service.server.routers import chat, documents, health, kbs, openai, search
 from rag_service.settings import Settings
 
 
 def create_app(settings: Settings, server: ServerSettings | None = None) -> FastAPI:
-    services = Services.build(settings, server or load_server_settings())
+    server = server or load_server_settings()
+    services = Services.build(settings, server)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -33,7 +37,9 @@ def create_app(settings: Settings, server: ServerSettings | None = None) -> Fast
     app.state.services = services
     problems.install(app)
     app.include_router(health.router)
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+    app.add_middleware(RequestGuard, api_keys=services.api_keys, max_body=server.max_request_kb * 1024,
+                       hosts=server.allowed_hosts(bool(services.api_keys)), streamed_paths=("/documents",))
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(bearer_scheme)])
     for module in (kbs, documents, search, chat, openai):
         v1.include_router(module.router)
     app.include_router(v1)
@@ -49,4 +55,17 @@ def serve(host: str, port: int) -> None:
     from rag_service.settings import load_settings
 
     force_offline()
-    uvicorn.run(create_app(load_settings()), host=host, port=port, timeout_graceful_shutdown=10)
+    server = load_server_settings()
+    if not server.api_keys() and not server.allow_open and not _loopback(host):
+        raise ConfigError(f"refusing to listen on {host} without API keys: set RAG_API_KEY (or RAG_API_KEYS_FILE), "
+                          "or RAG_ALLOW_OPEN=true for a trusted network")
+    uvicorn.run(create_app(load_settings(), server), host=host, port=port, timeout_graceful_shutdown=10)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

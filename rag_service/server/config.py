@@ -24,9 +24,27 @@ class ServerSettings(BaseSettings):
     max_upload_files: int = Field(20, ge=1, description="Files accepted in one upload request.")
     upload_dir: Path | None = Field(
         None, description="Where uploads wait for ingestion (default: a private temporary directory).")
+    shutdown_drain_s: float = Field(
+        20.0, ge=0, description="At shutdown, how long queued upload jobs may still run; jobs left after that are "
+        "failed and logged (jobs live in memory: give the container's stop grace period at least this much).")
+    write_lock_timeout_s: float = Field(
+        5.0, ge=0, le=300, description="How long a REST delete waits for the data dir's write lock (held by a "
+        "running ingest) before answering 503 + Retry-After; only one request waits at a time.")
+    max_request_kb: int = Field(
+        1024, ge=1, le=1024 * 1024, description="Largest JSON request body in KiB; a bigger one is refused (413) "
+        "before it is read. Uploads have their own limit (RAG_MAX_FILE_MB per file).")
+    max_history_messages: int = Field(
+        64, ge=0, description="Messages an OpenAI-style request may carry before its question; more is refused (400).")
+    allow_open: bool = Field(
+        False, description="Let `rag serve` listen on a non-loopback address without API keys (a trusted "
+        "network only: every route is then open to anyone who can reach it).")
+    trusted_hosts: str = Field(
+        "", description="Comma-separated Host header values to accept ('*' = any). Default: any when API keys "
+        "are set, else only localhost names (an open local API must not answer DNS-rebinding pages).")
 
     def api_keys(self) -> frozenset[str]:
-        """Every accepted key; empty means the API is open (a trusted network, a local demo)."""
+        """Every accepted key; empty means the API is open (a trusted network, a local demo). A key setting
+        that yields no key (blank, or a file of comments) is an error, never a silently open API."""
         keys = set()
         if self.api_key is not None:
             keys.add(self.api_key.get_secret_value().strip())
@@ -36,7 +54,22 @@ class ServerSettings(BaseSettings):
             except OSError as exc:
                 raise ConfigError(f"cannot read RAG_API_KEYS_FILE {self.api_keys_file}: {exc}") from exc
             keys.update(line.strip() for line in lines if not line.lstrip().startswith("#"))
-        return frozenset(k for k in keys if k)
+        accepted = frozenset(k for k in keys if k)
+        if not accepted and (self.api_key is not None or self.api_keys_file is not None):
+            given = "RAG_API_KEY is blank" if self.api_key is not None else \
+                f"RAG_API_KEYS_FILE {self.api_keys_file} lists no key"
+            raise ConfigError(f"{given}: refusing to start with every route open (unset it to run without keys)")
+        return accepted
+
+    def allowed_hosts(self, keyed: bool) -> frozenset[str] | None:
+        """Host names (without port) to accept; None = any."""
+        names = {h.strip().lower() for h in self.trusted_hosts.split(",") if h.strip()}
+        if "*" in names or (not names and keyed):
+            return None
+        return frozenset(names or LOOPBACK_NAMES)
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 def load_server_settings() -> ServerSettings:

@@ -17,6 +17,7 @@ from rag_service.server.services.health import Readiness
 from rag_service.server.services.jobs import IngestJobs
 from rag_service.server.services.kbs import KnowledgeBaseService
 from rag_service.server.services.search import SearchService
+from rag_service.server.services.writes import WriteGate
 from rag_service.server.workspaces import Workspaces
 from rag_service.settings import Settings
 
@@ -40,12 +41,14 @@ class Services:
             server.upload_dir.mkdir(parents=True, exist_ok=True)
         # A private directory per process: replicas sharing a data dir never see each other's uploads.
         upload_root = Path(tempfile.mkdtemp(prefix="rag-uploads-", dir=server.upload_dir))
-        jobs = IngestJobs(workspaces, server.ingest_queue_size)
+        jobs = IngestJobs(workspaces, server.ingest_queue_size, server.shutdown_drain_s)
+        writes = WriteGate(server.write_lock_timeout_s)
         return cls(api_keys=server.api_keys(), workspaces=workspaces, upload_root=upload_root,
-                   readiness=Readiness(workspaces), kbs=KnowledgeBaseService(workspaces), jobs=jobs,
-                   documents=DocumentService(workspaces, jobs, upload_root, server.max_upload_files),
+                   readiness=Readiness(workspaces), kbs=KnowledgeBaseService(workspaces, writes), jobs=jobs,
+                   documents=DocumentService(workspaces, jobs, upload_root, server.max_upload_files, writes),
                    search=SearchService(workspaces),
-                   chat=ChatService(workspaces, server.chat_concurrency, server.chat_queue_size))
+                   chat=ChatService(workspaces, server.chat_concurrency, server.chat_queue_size,
+                                    server.max_history_messages))
 
     def start(self) -> None:
         self.jobs.start()

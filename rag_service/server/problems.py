@@ -15,7 +15,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from rag_service.errors import (
+    BusyError,
     ConfigError,
+    DocumentExistsError,
+    DocumentNotFoundError,
     EmbedderMismatchError,
     InvalidInputError,
     KnowledgeBaseNotFoundError,
@@ -39,10 +42,6 @@ class JobNotFoundError(NotFoundError):
     code = "job_not_found"
 
 
-class DocumentNotFoundError(NotFoundError):
-    code = "document_not_found"
-
-
 class SessionNotFoundError(NotFoundError):
     code = "session_not_found"
 
@@ -59,20 +58,22 @@ class PayloadTooLargeError(InvalidInputError):
     code = "file_too_large"
 
 
-class BusyError(RagError):
-    """A bounded queue is full; the client should come back after ``retry_after`` seconds."""
+class RequestTooLargeError(PayloadTooLargeError):
+    code = "request_too_large"
 
-    code = "busy"
 
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+class InvalidHostError(InvalidInputError):
+    """A Host header outside RAG_TRUSTED_HOSTS (DNS rebinding, a misrouted proxy)."""
+
+    code = "invalid_host"
 
 
 STATUS: dict[type[RagError], int] = {
     UnauthorizedError: 401,
     NotFoundError: 404,
     KnowledgeBaseNotFoundError: 404,
+    DocumentNotFoundError: 404,
+    DocumentExistsError: 409,
     KnowledgeBaseExistsError: 409,
     EmbedderMismatchError: 409,
     PayloadTooLargeError: 413,
@@ -82,6 +83,11 @@ STATUS: dict[type[RagError], int] = {
     ModelError: 503,
     StoreError: 503,
     ConfigError: 500,
+}
+_SERVER_SIDE = {
+    "llm_error": "the language model failed", "store_error": "a store is unavailable",
+    "model_unavailable": "a model is unavailable", "model_package_missing": "a model package is missing",
+    "model_hash_mismatch": "a model file failed its checksum", "config_error": "the server is misconfigured",
 }
 _HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "file_too_large"}
 
@@ -98,7 +104,10 @@ def problem_body(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, RagError):
         status, code, detail = status_of(exc), exc.code, str(exc)
         if status >= 500 and not isinstance(exc, BusyError):  # busy is routine back-pressure
+            # The message names internal URLs, paths or a backend's reply: the log has it, the client a summary.
             log.warning("%s: %s", code, detail)
+            detail = f"{HTTPStatus(status).phrase.lower()}: {_SERVER_SIDE.get(code, 'a server-side failure')}; " \
+                "see the server log"
     else:
         log.error("unexpected error", exc_info=exc)
         status, code, detail = 500, "internal_error", "internal error; see the server log"
@@ -122,11 +131,16 @@ def _response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JS
     return JSONResponse(body, status_code=body["status"], headers=headers, media_type=PROBLEM_JSON)
 
 
+def response_for(exc: Exception) -> JSONResponse:
+    """The problem response of any exception (also for code that runs before FastAPI's handlers)."""
+    return _response(problem_body(exc), _headers(exc))
+
+
 def install(app: FastAPI) -> None:
     """Route every error through problem+json: ours, request validation, routing (404/405) and the rest."""
 
     async def rag_error(request: Request, exc: Exception) -> JSONResponse:
-        return _response(problem_body(exc), _headers(exc))
+        return response_for(exc)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -60,8 +60,13 @@ class OpenAIChatRequest(BaseModel):
     messages: list[OpenAIMessage] = Field(min_length=1)
     stream: bool = False
 
-    def turns(self) -> tuple[str, tuple[tuple[str, str], ...]]:
-        """The last user message (the question) and the user/assistant turns before it (the history)."""
+    def turns(self, max_history: int) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """The last user message (the question) and the user/assistant turns before it (the history), at most
+        ``max_history`` messages before it: a long history is replayed into a session while the chat holds the
+        LLM, so its size is bounded up front."""
+        if len(self.messages) - 1 > max_history:
+            raise InvalidInputError(f"{len(self.messages)} messages: at most {max_history} may come before the "
+                                    "question (RAG_MAX_HISTORY_MESSAGES)")
         turns = [(m.role, m.text()) for m in self.messages if m.role in ("user", "assistant") and m.text().strip()]
         if not turns or turns[-1][0] != "user":
             raise InvalidInputError("the last message must be a non-empty user message")

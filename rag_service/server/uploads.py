@@ -33,9 +33,14 @@ class SavedFile:
     sha256: str
     size: int
 
+    @property
+    def doc_id(self) -> str:
+        """The id ingestion will assign: the sha256 prefix."""
+        return self.sha256[:16]
+
     def to_json(self) -> dict[str, Any]:
-        """What the upload answers before ingestion: the id is the sha256 prefix, as ingestion assigns it."""
-        return {"id": self.sha256[:16], "source": self.source, "sha256": self.sha256, "bytes": self.size}
+        """What the upload answers before ingestion."""
+        return {"id": self.doc_id, "source": self.source, "sha256": self.sha256, "bytes": self.size}
 
 
 def safe_filename(raw: str) -> str:

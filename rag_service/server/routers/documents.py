@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -18,12 +18,18 @@ _MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form
 
 @router.post("/kbs/{kb}/documents", status_code=202, openapi_extra=_MULTIPART_BODY,
              summary="Upload one or more files (multipart field 'file'); ingestion runs as a job")
-async def upload(kb: str, request: Request, services: AppServices) -> JSONResponse:
+async def upload(kb: str, request: Request, services: AppServices,
+                 replace: Annotated[bool, Query(description="replace a different document that has the same file "
+                                                "name (default: 409 document_exists)")] = False) -> JSONResponse:
     docs = services.documents
     target = await run_in_threadpool(docs.prepare_upload, kb)
-    files = await save_uploads(request, target.directory, max_bytes=docs.max_file_bytes,
-                               max_files=docs.max_files)
-    body = docs.submit(target, files)
+    try:
+        files = await save_uploads(request, target.directory, max_bytes=docs.max_file_bytes,
+                                   max_files=docs.max_files)
+        body = await run_in_threadpool(lambda: docs.submit(target, files, replace=replace))
+    except BaseException:
+        docs.abandon(target)
+        raise
     return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{body['job_id']}"})
 
 

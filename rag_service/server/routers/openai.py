@@ -78,7 +78,7 @@ class _Completion:
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat completion; model = knowledge base id or name")
 async def chat_completions(body: OpenAIChatRequest, request: Request, services: AppServices) -> Response:
-    question, history = body.turns()
+    question, history = body.turns(services.chat.max_history)
     kb = await run_in_threadpool(services.chat.resolve, body.model)
     turn = ChatTurn(kb, question, history=history)
     completion = _Completion(body.model)

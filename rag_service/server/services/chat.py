@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag_service.catalog import KnowledgeBase
-from rag_service.errors import InvalidInputError, LLMError
+from rag_service.errors import BusyError, InvalidInputError, LLMError
 from rag_service.generation import Answerer
 from rag_service.records import Answer
-from rag_service.server.problems import BusyError, SessionNotFoundError
+from rag_service.server.problems import SessionNotFoundError
 from rag_service.server.workspaces import Workspaces
 from rag_service.workspace import Workspace
 
@@ -73,8 +73,9 @@ class ChatGate:
 
 
 class ChatService:
-    def __init__(self, workspaces: Workspaces, concurrency: int, queue_size: int) -> None:
+    def __init__(self, workspaces: Workspaces, concurrency: int, queue_size: int, max_history: int = 64) -> None:
         self.workspaces = workspaces
+        self.max_history = max_history
         self.gate = ChatGate(concurrency, queue_size)
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="chat")
 

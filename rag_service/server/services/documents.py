@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest.pipeline import Ingestor
+from ingest.pipeline import check_no_collision
+from rag_service.admin import delete_document
 from rag_service.catalog import KnowledgeBase
-from rag_service.server.problems import DocumentNotFoundError
 from rag_service.server.services.jobs import IngestJobs
+from rag_service.server.services.writes import WriteGate
 from rag_service.server.uploads import SavedFile
 from rag_service.server.workspaces import Workspaces
 
@@ -24,8 +26,10 @@ class UploadTarget:
 
 
 class DocumentService:
-    def __init__(self, workspaces: Workspaces, jobs: IngestJobs, upload_root: Path, max_files: int) -> None:
+    def __init__(self, workspaces: Workspaces, jobs: IngestJobs, upload_root: Path, max_files: int,
+                 writes: WriteGate) -> None:
         self.workspaces = workspaces
+        self.writes = writes
         self.jobs = jobs
         self.upload_root = upload_root
         self.max_files = max_files
@@ -36,13 +40,23 @@ class DocumentService:
         return int(self.workspaces.settings.max_file_mb * 1024 * 1024)
 
     def prepare_upload(self, kb_ref: str) -> UploadTarget:
+        """Checked before a byte of the body is read: the KB exists and the queue has a place, now reserved (give
+        it back with ``abandon`` if the upload fails before ``submit``)."""
         kb = self.workspaces.current().catalog.get_kb(kb_ref)
-        self.jobs.check_capacity()
+        self.jobs.reserve()
         job_id = self.jobs.new_id()
         return UploadTarget(kb, job_id, self.upload_root / job_id)
 
-    def submit(self, target: UploadTarget, files: list[SavedFile]) -> dict[str, Any]:
-        job = self.jobs.submit(target.kb, target.job_id, target.directory, files)
+    def abandon(self, target: UploadTarget) -> None:
+        shutil.rmtree(target.directory, ignore_errors=True)
+        self.jobs.release()
+
+    def submit(self, target: UploadTarget, files: list[SavedFile], *, replace: bool = False) -> dict[str, Any]:
+        """Queue the files; without ``replace`` a file named like a different document is refused (409) now,
+        and again by the worker if such a document arrived meanwhile."""
+        if not replace:
+            check_no_collision(self.workspaces.current(), target.kb, [(f.source, f.doc_id) for f in files])
+        job = self.jobs.submit(target.kb, target.job_id, target.directory, files, replace=replace)
         return {"job_id": job.id, "status": job.status,
                 "documents": [{**f.to_json(), "status": "queued"} for f in files]}
 
@@ -54,6 +68,4 @@ class DocumentService:
     def delete(self, kb_ref: str, doc_id: str) -> None:
         ws = self.workspaces.current()
         kb = ws.catalog.get_kb(kb_ref)
-        if ws.catalog.get_document(kb.id, doc_id) is None:
-            raise DocumentNotFoundError(f"knowledge base '{kb.name}' has no document '{doc_id}'")
-        Ingestor(ws, kb).remove(doc_id)
+        self.writes.run(ws, lambda w, timeout: delete_document(w, kb, doc_id, lock_timeout=timeout))

@@ -6,6 +6,7 @@ replica after its models are loaded, and away from it when Chroma or the LLM ser
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from rag_service.llm import get_llm
 from rag_service.server.workspaces import Workspaces
 from rag_service.workspace import canonical_embedder
 
+log = logging.getLogger("rag_service.server.health")
 PROBE_TIMEOUT_S = 2.0
 OK = "ok"
 
@@ -39,7 +41,8 @@ class Readiness:
                 load()
                 state = OK
             except RagError as exc:
-                state = f"error: {exc}"
+                log.warning("readiness: %s failed to load: %s", name, exc)
+                state = f"error: {exc.code}"
             with self._lock:
                 self._models[name] = state
 
@@ -58,8 +61,9 @@ class Readiness:
     def _probe(check: Callable[[], object]) -> str:
         try:
             check()
-        except Exception as exc:  # any failure is the answer here
-            return f"error: {exc}"
+        except Exception as exc:  # any failure is the answer here; /healthz is open, so no details
+            log.warning("readiness probe failed: %s", exc)
+            return f"error: {exc.code if isinstance(exc, RagError) else 'unreachable'}"
         return OK
 
     def _get(self, url: str) -> str:

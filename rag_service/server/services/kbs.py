@@ -10,6 +10,7 @@ from rag_service.admin import delete_kb
 from rag_service.catalog import KnowledgeBase
 from rag_service.errors import ConfigError, InvalidInputError
 from rag_service.server.problems import KnowledgeBaseExistsError
+from rag_service.server.services.writes import WriteGate
 from rag_service.server.workspaces import Workspaces
 from rag_service.workspace import Workspace
 
@@ -21,8 +22,9 @@ def kb_json(kb: KnowledgeBase) -> dict[str, Any]:
 
 
 class KnowledgeBaseService:
-    def __init__(self, workspaces: Workspaces) -> None:
+    def __init__(self, workspaces: Workspaces, writes: WriteGate) -> None:
         self.workspaces = workspaces
+        self.writes = writes
 
     def create(self, name: str, *, splitter: str | None = None, chunk_size: int | None = None,
                chunk_overlap: int | None = None, chunk_unit: str | None = None,
@@ -55,4 +57,5 @@ class KnowledgeBaseService:
 
     def delete(self, ref: str) -> None:
         ws = self.workspaces.current()
-        delete_kb(ws, ws.catalog.get_kb(ref))
+        kb = ws.catalog.get_kb(ref)
+        self.writes.run(ws, lambda w, timeout: delete_kb(w, kb, lock_timeout=timeout))
