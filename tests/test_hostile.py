@@ -525,9 +525,10 @@ def test_fuzz_loaders_only_raise_invalid_input(tmp_path: Path, raw: bytes, suffi
     assert doc.text == doc.text.strip() and "\r" not in doc.text
 
 
-_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                    max_size=4), max_leaves=12)
+_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) \
+    | st.text(max_size=30)
+_JSON = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
 
 
 @FUZZ
