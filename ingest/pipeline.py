@@ -224,7 +224,7 @@ class Ingestor:
         catalog, kb_id = self.ws.catalog, self.kb.id
         if catalog.find_kb(kb_id) is None:
             raise RagError(f"knowledge base '{self.kb.name}' was deleted during the ingest")
-        catalog.add_pending_document(kb_id, doc.id, doc.source, doc.sha256, chunks, chunk_tokens)
+        catalog.add_pending_document(kb_id, doc.id, doc.source, doc.sha256, chunks, chunk_tokens, len(doc.text))
         self.ws.vectors.upsert(
             self.kb.collection, self.embedder.name, [c.id for c in indexed], vectors,
             [vector_metadata(c) for c in indexed],

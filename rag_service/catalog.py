@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS changes (
 _ADDED_COLUMNS = {
     "kbs": {"chunk_unit": "TEXT NOT NULL DEFAULT 'chars'", "options": "TEXT NOT NULL DEFAULT '{}'"},
     "chunks": {"indexed": "INTEGER NOT NULL DEFAULT 1"},
+    "documents": {"chars": "INTEGER"},
 }
 CHUNK_UNITS = ("chars", "tokens")
 
@@ -111,10 +112,11 @@ class DocumentRecord:
     status: str
     chunks: int
     created: str
+    chars: int | None = None  # length of the extracted text (None: ingested before this was recorded)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "source": self.source, "sha256": self.sha256, "chunks": self.chunks,
-                "status": self.status, "created": self.created}
+                "status": self.status, "created": self.created, "chars": self.chars}
 
 
 def _now() -> str:
@@ -186,7 +188,7 @@ class Catalog:
     # -- documents -------------------------------------------------------------------------------
     def documents(self, kb_id: str, *, source: str | None = None,
                   status: str | None = None) -> list[DocumentRecord]:
-        sql = "SELECT id, source, sha256, status, chunks, created FROM documents WHERE kb_id = ?"
+        sql = "SELECT id, source, sha256, status, chunks, created, chars FROM documents WHERE kb_id = ?"
         args: list[Any] = [kb_id]
         if source is not None:
             sql += " AND source = ?"
@@ -198,17 +200,18 @@ class Catalog:
 
     def get_document(self, kb_id: str, doc_id: str) -> DocumentRecord | None:
         row = self._db.execute(
-            "SELECT id, source, sha256, status, chunks, created FROM documents WHERE kb_id = ? AND id = ?",
+            "SELECT id, source, sha256, status, chunks, created, chars FROM documents WHERE kb_id = ? AND id = ?",
             (kb_id, doc_id)).fetchone()
         return DocumentRecord(**dict(row)) if row else None
 
     def add_pending_document(self, kb_id: str, doc_id: str, source: str, sha256: str,
-                             chunks: list[Chunk], tokens: list[list[str] | None]) -> None:
+                             chunks: list[Chunk], tokens: list[list[str] | None], chars: int | None = None) -> None:
         """Write a document and its chunks in one transaction, not yet searchable. A chunk whose
         tokens are None is stored for context only (a parent section), never indexed."""
         with self.transaction() as db:
-            db.execute("INSERT INTO documents VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                       (kb_id, doc_id, source, sha256, sum(t is not None for t in tokens), _now()))
+            db.execute("INSERT INTO documents (kb_id, id, source, sha256, status, chunks, created, chars) "
+                       "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
+                       (kb_id, doc_id, source, sha256, sum(t is not None for t in tokens), _now(), chars))
             db.executemany(
                 "INSERT INTO chunks (kb_id, id, doc_id, source, position, text, start, end, tokens, metadata, "
                 "indexed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

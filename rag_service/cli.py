@@ -188,6 +188,21 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    """``rag feedback export``: the KB's ratings as a question file for ``rag eval answers --kb``."""
+    from rag_service.feedback import export_lines
+
+    ws = _workspace()
+    kb = ws.catalog.get_kb(args.kb)
+    lines = [line + "\n" for line in export_lines(ws.feedback.for_kb(kb.id))]
+    if args.out:
+        Path(args.out).write_text("".join(lines), encoding="utf-8")
+        print(f"wrote {len(lines)} rated answers of '{kb.name}' to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.writelines(lines)
+    return 0
+
+
 def cmd_kbs(args: argparse.Namespace) -> int:
     ws = _workspace()
     kbs = ws.catalog.list_kbs()
@@ -272,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--kb", required=True)
     d.add_argument("doc_id")
     s.set_defaults(func=cmd_docs)
+
+    s = sub.add_parser("feedback", help="ratings given to answers (web console, POST /v1/feedback)")
+    fb = s.add_subparsers(dest="feedback_cmd", required=True)
+    f = fb.add_parser("export", help="as JSONL questions for `rag eval answers --dataset FILE --kb NAME`")
+    f.add_argument("--kb", required=True)
+    f.add_argument("--out", help="a file to write (default: standard output)")
+    s.set_defaults(func=cmd_feedback)
 
     s = sub.add_parser("kbs", help="list knowledge bases")
     s.add_argument("--json", action="store_true")

@@ -28,16 +28,38 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+MAX_TITLE = 200
+
+
 class SessionStore:
     def __init__(self, path: Path) -> None:
         self._db = connect(path, _SCHEMA)
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(sessions)")}
+        if "title" not in columns:  # added for the web console's session list; older files get it on open
+            self._db.execute("ALTER TABLE sessions ADD COLUMN title TEXT")
         self._lock = threading.Lock()
+
+    def for_kb(self, kb_id: str) -> list[dict[str, Any]]:
+        """The KB's sessions, most recently active first, each with its title (or first question) and size."""
+        rows = self._db.execute(
+            "SELECT s.id, s.kb_id, s.created, s.title, COUNT(m.seq) AS messages, MAX(m.created) AS active, "
+            "(SELECT content FROM messages WHERE session_id = s.id ORDER BY seq LIMIT 1) AS first "
+            "FROM sessions s LEFT JOIN messages m ON m.session_id = s.id WHERE s.kb_id = ? "
+            "GROUP BY s.id ORDER BY COALESCE(MAX(m.created), s.created) DESC, s.rowid DESC", (kb_id,))
+        return [{"id": r["id"], "kb_id": r["kb_id"], "created": r["created"], "active": r["active"] or r["created"],
+                 "title": r["title"] or (r["first"] or "")[:80], "messages": r["messages"]} for r in rows]
+
+    def rename(self, session_id: str, title: str) -> bool:
+        title = " ".join(title.split())
+        if not title or len(title) > MAX_TITLE:
+            raise InvalidInputError(f"a session title needs 1-{MAX_TITLE} characters")
+        return self._db.execute("UPDATE sessions SET title = ? WHERE id = ?", (title, session_id)).rowcount > 0
 
     def open(self, kb_id: str, session_id: str | None) -> str:
         """An existing session of this KB, or a new one when ``session_id`` is None."""
         if session_id is None:
             session_id = uuid.uuid4().hex
-            self._db.execute("INSERT INTO sessions VALUES (?, ?, ?)", (session_id, kb_id, _now()))
+            self._db.execute("INSERT INTO sessions (id, kb_id, created) VALUES (?, ?, ?)", (session_id, kb_id, _now()))
             return session_id
         row = self._db.execute("SELECT kb_id FROM sessions WHERE id = ?", (session_id,)).fetchone()
         if row is None:

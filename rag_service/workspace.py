@@ -13,6 +13,7 @@ from pathlib import Path
 from rag_service.catalog import Catalog, KnowledgeBase
 from rag_service.embeddings import Embedder, get_embedder
 from rag_service.errors import BusyError, ConfigError, EmbedderMismatchError
+from rag_service.feedback import FeedbackStore
 from rag_service.sessions import SessionStore
 from rag_service.settings import Settings
 from rag_service.tokenize import Tokenizer, get_tokenizer
@@ -55,6 +56,10 @@ class Workspace:
     @functools.cached_property
     def sessions(self) -> SessionStore:
         return SessionStore(self.settings.data_dir / "sessions.sqlite3")
+
+    @functools.cached_property
+    def feedback(self) -> FeedbackStore:
+        return FeedbackStore(self.settings.data_dir / "sessions.sqlite3")
 
     @functools.cached_property
     def tokenizer(self) -> Tokenizer:

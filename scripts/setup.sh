@@ -27,4 +27,16 @@ fi
 
 echo ">> rag-service and its pinned dependencies"
 pip install -q -c constraints.txt -e ".[dev]"
+# The web console's browser tests drive Debian's Chromium through Playwright (`playwright install` would need a
+# CDN). Installed when this runs as root with apt; otherwise those tests skip and say why.
+if ! [ -x /usr/lib/chromium/chromium ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo ">> chromium and CJK fonts for the browser tests (apt)"
+    (apt-get install -y -q chromium fonts-noto-cjk >/dev/null 2>&1 \
+      || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium fonts-noto-cjk >/dev/null 2>&1)) \
+      || echo ">> could not install chromium: the browser tests will be skipped"
+  else
+    echo ">> no chromium and not root: the browser tests will be skipped (apt-get install -y chromium fonts-noto-cjk)"
+  fi
+fi
 echo ">> set-up done"

@@ -487,3 +487,37 @@ def test_full_chat_queue_answers_503_while_an_openai_stream_runs(limits_server: 
     assert final["related"] == [] and final["claims"]
     health = httpx.get(limits_server.url + "/healthz").json()
     assert health["chat_queue"] == {"admitted": 0, "capacity": 1}
+
+
+def test_feedback_sessions_reports_and_offline_docs_over_http(server: Server, client: httpx.Client,
+                                                              facts: dict[str, Any]) -> None:
+    body = {"kb": "facts", "question": "What is the meal allowance?", "answer": "It is 45 euros [1].",
+            "rating": "up", "citations": [{"n": 1, "doc_id": "abc", "source": "travel.txt"}]}
+    created = client.post("/v1/feedback", json=body)
+    assert created.status_code == 201 and set(created.json()) == {"id"}
+    listed = client.get("/v1/feedback", params={"kb": facts["id"]}).json()["feedback"]
+    assert [(f["id"], f["kb"], f["rating"], f["comment"]) for f in listed] == [
+        (created.json()["id"], "facts", "up", None)]
+    assert listed[0]["citations"] == body["citations"] and listed[0]["created"]
+    assert_problem(client.post("/v1/feedback", json={**body, "rating": "meh"}), 422, "validation_error")
+    assert_problem(client.post("/v1/feedback", json={**body, "kb": "nope"}), 404, "kb_not_found")
+    assert_problem(client.get("/v1/feedback", params={"kb": "nope"}), 404, "kb_not_found")
+    assert client.get("/v1/sessions", params={"kb": "facts"}).status_code == 200
+    assert_problem(client.patch("/v1/sessions/nope", json={"title": "x"}), 404, "session_not_found")
+
+    reports = client.get("/v1/reports").json()["reports"]
+    cmrc = next(r for r in reports if r["id"] == "docs/cmrc")
+    assert set(cmrc["formats"]) == {"html", "md", "json"}
+    page = client.get("/v1/reports/docs/cmrc/html")
+    assert page.status_code == 200 and "Chunking matrix" in page.text
+    assert_problem(client.get("/v1/reports/docs/../../etc/html"), 404, "not_found")
+    with server.client(key=None) as anonymous:
+        assert anonymous.get("/v1/reports").status_code == 401
+        docs = anonymous.get("/docs")
+        assert docs.status_code == 200 and "/static/swagger/swagger-ui-bundle.js" in docs.text
+        assert "cdn" not in docs.text.lower()
+        assert anonymous.get("/static/swagger/swagger-ui-bundle.js").status_code == 200
+        console = anonymous.get("/")
+        assert console.status_code == 200 and '<script type="module" src="/ui/js/app.js">' in console.text
+        assert anonymous.get("/ui/js/chat.js").headers["content-type"].startswith(("text/javascript",
+                                                                                   "application/javascript"))

@@ -11,12 +11,12 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from rag_service import __version__
 from rag_service.errors import ConfigError
-from rag_service.server import problems
+from rag_service.server import problems, web
 from rag_service.server.auth import bearer_scheme
 from rag_service.server.config import ServerSettings, load_server_settings
 from rag_service.server.deps import Services
 from rag_service.server.guard import RequestGuard
-from rag_service.server.routers import chat, documents, health, kbs, openai, search
+from rag_service.server.routers import chat, documents, feedback, health, kbs, openai, search
 from rag_service.settings import Settings
 
 
@@ -32,15 +32,16 @@ def create_app(settings: Settings, server: ServerSettings | None = None) -> Fast
         finally:
             services.stop()
 
-    app = FastAPI(title="rag-service", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="rag-service", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Chat with your documents: knowledge bases, uploads, hybrid search, cited answers.")
     app.state.services = services
     problems.install(app)
     app.include_router(health.router)
+    web.install(app)
     app.add_middleware(RequestGuard, api_keys=services.api_keys, max_body=server.max_request_kb * 1024,
                        hosts=server.allowed_hosts(bool(services.api_keys)), streamed_paths=("/documents",))
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(bearer_scheme)])
-    for module in (kbs, documents, search, chat, openai):
+    for module in (kbs, documents, search, chat, openai, feedback):
         v1.include_router(module.router)
     app.include_router(v1)
     return app

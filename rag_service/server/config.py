@@ -24,6 +24,9 @@ class ServerSettings(BaseSettings):
     max_upload_files: int = Field(20, ge=1, description="Files accepted in one upload request.")
     upload_dir: Path | None = Field(
         None, description="Where uploads wait for ingestion (default: a private temporary directory).")
+    reports_dir: Path | None = Field(
+        None, description="A `rag eval matrix` output directory (or a folder of them) the web console lists "
+        "beside the project's docs/eval reports.")
     shutdown_drain_s: float = Field(
         20.0, ge=0, description="At shutdown, how long queued upload jobs may still run; jobs left after that are "
         "failed and logged (jobs live in memory: give the container's stop grace period at least this much).")

@@ -13,9 +13,11 @@ from fastapi import Depends, Request
 from rag_service.server.config import ServerSettings
 from rag_service.server.services.chat import ChatService
 from rag_service.server.services.documents import DocumentService
+from rag_service.server.services.feedback import FeedbackService
 from rag_service.server.services.health import Readiness
 from rag_service.server.services.jobs import IngestJobs
 from rag_service.server.services.kbs import KnowledgeBaseService
+from rag_service.server.services.reports import ReportService
 from rag_service.server.services.search import SearchService
 from rag_service.server.services.writes import WriteGate
 from rag_service.server.workspaces import Workspaces
@@ -33,6 +35,8 @@ class Services:
     documents: DocumentService
     search: SearchService
     chat: ChatService
+    feedback: FeedbackService
+    reports: ReportService
 
     @classmethod
     def build(cls, settings: Settings, server: ServerSettings) -> Services:
@@ -48,7 +52,8 @@ class Services:
                    documents=DocumentService(workspaces, jobs, upload_root, server.max_upload_files, writes),
                    search=SearchService(workspaces),
                    chat=ChatService(workspaces, server.chat_concurrency, server.chat_queue_size,
-                                    server.max_history_messages))
+                                    server.max_history_messages),
+                   feedback=FeedbackService(workspaces), reports=ReportService(server.reports_dir))
 
     def start(self) -> None:
         self.jobs.start()

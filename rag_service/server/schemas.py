@@ -41,6 +41,65 @@ class ChatRequest(_Strict):
     session_id: str | None = Field(None, description="continue a conversation; omitted: a new session")
     stream: bool = Field(False, description="Server-Sent Events (also chosen by Accept: text/event-stream)")
     k: int | None = Field(None, ge=1, le=50)
+    explain: bool = Field(False, description="add 'trace': the hits with each retriever's rank and score, "
+                          "which were packed, the exact messages sent to the model and the checks")
+
+
+class FeedbackIn(_Strict):
+    kb: str = Field(min_length=1, max_length=200, description="knowledge base name or id")
+    question: str = Field(min_length=1, max_length=MAX_QUESTION)
+    answer: str = Field(min_length=1, max_length=20_000)
+    rating: Literal["up", "down"]
+    comment: str | None = Field(None, max_length=4000)
+    session_id: str | None = Field(None, max_length=64)
+    citations: list[dict[str, Any]] | None = Field(None, max_length=50, description="the answer's citations")
+
+
+class FeedbackCreated(BaseModel):
+    id: str
+
+
+class FeedbackOut(BaseModel):
+    id: str
+    kb: str
+    question: str
+    answer: str
+    rating: Literal["up", "down"]
+    comment: str | None
+    session_id: str | None
+    citations: list[dict[str, Any]]
+    created: str
+
+
+class FeedbackList(BaseModel):
+    feedback: list[FeedbackOut]
+
+
+class RenameSession(_Strict):
+    title: str = Field(min_length=1, max_length=200)
+
+
+class SessionSummary(BaseModel):
+    id: str
+    kb_id: str
+    created: str
+    active: str = Field(description="when its last message was written")
+    title: str = Field(description="the given title, or the start of its first question")
+    messages: int
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionSummary]
+
+
+class Report(BaseModel):
+    id: str = Field(description="where it lives: 'docs/<name>' (the project's) or 'dir/<name>' (RAG_REPORTS_DIR)")
+    title: str
+    formats: list[str]
+
+
+class ReportList(BaseModel):
+    reports: list[Report]
 
 
 class OpenAIMessage(BaseModel):

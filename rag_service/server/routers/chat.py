@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -10,7 +10,7 @@ from rag_service.records import Answer
 from rag_service.server.deps import AppServices
 from rag_service.server.disconnect import json_unless_disconnected
 from rag_service.server.problems import problem_body
-from rag_service.server.schemas import AnswerOut, ChatRequest
+from rag_service.server.schemas import AnswerOut, ChatRequest, RenameSession, SessionList
 from rag_service.server.services.chat import ChatTurn, Event
 from rag_service.server.sse import event_stream, sse, wants_stream
 
@@ -25,20 +25,35 @@ router = APIRouter(tags=["chat"])
 async def chat(kb: str, body: ChatRequest, request: Request, services: AppServices) -> Response:
     target = await run_in_threadpool(services.chat.resolve, kb, body.session_id)
     turn = ChatTurn(target, body.question, body.k, body.session_id)
+
+    def shape(answer: Answer) -> dict[str, Any]:
+        return answer.to_json(with_trace=body.explain)
+
     if not wants_stream(body.stream, request):
-        return await json_unless_disconnected(request, services.chat.ask(turn), Answer.to_json)
-    return event_stream(_events(await services.chat.open(turn)))
+        return await json_unless_disconnected(request, services.chat.ask(turn), shape)
+    return event_stream(_events(await services.chat.open(turn), shape))
 
 
-async def _events(events: AsyncIterator[Event]) -> AsyncIterator[str]:
+async def _events(events: AsyncIterator[Event], shape: Callable[[Answer], dict[str, Any]]) -> AsyncIterator[str]:
     """``token`` events carry the model's draft as it is written; the ``done`` event's answer (claims checked
     under the grounding policy) replaces it, and with ``refused`` true the draft is withdrawn. A failure after
     the stream began arrives as an ``error`` event with a problem body."""
     try:
         async for item in events:
-            yield sse(item.to_json(), "done") if isinstance(item, Answer) else sse({"text": item}, "token")
+            yield sse(shape(item), "done") if isinstance(item, Answer) else sse({"text": item}, "token")
     except Exception as exc:
         yield sse(problem_body(exc), "error")
+
+
+@router.get("/sessions", tags=["sessions"], response_model=SessionList,
+            summary="A knowledge base's chat sessions, most recently active first")
+def list_sessions(kb: str, services: AppServices) -> dict[str, Any]:
+    return services.chat.sessions(kb)
+
+
+@router.patch("/sessions/{session_id}", tags=["sessions"], summary="Rename a chat session")
+def rename_session(session_id: str, body: RenameSession, services: AppServices) -> dict[str, Any]:
+    return services.chat.rename_session(session_id, body.title)
 
 
 @router.get("/sessions/{session_id}", tags=["sessions"], summary="A chat session and its messages")

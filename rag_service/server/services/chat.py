@@ -172,6 +172,15 @@ class ChatService:
             raise SessionNotFoundError(f"no session '{session_id}'")
         return session
 
+    def sessions(self, kb_ref: str) -> dict[str, Any]:
+        ws = self.workspaces.current()
+        return {"sessions": ws.sessions.for_kb(ws.catalog.get_kb(kb_ref).id)}
+
+    def rename_session(self, session_id: str, title: str) -> dict[str, Any]:
+        if not self.workspaces.current().sessions.rename(session_id, title):
+            raise SessionNotFoundError(f"no session '{session_id}'")
+        return self.session(session_id)
+
     def delete_session(self, session_id: str) -> None:
         if not self.workspaces.current().sessions.delete(session_id):
             raise SessionNotFoundError(f"no session '{session_id}'")
