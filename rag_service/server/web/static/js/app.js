@@ -7,9 +7,9 @@ import * as chat from "./chat.js";
 import * as kbs from "./kbs.js";
 import * as reports from "./reports.js";
 import * as search from "./search.js";
+import { $ } from "./dom.js";
 
 const views = { kbs, chat, search, reports };
-const $ = (id) => document.getElementById(id);
 
 export const state = { kbs: [] };
 

@@ -4,15 +4,9 @@
 import { api, enc, postEvents } from "./api.js";
 import { fail } from "./app.js";
 import { t } from "./i18n.js";
+import { $, el } from "./dom.js";
 
-const $ = (id) => document.getElementById(id);
 let sessionId = null;
-
-function el(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
 
 const kb = () => $("chat-kb").value;
 

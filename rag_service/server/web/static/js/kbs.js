@@ -3,15 +3,9 @@
 import { api, ApiError, enc } from "./api.js";
 import { fail, refreshKbs, say } from "./app.js";
 import { t } from "./i18n.js";
+import { $, el } from "./dom.js";
 
-const $ = (id) => document.getElementById(id);
 let selected = null;
-
-function el(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
 
 export async function show() {
   const kbs = await refreshKbsWithCounts();

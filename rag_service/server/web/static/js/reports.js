@@ -2,8 +2,7 @@
 
 import { api, enc } from "./api.js";
 import { fail } from "./app.js";
-
-const $ = (id) => document.getElementById(id);
+import { $ } from "./dom.js";
 
 export async function show() {
   const { reports } = await api("/v1/reports");

@@ -3,15 +3,9 @@
 import { api, enc } from "./api.js";
 import { fail } from "./app.js";
 import { t } from "./i18n.js";
+import { $, el } from "./dom.js";
 
-const $ = (id) => document.getElementById(id);
 const MODES = ["bm25", "vector", "hybrid"];
-
-function el(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
 
 export async function show() {}
 
