@@ -219,9 +219,13 @@ def test_openapi_lists_every_route(server: Server) -> None:
         "/healthz": {"get"}, "/v1/kbs": {"get", "post"}, "/v1/kbs/{kb}": {"get", "delete"},
         "/v1/kbs/{kb}/documents": {"get", "post"}, "/v1/kbs/{kb}/documents/{doc_id}": {"delete"},
         "/v1/jobs/{job_id}": {"get"}, "/v1/kbs/{kb}/search": {"post"}, "/v1/kbs/{kb}/chat": {"post"},
-        "/v1/chat/completions": {"post"}, "/v1/sessions/{session_id}": {"get", "delete"},
+        "/v1/chat/completions": {"post"}, "/v1/sessions/{session_id}": {"get", "delete", "patch"},
+        "/v1/sessions": {"get"}, "/v1/feedback": {"get", "post"}, "/v1/reports": {"get"},
+        "/v1/reports/{report_id}/{fmt}": {"get"},
     }
     assert {p: set(ops) for p, ops in paths.items()} == expected
+    feedback = paths["/v1/feedback"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+    assert feedback == {"$ref": "#/components/schemas/FeedbackCreated"}
     upload_body = paths["/v1/kbs/{kb}/documents"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in upload_body
 
