@@ -222,6 +222,24 @@ def test_phone_width_and_keyboard(page: Any) -> None:
     page.set_viewport_size({"width": 1280, "height": 800})
 
 
+def test_delete_a_document_then_the_kb_after_confirming(page: Any) -> None:
+    check = expect
+    page.locator("#tabs a[data-view='kbs']").click()
+    page.locator("#kbs-rows tr[data-kb='console']").get_by_role("button", name="Documents").click()
+    check(page.locator("#docs-rows tr")).to_have_count(2)
+    page.once("dialog", lambda d: d.dismiss())
+    page.get_by_role("button", name="Delete library.txt").click()
+    check(page.locator("#docs-rows tr")).to_have_count(2)  # dismissed: nothing deleted
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete library.txt").click()
+    check(page.locator("#docs-rows tr")).to_have_count(1)
+    check(page.locator("#docs-rows tr[data-source='travel.txt']")).to_be_visible()
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete console").click()
+    check(page.locator("#kbs-rows tr[data-kb='console']")).to_have_count(0)
+    check(page.locator("#kbs-empty")).to_be_visible()
+
+
 def test_api_docs_work_offline(page: Any, server: Server) -> None:
     check = expect
     page.goto(server.url + "/docs")
