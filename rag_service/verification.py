@@ -244,6 +244,12 @@ TRUST_MODELS: dict[str, dict[str, TrustModel]] = {
         "en": TrustModel(intercept=-2.6408, gate=0.5076, passage_gate=0.6963, refusal_start=-0.2776, evidence=0.7829,
                          anchoring=-0.6803, threshold=0.2875),
     },
+    # The same fit for the 0.5B, zh only: FAQ set (64) + RGB zh dev (100 + 100). Its yes/no answers separate right
+    # from wrong far less than the 1.5B's, so it answers a quarter correctly at this refusal rate (README).
+    "qwen2.5-coder-0.5b": {
+        "zh": TrustModel(intercept=1.1666, gate=-0.1498, passage_gate=0.4841, refusal_start=0.0423, evidence=0.9291,
+                         anchoring=1.3196, threshold=0.3604),
+    },
 }
 DEFAULT_GATE_MIN = 0.5
 # Evidence sentences put to the model per answer (each a short prompt of its own: about a second).
