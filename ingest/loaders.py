@@ -41,8 +41,8 @@ DOCX_RATIO_MIN_BYTES = 1024 * 1024
 class LoadLimits:
     """What one file may cost to parse (Settings: max_document_expansion_mb, max_pdf_pages)."""
 
-    expanded_bytes: int = 100 * 1024 * 1024
-    pdf_pages: int = 2000
+    expanded_bytes: int = int(Settings.model_fields["max_document_expansion_mb"].default * 1024 * 1024)
+    pdf_pages: int = Settings.model_fields["max_pdf_pages"].default
 
     @classmethod
     def of(cls, settings: Settings) -> LoadLimits:

@@ -27,9 +27,9 @@ from rag_service.settings import Settings
 
 @dataclass(frozen=True, slots=True)
 class SandboxLimits:
-    cpu_s: int = 60
-    memory_mb: int = 2048
-    timeout_s: float = 120.0
+    cpu_s: int
+    memory_mb: int
+    timeout_s: float
 
     @classmethod
     def of(cls, settings: Settings) -> SandboxLimits:

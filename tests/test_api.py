@@ -11,7 +11,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,8 +83,10 @@ def process(args: list[str], log: Path, env: dict[str, str] | None = None) -> It
 
 
 @contextmanager
-def rag_server(root: Path, key: str | None = KEY, **env: str) -> Iterator[Server]:
-    """``rag serve`` with its own data dir; RAG_* settings come in as ``env``."""
+def rag_server(root: Path, key: str | None = KEY, ready: Callable[..., None] | None = None,
+               **env: str) -> Iterator[Server]:
+    """``rag serve`` with its own data dir; RAG_* settings come in as ``env``; ``ready(url, proc, log)`` waits
+    until it may be used (default: /healthz answers 200)."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     server = Server(f"http://127.0.0.1:{port}", root / "data", root / "uploads", root / "server.log", key)
@@ -92,7 +94,7 @@ def rag_server(root: Path, key: str | None = KEY, **env: str) -> Iterator[Server
     if key:
         env["RAG_API_KEY"] = key
     with process([str(RAG), "serve", "--host", "127.0.0.1", "--port", str(port)], server.log, env) as proc:
-        wait_http(server.url + "/healthz", proc, server.log)
+        (ready or (lambda url, p, log: wait_http(url + "/healthz", p, log)))(server.url, proc, server.log)
         yield server
 
 

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,8 @@ from rag_service.prompts import defuse_control_tokens, load
 from rag_service.retrieval import Retriever
 from rag_service.settings import Settings, load_settings
 from rag_service.workspace import Workspace
-from tests.conftest import RAG, run_rag
-from tests.test_api import KEY, Server, assert_problem, free_port, ingest, process, upload, wait_job
+from tests.conftest import run_rag
+from tests.test_api import KEY, Server, assert_problem, free_port, ingest, rag_server, upload, wait_job
 
 MB = 1024 * 1024
 
@@ -58,24 +59,19 @@ def _wait_ready_enough(url: str, proc: Any, log: Path, timeout: float = 180) -> 
     raise AssertionError(f"{url} not ready:\n{log.read_text()[-3000:]}")
 
 
+@contextmanager
 def _serve(root: Path, key: str | None, **env: str) -> Iterator[Server]:
-    root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    server = Server(f"http://127.0.0.1:{port}", root / "data", root / "uploads", root / "server.log", key)
-    dead_llm = f"http://127.0.0.1:{free_port()}/v1"
-    env = {"RAG_DATA_DIR": str(server.data_dir), "RAG_UPLOAD_DIR": str(server.upload_dir),
-           "RAG_LLM_BASE_URL": dead_llm, **env}
-    if key:
-        env["RAG_API_KEY"] = key
-    with process([str(RAG), "serve", "--host", "127.0.0.1", "--port", str(port)], server.log, env) as proc:
-        _wait_ready_enough(server.url, proc, server.log)
+    """``rag serve`` pointed at an LLM server that is not there, ready once the embedder and catalog are."""
+    with rag_server(root, key, ready=_wait_ready_enough, RAG_LLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
+                    **env) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from _serve(tmp_path_factory.mktemp("hostile"), KEY, RAG_MAX_REQUEST_KB="64", RAG_INGEST_QUEUE_SIZE="1",
-                      RAG_WRITE_LOCK_TIMEOUT_S="1", RAG_MAX_HISTORY_MESSAGES="4")
+    with _serve(tmp_path_factory.mktemp("hostile"), KEY, RAG_MAX_REQUEST_KB="64", RAG_INGEST_QUEUE_SIZE="1",
+                RAG_WRITE_LOCK_TIMEOUT_S="1", RAG_MAX_HISTORY_MESSAGES="4") as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
@@ -444,7 +440,7 @@ def test_no_keys_on_a_public_address_is_refused_unless_allowed(tmp_path: Path) -
 
 
 def test_an_open_local_server_answers_only_local_host_names(tmp_path: Path) -> None:
-    for server in _serve(tmp_path, None):
+    with _serve(tmp_path, None) as server:
         assert httpx.get(server.url + "/v1/kbs").status_code == 200  # no keys: open, on loopback only
         rebinding = httpx.get(server.url + "/v1/kbs", headers={"Host": "attacker.example:8000"})
         assert_problem(rebinding, 400, "invalid_host")
