@@ -215,10 +215,14 @@ def test_reports_are_listed_and_open(page: Any) -> None:
 def test_phone_width_and_keyboard(page: Any) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
     page.locator("#tabs a[data-view='chat']").click()
+    # The view switches on `hashchange`, a task after the click: wait for it, or focus() lands on a hidden textarea.
+    expect(page.locator("#question")).to_be_visible()
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 391
     page.locator("#question").focus()
     page.keyboard.type("Taxi rides?")
     assert page.evaluate("document.activeElement.id") == "question"
+    expect(page.locator("#question")).to_have_value("Taxi rides?")
+    page.locator("#question").fill("")
     page.set_viewport_size({"width": 1280, "height": 800})
 
 
