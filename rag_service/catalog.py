@@ -1,4 +1,4 @@
-"""The SQLite catalog: the source of truth for knowledge bases, documents and chunks.
+"""The catalog: the source of truth for knowledge bases, documents and chunks, in any ``rag_service.db`` backend.
 
 Chroma and the BM25 index are derived from it. A document becomes searchable only when its status
 turns ``ready``, after its vectors are stored, so a crash mid-ingest never exposes half a document.
@@ -7,20 +7,21 @@ turns ``ready``, after its vectors are stored, so a crash mid-ingest never expos
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from rag_service.db import AddColumn, Database, Executor, Migration
 from rag_service.errors import InvalidInputError, KnowledgeBaseNotFoundError
 from rag_service.records import Chunk
-from rag_service.sqlite import connect
 
-_SCHEMA = """
+# Versioned: a catalog of any age is brought up to date on open. Version 1 is the first schema as shipped;
+# later columns arrive as steps that skip what older builds had already added (SQLite files predate versioning).
+MIGRATIONS = (
+    Migration(1, "knowledge bases, documents, chunks, change log", ("""
 CREATE TABLE IF NOT EXISTS kbs (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -30,9 +31,7 @@ CREATE TABLE IF NOT EXISTS kbs (
     chunk_size INTEGER NOT NULL,
     chunk_overlap INTEGER NOT NULL,
     created TEXT NOT NULL,
-    revision INTEGER NOT NULL DEFAULT 0,
-    chunk_unit TEXT NOT NULL DEFAULT 'chars',
-    options TEXT NOT NULL DEFAULT '{}'
+    revision INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS documents (
     kb_id TEXT NOT NULL REFERENCES kbs(id) ON DELETE CASCADE,
@@ -53,12 +52,11 @@ CREATE TABLE IF NOT EXISTS chunks (
     position INTEGER NOT NULL,
     text TEXT NOT NULL,
     start INTEGER NOT NULL,
-    end INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
     tokens TEXT NOT NULL,
     metadata TEXT NOT NULL,
-    indexed INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (kb_id, id),
-    FOREIGN KEY (kb_id, doc_id) REFERENCES documents(kb_id, id) ON DELETE CASCADE
+    FOREIGN KEY (kb_id, doc_id) REFERENCES documents(kb_id, id) ON DELETE CASCADE{rowid_column}
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (kb_id, doc_id);
 CREATE TABLE IF NOT EXISTS changes (
@@ -67,14 +65,14 @@ CREATE TABLE IF NOT EXISTS changes (
     doc_id TEXT NOT NULL,
     op TEXT NOT NULL CHECK (op IN ('add', 'del')),
     PRIMARY KEY (kb_id, revision)
-);
-"""
-# Columns added after the first schema; older catalogs get them on open.
-_ADDED_COLUMNS = {
-    "kbs": {"chunk_unit": "TEXT NOT NULL DEFAULT 'chars'", "options": "TEXT NOT NULL DEFAULT '{}'"},
-    "chunks": {"indexed": "INTEGER NOT NULL DEFAULT 1"},
-    "documents": {"chars": "INTEGER"},
-}
+)""",)),
+    Migration(2, "chunk units, KB options, parent chunks kept unindexed, document sizes", (
+        AddColumn("kbs", "chunk_unit", "TEXT NOT NULL DEFAULT 'chars'"),
+        AddColumn("kbs", "options", "TEXT NOT NULL DEFAULT '{}'"),
+        AddColumn("chunks", "indexed", "{bool} NOT NULL DEFAULT {true}"),
+        AddColumn("documents", "chars", "INTEGER"),
+    )),
+)
 CHUNK_UNITS = ("chars", "tokens")
 
 MAX_KB_NAME = 128
@@ -95,8 +93,8 @@ class KnowledgeBase:
     options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> KnowledgeBase:
-        return cls(**{**dict(row), "options": json.loads(row["options"])})
+    def from_row(cls, row: Any) -> KnowledgeBase:
+        return cls(**{**{k: row[k] for k in _KB_FIELDS}, "options": json.loads(row["options"])})
 
     @property
     def collection(self) -> str:
@@ -119,31 +117,24 @@ class DocumentRecord:
                 "status": self.status, "created": self.created, "chars": self.chars}
 
 
+_KB_FIELDS = ("id", "name", "embedder", "dim", "splitter", "chunk_size", "chunk_overlap", "created", "revision",
+              "chunk_unit")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Catalog:
-    def __init__(self, path: Path) -> None:
-        self._db = connect(path, _SCHEMA)
-        for table, columns in _ADDED_COLUMNS.items():
-            have = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
-            for column, decl in columns.items():
-                if column not in have:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        db.migrate("catalog", MIGRATIONS)
 
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[Executor]:
+        return self._db.transaction()
 
     # -- knowledge bases -------------------------------------------------------------------------
     def create_kb(self, name: str, *, embedder: str, dim: int, splitter: str, chunk_size: int,
@@ -213,7 +204,7 @@ class Catalog:
                        "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
                        (kb_id, doc_id, source, sha256, sum(t is not None for t in tokens), _now(), chars))
             db.executemany(
-                "INSERT INTO chunks (kb_id, id, doc_id, source, position, text, start, end, tokens, metadata, "
+                "INSERT INTO chunks (kb_id, id, doc_id, source, position, text, start, \"end\", tokens, metadata, "
                 "indexed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(kb_id, c.id, c.doc_id, c.source, c.position, c.text, c.start, c.end, " ".join(t or []),
                   json.dumps(c.metadata, ensure_ascii=False), t is not None)
@@ -237,12 +228,12 @@ class Catalog:
                 self._log(db, kb_id, doc_id, "del")
 
     @staticmethod
-    def _status(db: sqlite3.Connection, kb_id: str, doc_id: str) -> str | None:
+    def _status(db: Executor, kb_id: str, doc_id: str) -> str | None:
         row = db.execute("SELECT status FROM documents WHERE kb_id = ? AND id = ?", (kb_id, doc_id)).fetchone()
         return str(row[0]) if row else None
 
     @staticmethod
-    def _log(db: sqlite3.Connection, kb_id: str, doc_id: str, op: str) -> None:
+    def _log(db: Executor, kb_id: str, doc_id: str, op: str) -> None:
         """Bump the KB's revision and record why, so derived indexes catch up by replaying changes."""
         db.execute("UPDATE kbs SET revision = revision + 1 WHERE id = ?", (kb_id,))
         db.execute("INSERT INTO changes SELECT id, revision, ?, ? FROM kbs WHERE id = ?", (doc_id, op, kb_id))
@@ -279,7 +270,7 @@ class Catalog:
         if doc_id is not None:
             sql += " AND c.doc_id = ?"
             args.append(doc_id)
-        for row in self._db.execute(sql + " ORDER BY c.rowid", args):
+        for row in self._db.stream(sql + " ORDER BY c.{rowid}", args):
             yield row[0], row[1], row[2].split(" ") if row[2] else []
 
     def filtered_doc_ids(self, kb_id: str, doc_ids: Iterable[str] | None, source_glob: str | None) -> list[str]:
@@ -292,8 +283,9 @@ class Catalog:
             sql += f" AND id IN ({','.join('?' * len(ids))})"
             args += ids
         if source_glob is not None:
-            sql += " AND source GLOB ?"
-            args.append(source_glob)
+            clause, _ = self._db.dialect.glob("source")
+            sql += f" AND {clause}"
+            args.append(self._db.dialect.glob_param(source_glob))
         return [r[0] for r in self._db.execute(sql, args)]
 
     def filtered_chunk_ids(self, kb_id: str, doc_ids: list[str] | None,
@@ -304,13 +296,14 @@ class Catalog:
             sql += f" AND doc_id IN ({','.join('?' * len(doc_ids))})"
             args += doc_ids
         for key, value in metadata:
-            sql += " AND json_extract(metadata, ?) = ?"
-            args += [f"$.{key}", value]
+            clause, params = self._db.dialect.json_equals("metadata", key, value)
+            sql += f" AND {clause}"
+            args += params
         return [r[0] for r in self._db.execute(sql, args)]
 
     def indexed_chunks(self, kb_id: str) -> Iterator[Chunk]:
         """Every indexed chunk of the KB, whatever its document's status (for re-tokenising)."""
-        rows = self._db.execute("SELECT * FROM chunks WHERE kb_id = ? AND indexed ORDER BY rowid", (kb_id,))
+        rows = self._db.stream("SELECT * FROM chunks WHERE kb_id = ? AND indexed ORDER BY {rowid}", (kb_id,))
         yield from (_chunk(r) for r in rows)
 
     def set_tokens(self, kb_id: str, tokens: Iterable[tuple[str, list[str]]]) -> None:
@@ -341,6 +334,6 @@ class Catalog:
         return {r["position"]: _chunk(r) for r in rows}
 
 
-def _chunk(r: sqlite3.Row) -> Chunk:
+def _chunk(r: Any) -> Chunk:
     return Chunk(id=r["id"], doc_id=r["doc_id"], source=r["source"], text=r["text"], position=r["position"],
                  start=r["start"], end=r["end"], metadata=json.loads(r["metadata"]))

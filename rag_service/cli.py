@@ -232,6 +232,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """``rag worker``: ingest upload jobs from the database, without the HTTP API, until stopped (SIGTERM or
+    Ctrl-C: the job in hand gets ``--drain`` seconds, then goes back to the queue)."""
+    import logging
+    import signal
+    import threading
+
+    from ingest.sandbox import ParseWorker, SandboxLimits
+    from rag_service.jobs import JobWorker
+    from rag_service.server.workspaces import Workspaces
+    from rag_service.settings import load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    workspaces = Workspaces(settings)
+    print(f"rag worker: {args.workers} worker(s) on {workspaces.current().backend.describe()}", file=sys.stderr,
+          flush=True)
+    parser = ParseWorker(SandboxLimits.of(settings))
+    workers = [JobWorker(workspaces.current, parser, lease_s=settings.job_lease_s, poll_s=settings.job_poll_s,
+                         max_attempts=settings.job_max_attempts) for _ in range(args.workers)]
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        if args.once:  # until the queue is empty: batch use and tests
+            while any(w.run_once() for w in workers):
+                pass
+        else:
+            for worker in workers:
+                worker.start()
+            stop.wait()
+    finally:
+        for worker in workers:
+            worker.stop(args.drain)
+        parser.close()
+        workspaces.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rag", description="Chat with your documents: ingest, search, ask.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -306,6 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("worker", help="run ingest workers for uploaded files (no HTTP API); several processes "
+                       "on several hosts may share one PostgreSQL database (RAG_DATABASE_URL)")
+    s.add_argument("--workers", type=int, default=1, help="worker threads in this process (default 1)")
+    s.add_argument("--once", action="store_true", help="exit when no job is left instead of waiting for more")
+    s.add_argument("--drain", type=float, default=20.0, help="seconds the job in hand may still run at a stop "
+                   "before it goes back to the queue (default 20)")
+    s.set_defaults(func=cmd_worker)
 
     from eval.cli import add_eval_parser
 

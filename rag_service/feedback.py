@@ -9,18 +9,17 @@ refuse" until someone writes the right answer into ``answers``), carrying the re
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
-from rag_service.sqlite import connect
+from rag_service.db import Database, Migration
 
 Rating = Literal["up", "down"]
-_SCHEMA = """
+MIGRATIONS = (
+    Migration(1, "ratings of answers", ("""
 CREATE TABLE IF NOT EXISTS feedback (
     id TEXT PRIMARY KEY,
     kb_id TEXT NOT NULL,
@@ -30,10 +29,10 @@ CREATE TABLE IF NOT EXISTS feedback (
     comment TEXT,
     session_id TEXT,
     citations TEXT NOT NULL DEFAULT '[]',
-    created TEXT NOT NULL
+    created TEXT NOT NULL{rowid_column}
 );
-CREATE INDEX IF NOT EXISTS feedback_kb ON feedback (kb_id, created);
-"""
+CREATE INDEX IF NOT EXISTS feedback_kb ON feedback (kb_id, created)""",)),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,29 +62,26 @@ class Feedback:
 
 
 class FeedbackStore:
-    """In the sessions database file (``<data_dir>/sessions.sqlite3``): feedback belongs with the chats."""
+    """In the sessions database (``<data_dir>/sessions.sqlite3`` when embedded): feedback belongs with the chats."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = connect(path, _SCHEMA)
-        self._lock = threading.Lock()
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        db.migrate("feedback", MIGRATIONS)
 
     def add(self, kb_id: str, question: str, answer: str, rating: Rating, *, comment: str | None = None,
             session_id: str | None = None, citations: Iterable[dict[str, Any]] = ()) -> Feedback:
         item = Feedback(uuid.uuid4().hex[:16], kb_id, question, answer, rating, comment or None, session_id,
                         list(citations), datetime.now(UTC).isoformat(timespec="seconds"))
-        with self._lock:
-            self._db.execute("INSERT INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             (item.id, kb_id, question, answer, rating, item.comment, session_id,
-                              json.dumps(item.citations, ensure_ascii=False), item.created))
+        self._db.execute("INSERT INTO feedback (id, kb_id, question, answer, rating, comment, session_id, "
+                         "citations, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (item.id, kb_id, question, answer, rating, item.comment, session_id,
+                          json.dumps(item.citations, ensure_ascii=False), item.created))
         return item
 
     def for_kb(self, kb_id: str) -> list[Feedback]:
-        rows = self._db.execute("SELECT * FROM feedback WHERE kb_id = ? ORDER BY created, rowid", (kb_id,))
+        rows = self._db.execute("SELECT * FROM feedback WHERE kb_id = ? ORDER BY created, {rowid}", (kb_id,))
         return [Feedback(r["id"], r["kb_id"], r["question"], r["answer"], r["rating"], r["comment"],
                          r["session_id"], json.loads(r["citations"]), r["created"]) for r in rows]
-
-    def close(self) -> None:
-        self._db.close()
 
 
 def export_lines(items: Iterable[Feedback]) -> Iterator[str]:

@@ -1,18 +1,18 @@
-"""Multi-turn chat sessions in SQLite: who asked what, and what was answered, per knowledge base."""
+"""Multi-turn chat sessions: who asked what, and what was answered, per knowledge base (any ``rag_service.db``
+backend, so any replica continues any session)."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from rag_service.db import AddColumn, Database, Migration
 from rag_service.errors import InvalidInputError
-from rag_service.sqlite import connect
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, kb_id TEXT NOT NULL, created TEXT NOT NULL);
+MIGRATIONS = (
+    Migration(1, "sessions and their messages", ("""
+CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, kb_id TEXT NOT NULL, created TEXT NOT NULL{rowid_column});
 CREATE TABLE IF NOT EXISTS messages (
     session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
     seq INTEGER NOT NULL,
@@ -20,8 +20,9 @@ CREATE TABLE IF NOT EXISTS messages (
     content TEXT NOT NULL,
     created TEXT NOT NULL,
     PRIMARY KEY (session_id, seq)
-);
-"""
+)""",)),
+    Migration(2, "session titles (web console)", (AddColumn("sessions", "title", "TEXT"),)),
+)
 
 
 def _now() -> str:
@@ -32,12 +33,9 @@ MAX_TITLE = 200
 
 
 class SessionStore:
-    def __init__(self, path: Path) -> None:
-        self._db = connect(path, _SCHEMA)
-        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(sessions)")}
-        if "title" not in columns:  # added for the web console's session list; older files get it on open
-            self._db.execute("ALTER TABLE sessions ADD COLUMN title TEXT")
-        self._lock = threading.Lock()
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        db.migrate("sessions", MIGRATIONS)
 
     def for_kb(self, kb_id: str) -> list[dict[str, Any]]:
         """The KB's sessions, most recently active first, each with its title (or first question) and size."""
@@ -45,7 +43,7 @@ class SessionStore:
             "SELECT s.id, s.kb_id, s.created, s.title, COUNT(m.seq) AS messages, MAX(m.created) AS active, "
             "(SELECT content FROM messages WHERE session_id = s.id ORDER BY seq LIMIT 1) AS first "
             "FROM sessions s LEFT JOIN messages m ON m.session_id = s.id WHERE s.kb_id = ? "
-            "GROUP BY s.id ORDER BY COALESCE(MAX(m.created), s.created) DESC, s.rowid DESC", (kb_id,))
+            "GROUP BY s.id ORDER BY COALESCE(MAX(m.created), s.created) DESC, s.{rowid} DESC", (kb_id,))
         return [{"id": r["id"], "kb_id": r["kb_id"], "created": r["created"], "active": r["active"] or r["created"],
                  "title": r["title"] or (r["first"] or "")[:80], "messages": r["messages"]} for r in rows]
 
@@ -69,8 +67,10 @@ class SessionStore:
         return session_id
 
     def append(self, session_id: str, role: str, content: str) -> None:
-        with self._lock:
-            self._db.execute(
+        # The session row is locked first, so two replicas appending to one session number turns in order.
+        with self._db.transaction() as tx:
+            tx.execute("SELECT id FROM sessions WHERE id = ? {lock_row}", (session_id,))
+            tx.execute(
                 "INSERT INTO messages SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM messages WHERE session_id = ?",
                 (session_id, role, content, _now(), session_id))
 
@@ -84,7 +84,8 @@ class SessionStore:
             return None
         messages = [dict(r) for r in self._db.execute(
             "SELECT role, content, created FROM messages WHERE session_id = ? ORDER BY seq", (session_id,))]
-        return {**dict(row), "messages": messages}
+        return {"id": row["id"], "kb_id": row["kb_id"], "created": row["created"], "title": row["title"],
+                "messages": messages}
 
     def delete(self, session_id: str) -> bool:
         return self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0

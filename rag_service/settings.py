@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -131,6 +131,17 @@ class Settings(BaseSettings):
     )
     history_max_tokens: int = Field(600, ge=0, description="Most tokens of chat history used to condense a follow-up.")
     prompts_dir: Path | None = Field(None, description="A directory of prompt templates overriding ours.")
+    database_url: SecretStr | None = Field(
+        None, description="Where the catalog, sessions, feedback and upload jobs live: unset for SQLite files under "
+        "data_dir (one host), or postgresql://USER:PASSWORD@HOST:PORT/DB for API replicas and workers on several "
+        "hosts (README, 'Several API replicas').",
+    )
+    database_pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections per process at most.")
+    job_lease_s: float = Field(
+        30.0, ge=1, description="Seconds an ingest worker's claim on a job lasts unless renewed (it renews every "
+        "sixth of that): a job whose worker died is taken over by another worker after this.")
+    job_poll_s: float = Field(1.0, gt=0, le=60, description="How often an idle ingest worker looks for new jobs.")
+    job_max_attempts: int = Field(3, ge=1, le=20, description="Workers that may die on one job before it fails.")
     chroma_url: str | None = Field(
         None, description="URL of a 'chroma run' server; unset means embedded Chroma under data_dir."
     )

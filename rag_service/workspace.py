@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import fcntl
 import functools
-import math
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from rag_service.catalog import Catalog, KnowledgeBase
+from rag_service.db import Backend, open_backend
 from rag_service.embeddings import Embedder, get_embedder
-from rag_service.errors import BusyError, ConfigError, EmbedderMismatchError
+from rag_service.errors import ConfigError, EmbedderMismatchError
 from rag_service.feedback import FeedbackStore
+from rag_service.jobs import JobStore
 from rag_service.sessions import SessionStore
 from rag_service.settings import Settings
 from rag_service.tokenize import Tokenizer, get_tokenizer
@@ -25,41 +24,34 @@ def canonical_embedder(name: str) -> str:
     return name if name in ("e5", "minilm") else str(Path(name).expanduser().resolve())
 
 
-WRITE_LOCK_POLL_S = 0.05
-
-
-def _flock_within(fd: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise BusyError(f"another write (an ingest, a delete) holds this data dir; waited {timeout:g} s",
-                                retry_after=max(1, math.ceil(timeout))) from None
-            time.sleep(WRITE_LOCK_POLL_S)
-
-
 class Workspace:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     @functools.cached_property
+    def backend(self) -> Backend:
+        """The database engine of the catalog, sessions, feedback and jobs (``settings.database_url``)."""
+        return open_backend(self.settings)
+
+    @functools.cached_property
     def catalog(self) -> Catalog:
-        return Catalog(self.settings.data_dir / "catalog.sqlite3")
+        return Catalog(self.backend.database("catalog"))
 
     @functools.cached_property
     def vectors(self) -> VectorStore:
         return VectorStore(self.settings.data_dir, self.settings.chroma_url)
 
     @functools.cached_property
+    def jobs(self) -> JobStore:
+        return JobStore(self.backend.database("catalog"))
+
+    @functools.cached_property
     def sessions(self) -> SessionStore:
-        return SessionStore(self.settings.data_dir / "sessions.sqlite3")
+        return SessionStore(self.backend.database("sessions"))
 
     @functools.cached_property
     def feedback(self) -> FeedbackStore:
-        return FeedbackStore(self.settings.data_dir / "sessions.sqlite3")
+        return FeedbackStore(self.backend.database("sessions"))
 
     @functools.cached_property
     def tokenizer(self) -> Tokenizer:
@@ -70,23 +62,16 @@ class Workspace:
 
     @contextmanager
     def write_lock(self, timeout: float | None = None) -> Iterator[None]:
-        """One writer per data dir at a time (ingest, delete, re-tokenise), across processes, so a
-        writer that purges leftovers never touches another writer's work in progress. ``timeout``: seconds
-        to wait before BusyError (None: as long as it takes, as the CLI and the ingest worker do)."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.settings.data_dir / "write.lock", "w") as handle:
-            if timeout is None:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            else:
-                _flock_within(handle.fileno(), timeout)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        """One writer at a time (ingest, delete, re-tokenise) for everything sharing this catalog, so a writer
+        that purges leftovers never touches another writer's work in progress: ``flock`` on the data dir when
+        embedded, an advisory lock on PostgreSQL. ``timeout``: seconds to wait before BusyError (None: as long
+        as it takes, as the CLI and the ingest worker do)."""
+        with self.backend.write_lock(timeout):
+            yield
 
     def close(self) -> None:
-        if "catalog" in self.__dict__:
-            self.catalog.close()
+        if "backend" in self.__dict__:
+            self.backend.close()
 
     def _requested_embedder(self) -> str | None:
         """The embedder the user asked for explicitly (env, file or flag); None when left at default."""

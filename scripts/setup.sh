@@ -39,4 +39,24 @@ if ! [ -x /usr/lib/chromium/chromium ] && ! command -v chromium >/dev/null 2>&1;
     echo ">> no chromium and not root: the browser tests will be skipped (apt-get install -y chromium fonts-noto-cjk)"
   fi
 fi
+# The database tests start a throwaway PostgreSQL (tests/postgres.py) from Debian's server binaries, else from the
+# pgserver wheel (PostgreSQL 16 + pgvector, ~30 MB), installed only when apt cannot provide Debian's; else they skip.
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  pg_via_apt=no
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo ">> postgresql for the database tests (apt)"
+    if (apt-get install -y -q postgresql >/dev/null 2>&1 \
+        || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q postgresql >/dev/null 2>&1)) \
+        && compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+      pg_via_apt=yes
+    else
+      echo ">> could not install postgresql with apt"
+    fi
+  fi
+  if [ "$pg_via_apt" = no ] && "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(bool(u.find_spec('pgserver')))"; then
+    echo ">> pgserver (a bundled PostgreSQL) for the database tests"
+    pip install -q -c constraints.txt pgserver==0.1.4 \
+      || echo ">> no PostgreSQL server: the database tests will be skipped (apt-get install -y postgresql)"
+  fi
+fi
 echo ">> set-up done"

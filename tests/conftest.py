@@ -19,7 +19,8 @@ RAG = Path(sys.executable).with_name("rag")
 os.environ["HF_HUB_OFFLINE"] = "1"
 # The assembled GGUF is large: share one cache between test runs and the demo.
 os.environ.setdefault("RAG_MODEL_CACHE_DIR", str(ROOT / "data" / "models"))
-for var in ("RAG_EMBEDDER", "RAG_DATA_DIR", "RAG_CONFIG_FILE", "RAG_LLM_MODEL_PATH", "RAG_CHROMA_URL"):
+for var in ("RAG_EMBEDDER", "RAG_DATA_DIR", "RAG_CONFIG_FILE", "RAG_LLM_MODEL_PATH", "RAG_CHROMA_URL",
+            "RAG_DATABASE_URL"):
     os.environ.pop(var, None)
 
 
@@ -43,3 +44,52 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     run_rag("ingest", "--kb", "samples", str(SAMPLES), data_dir=data_dir)
     yield data_dir
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+# --- PostgreSQL: one throwaway server per session, a fresh database per test (see tests/postgres.py) ---
+from tests.postgres import PostgresServer, PostgresUnavailable, database_name, start_postgres  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A brand-new cluster on a private Unix socket for the whole session; skips (saying what to install) when the
+    machine has no PostgreSQL server binaries."""
+    try:
+        server = start_postgres(tmp_path_factory.mktemp("postgres"))
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL tests need a server: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of an empty database of this test's own (named after it), dropped afterwards to keep /tmp small."""
+    name = database_name(request.node.name)
+    url = postgres_server.new_database(name)
+    yield url
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def catalog_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The RAG_* settings that select a catalog backend: a module (or test) using this runs once on embedded SQLite
+    and once on PostgreSQL (a database of its own)."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = database_name(request.module.__name__.rsplit(".", 1)[-1])
+    yield {"RAG_DATABASE_URL": server.new_database(name)}
+    server.drop_database(name)
+
+
+@pytest.fixture
+def on_each_catalog(catalog_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """``catalog_env`` in this process's environment, so the CLI processes and in-process Settings see it."""
+    monkeypatch.delenv("RAG_DATABASE_URL", raising=False)
+    for key, value in catalog_env.items():
+        monkeypatch.setenv(key, value)
+    return catalog_env

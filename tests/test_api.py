@@ -153,8 +153,9 @@ def sse_events(lines: Iterable[str]) -> list[tuple[str | None, str]]:
 
 # -- fixtures --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with rag_server(tmp_path_factory.mktemp("api")) as s:
+def server(tmp_path_factory: pytest.TempPathFactory, catalog_env: dict[str, str]) -> Iterator[Server]:
+    """Every test of this server runs twice: on the embedded SQLite catalog and on PostgreSQL."""
+    with rag_server(tmp_path_factory.mktemp("api"), **catalog_env) as s:
         yield s
 
 

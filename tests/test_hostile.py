@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from ingest import loaders
 from ingest.sandbox import ParseWorker, SandboxLimits
 from ingest.splitters import make_splitter
-from rag_service.errors import ConfigError, InvalidInputError
+from rag_service.errors import BusyError, ConfigError, InvalidInputError
 from rag_service.filters import SearchFilter
 from rag_service.lexical import bm25_reader
 from rag_service.prompts import defuse_control_tokens, load
@@ -467,26 +467,43 @@ def test_uploads_in_flight_count_against_the_queue(server: Server, client: httpx
     assert wait_job(client, resp.json()["job_id"])["status"] == "succeeded"
 
 
-def test_queued_jobs_run_before_shutdown(tmp_path: Path) -> None:
+def test_queued_jobs_survive_a_shutdown_and_run_after_the_restart(tmp_path: Path) -> None:
+    """Before: jobs lived in memory and a job answered 202 was dropped at shutdown. Now they wait in the database."""
     from rag_service.server.services.jobs import IngestJobs
     from rag_service.server.uploads import SavedFile
     from rag_service.server.workspaces import Workspaces
 
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", job_poll_s=0.1)
     workspaces = Workspaces(settings)
     kb = workspaces.current().create_kb("drain", splitter="recursive", chunk_size=400, chunk_overlap=0)
-    jobs = IngestJobs(workspaces, queue_size=3, drain_s=120)
-    jobs.start()
+    api_only = IngestJobs(workspaces, queue_size=3, drain_s=5, workers=0)
     ids = []
     for n in range(3):
-        directory = tmp_path / f"job{n}"
-        directory.mkdir()
-        path = directory / f"f{n}.txt"
+        path = tmp_path / f"f{n}.txt"
         path.write_text(f"File number {n} describes the queue.", encoding="utf-8")
-        jobs.reserve()
-        ids.append(jobs.submit(kb, jobs.new_id(), directory, [SavedFile(path, path.name, "0" * 64, 10)]).id)
-    jobs.stop()  # before: queued jobs were dropped here and stayed "queued" forever
+        api_only.reserve()
+        job_id = api_only.new_id()
+        api_only.submit(kb, job_id, [SavedFile(path, path.name, "0" * 64, path.stat().st_size)])
+        ids.append(job_id)
+    with pytest.raises(BusyError):  # three queued jobs fill a queue of three, in any process
+        IngestJobs(workspaces, queue_size=3, workers=0).reserve()
+    api_only.stop()
+    workspaces.close()
+    for path in tmp_path.glob("f*.txt"):  # the bytes live in the database, not in these files
+        path.unlink()
+
+    workspaces = Workspaces(settings)  # "the restart"
+    jobs = IngestJobs(workspaces, queue_size=3, drain_s=60, workers=1)
+    assert [jobs.get(i)["status"] for i in ids] == ["queued"] * 3
+    jobs.start()
+    deadline = time.monotonic() + 120
+    while any(jobs.get(i)["status"] in ("queued", "running") for i in ids):
+        assert time.monotonic() < deadline, [jobs.get(i) for i in ids]
+        time.sleep(0.2)
+    jobs.stop()
     assert [jobs.get(i)["status"] for i in ids] == ["succeeded"] * 3
+    assert [jobs.get(i)["files"][0]["status"] for i in ids] == ["added"] * 3
+    assert len(workspaces.current().catalog.documents(kb.id, status="ready")) == 3
     workspaces.close()
 
 

@@ -38,6 +38,7 @@ def test_each_mode_finds_the_fact(sample_dir: Path, mode: str) -> None:
     assert mode in hits[0].ranks or mode == "hybrid"
 
 
+@pytest.mark.usefixtures("on_each_catalog")
 def test_reingest_is_idempotent_and_changes_replace(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -109,6 +110,7 @@ def test_unknown_kb(sample_dir: Path) -> None:
     assert proc.stderr.strip() == "error: knowledge base 'nope' does not exist"
 
 
+@pytest.mark.usefixtures("on_each_catalog")
 def test_docs_delete_removes_every_trace(tmp_path: Path) -> None:
     note = tmp_path / "n.md"
     note.write_text("Zebra crossings are painted white. 斑马线是白色的。", encoding="utf-8")

@@ -20,7 +20,10 @@ class ServerSettings(BaseSettings):
         1, ge=1, description="Chats generated at once: 1 for in-process llama.cpp (one context); an LLM server "
         "with several slots can take more.")
     chat_queue_size: int = Field(8, ge=0, description="Chats that may wait for the LLM; past that, 503 + Retry-After.")
-    ingest_queue_size: int = Field(16, ge=1, description="Upload jobs that may wait for the ingest worker.")
+    ingest_queue_size: int = Field(16, ge=1, description="Upload jobs that may wait for an ingest worker (queued or "
+                                   "running, counted over every replica on the same database).")
+    serve_workers: int = Field(1, ge=0, le=8, description="Ingest workers run inside 'rag serve' (0: this replica "
+                               "only queues uploads, for deployments where 'rag worker' processes ingest).")
     max_upload_files: int = Field(20, ge=1, description="Files accepted in one upload request.")
     upload_dir: Path | None = Field(
         None, description="Where uploads wait for ingestion (default: a private temporary directory).")
@@ -28,10 +31,10 @@ class ServerSettings(BaseSettings):
         None, description="A `rag eval matrix` output directory (or a folder of them) the web console lists "
         "beside the project's docs/eval reports.")
     shutdown_drain_s: float = Field(
-        20.0, ge=0, description="At shutdown, how long queued upload jobs may still run; jobs left after that are "
-        "failed and logged (jobs live in memory: give the container's stop grace period at least this much).")
+        20.0, ge=0, description="At shutdown, how long the upload job in hand may still run; after that it goes back "
+        "to the queue (jobs are kept in the database; queued ones wait for the next start or another worker).")
     write_lock_timeout_s: float = Field(
-        5.0, ge=0, le=300, description="How long a REST delete waits for the data dir's write lock (held by a "
+        5.0, ge=0, le=300, description="How long a REST delete waits for the write lock (held by a "
         "running ingest) before answering 503 + Retry-After; only one request waits at a time.")
     max_request_kb: int = Field(
         1024, ge=1, le=1024 * 1024, description="Largest JSON request body in KiB; a bigger one is refused (413) "

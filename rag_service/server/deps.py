@@ -45,7 +45,7 @@ class Services:
             server.upload_dir.mkdir(parents=True, exist_ok=True)
         # A private directory per process: replicas sharing a data dir never see each other's uploads.
         upload_root = Path(tempfile.mkdtemp(prefix="rag-uploads-", dir=server.upload_dir))
-        jobs = IngestJobs(workspaces, server.ingest_queue_size, server.shutdown_drain_s)
+        jobs = IngestJobs(workspaces, server.ingest_queue_size, server.shutdown_drain_s, server.serve_workers)
         writes = WriteGate(server.write_lock_timeout_s)
         return cls(api_keys=server.api_keys(), workspaces=workspaces, upload_root=upload_root,
                    readiness=Readiness(workspaces), kbs=KnowledgeBaseService(workspaces, writes), jobs=jobs,

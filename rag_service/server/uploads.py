@@ -18,6 +18,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from rag_service.errors import InvalidInputError
+from rag_service.jobs import UploadedFile
 from rag_service.server.problems import PayloadTooLargeError
 
 FIELD = "file"
@@ -27,11 +28,8 @@ _ENVELOPE = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
-class SavedFile:
-    path: Path
-    source: str
-    sha256: str
-    size: int
+class SavedFile(UploadedFile):
+    """A received file in the upload's private directory, until it is stored with its job."""
 
     @property
     def doc_id(self) -> str:

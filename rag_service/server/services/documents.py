@@ -56,8 +56,9 @@ class DocumentService:
         and again by the worker if such a document arrived meanwhile."""
         if not replace:
             check_no_collision(self.workspaces.current(), target.kb, [(f.source, f.doc_id) for f in files])
-        job = self.jobs.submit(target.kb, target.job_id, target.directory, files, replace=replace)
-        return {"job_id": job.id, "status": job.status,
+        status = self.jobs.submit(target.kb, target.job_id, files, replace=replace)
+        shutil.rmtree(target.directory, ignore_errors=True)  # the bytes are in the database now
+        return {"job_id": target.job_id, "status": status,
                 "documents": [{**f.to_json(), "status": "queued"} for f in files]}
 
     def list(self, kb_ref: str) -> dict[str, Any]:
