@@ -545,7 +545,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
         "bm25_index() lookup (revision check)": lambda q: _bm25(ws, kb),
         "tokenize query (jieba/stemmer)": lambda q: ws.tokenizer(q),
         "BM25Index.top(30)": lambda q: index.top(tokens[q], CANDIDATES),
-        "VectorStore.query(30) (Chroma)": lambda q: ws.vectors.query(kb.collection, kb.embedder, qtable[q],
+        "VectorIndex.query(30) (Chroma)": lambda q: ws.vectors.query(kb.collection, kb.embedder, qtable[q],
                                                                        CANDIDATES),
         "Catalog.ready_chunks(fused ids)": lambda q: ws.catalog.ready_chunks(kb.id, fused_ids[q]),
     }

@@ -333,6 +333,20 @@ class Catalog:
                                 [kb_id, doc_id, *wanted])
         return {r["position"]: _chunk(r) for r in rows}
 
+    def document_chunks(self, kb_id: str, doc_id: str) -> list[tuple[Chunk, list[str] | None]]:
+        """Every chunk of one document in insertion order, unindexed parents included, with its BM25 tokens
+        (None for a chunk kept for context only): what ``add_pending_document`` took, for export."""
+        rows = self._db.execute("SELECT * FROM chunks WHERE kb_id = ? AND doc_id = ? ORDER BY {rowid}",
+                                (kb_id, doc_id))
+        return [(_chunk(r), (r["tokens"].split(" ") if r["tokens"] else []) if r["indexed"] else None)
+                for r in rows]
+
+    def ready_chunk_count(self, kb_id: str) -> int:
+        """Chunks (indexed or not) of the KB's ready documents, for an export header written before them."""
+        row = self._db.execute("SELECT COUNT(*) FROM chunks c JOIN documents d ON d.kb_id = c.kb_id "
+                               "AND d.id = c.doc_id WHERE c.kb_id = ? AND d.status = 'ready'", (kb_id,)).fetchone()
+        return int(row[0])
+
 
 def _chunk(r: Any) -> Chunk:
     return Chunk(id=r["id"], doc_id=r["doc_id"], source=r["source"], text=r["text"], position=r["position"],

@@ -105,12 +105,3 @@ class SearchFilter:
             else:
                 raise InvalidInputError(f"filter {key!r}: only text, number or boolean values")
         return cls(None if doc_ids is None else tuple(doc_ids), source, tuple(metadata))
-
-    def chroma_where(self, doc_ids: list[str] | None) -> dict[str, Any] | None:
-        """Chroma ``where`` for this filter; ``doc_ids`` are the ids a source glob resolved to."""
-        clauses: list[dict[str, Any]] = [{key: value} for key, value in self.metadata]
-        if doc_ids is not None:
-            clauses.append({"doc_id": {"$in": doc_ids}})
-        if not clauses:
-            return None
-        return clauses[0] if len(clauses) == 1 else {"$and": clauses}

@@ -13,7 +13,7 @@ import numpy as np
 from rag_service.embeddings import Embedder
 from rag_service.models import load_sentence_transformers
 from rag_service.records import Hit
-from rag_service.vectorstore import VectorStore
+from rag_service.vectorstore import VectorIndex
 
 
 class Reranker(ABC):
@@ -36,7 +36,7 @@ class E5Rescorer(Reranker):
 
     name = "e5"
 
-    def __init__(self, embedder: Embedder, vectors: VectorStore, collection: str) -> None:
+    def __init__(self, embedder: Embedder, vectors: VectorIndex, collection: str) -> None:
         self._embedder, self._vectors, self._collection = embedder, vectors, collection
 
     def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:

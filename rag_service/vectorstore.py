@@ -1,101 +1,63 @@
-"""Chroma as the vector index: one collection per knowledge base, always fed our own embeddings.
+"""The vector index behind an interface: what ingestion, retrieval and re-ranking need of it, nothing more.
 
-Embedded ``PersistentClient`` under the data dir by default; ``HttpClient`` when ``chroma_url`` is set.
-Chroma's default embedding function would try to download a model, so collections never get one.
+One collection per knowledge base, keyed by chunk id, holding our own unit-length embeddings. Filters arrive as a
+``VectorFilter`` (documents and metadata equalities), so each backend translates them into its own syntax (Chroma's
+``where`` lives in ``rag_service.chroma``). Adding a backend (pgvector, Qdrant...) is one module with a
+``VectorIndex`` subclass and an entry in ``VECTOR_BACKENDS``.
 """
 
 from __future__ import annotations
 
-import contextlib
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag_service.errors import EmbedderMismatchError, StoreError
+from rag_service.errors import ConfigError
+from rag_service.filters import Scalar
 
-_BATCH = 2000
-
-
-def _client(data_dir: Path, chroma_url: str | None) -> Any:
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    chroma_settings = ChromaSettings(anonymized_telemetry=False)
-    if chroma_url:
-        url = urlparse(chroma_url if "://" in chroma_url else f"http://{chroma_url}")
-        if not url.hostname:
-            raise StoreError(f"chroma_url {chroma_url!r} has no host")
-        try:
-            return chromadb.HttpClient(host=url.hostname, port=url.port or 8000, ssl=url.scheme == "https",
-                                       settings=chroma_settings)
-        except Exception as exc:
-            raise StoreError(f"cannot reach the Chroma server at {chroma_url}: {exc}") from exc
-    path = data_dir / "chroma"
-    path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+if TYPE_CHECKING:
+    from rag_service.settings import Settings
 
 
-class VectorStore:
-    def __init__(self, data_dir: Path, chroma_url: str | None = None) -> None:
-        self._client = _client(data_dir, chroma_url)
-        self._open: dict[tuple[str, str, int], Any] = {}  # checked collection handles; a lookup costs ms
+@dataclass(frozen=True, slots=True)
+class VectorFilter:
+    """Chunks of ``doc_ids`` (any document when None) whose metadata has every ``(key, value)``."""
 
-    def _collection(self, name: str, dim: int, embedder: str) -> Any:
-        key = (name, embedder, dim)
-        col = self._open.get(key)
-        if col is not None:
-            return col
-        col = self._client.get_or_create_collection(
-            name, embedding_function=None,
-            metadata={"hnsw:space": "cosine", "embedder": embedder, "dim": dim},
-        )
-        meta = col.metadata or {}
-        if meta.get("embedder") != embedder or meta.get("dim") != dim:
-            raise EmbedderMismatchError(
-                f"Chroma collection {name} holds vectors of embedder '{meta.get('embedder')}' "
-                f"(dim {meta.get('dim')}), not '{embedder}' (dim {dim})"
-            )
-        self._open[key] = col
-        return col
+    doc_ids: tuple[str, ...] | None = None
+    metadata: tuple[tuple[str, Scalar], ...] = ()
 
+
+class VectorIndex(ABC):
+    name: str
+
+    @abstractmethod
     def upsert(self, collection: str, embedder: str, ids: list[str], vectors: np.ndarray,
                metadatas: list[dict[str, Any]]) -> None:
-        col = self._collection(collection, vectors.shape[1], embedder)
-        for start in range(0, len(ids), _BATCH):
-            end = start + _BATCH
-            col.upsert(ids=ids[start:end], embeddings=vectors[start:end], metadatas=metadatas[start:end])
+        """Store vectors (with the metadata filters match on); the collection remembers its embedder and
+        dimension and refuses vectors of another (EmbedderMismatchError)."""
 
+    @abstractmethod
     def delete(self, collection: str, ids: list[str]) -> None:
-        if not ids:
-            return
-        try:
-            col = self._client.get_collection(collection, embedding_function=None)
-        except Exception:  # no collection means nothing to delete
-            return
-        for start in range(0, len(ids), _BATCH):
-            col.delete(ids=ids[start:start + _BATCH])
+        """Remove these chunks' vectors; absent ids and collections are no error."""
 
-    def count(self, collection: str) -> int:
-        try:
-            return int(self._client.get_collection(collection, embedding_function=None).count())
-        except Exception:  # no collection holds no vectors
-            return 0
+    @abstractmethod
+    def count(self, collection: str) -> int: ...
 
+    @abstractmethod
     def drop(self, collection: str) -> None:
-        self._open = {k: v for k, v in self._open.items() if k[0] != collection}
-        with contextlib.suppress(Exception):  # already gone
-            self._client.delete_collection(collection)
+        """Remove the whole collection (a deleted knowledge base)."""
 
+    @abstractmethod
     def query(self, collection: str, embedder: str, vector: np.ndarray, n: int,
-              where: dict[str, Any] | None = None) -> list[tuple[str, float]]:
-        """(chunk id, cosine similarity) of the ``n`` nearest chunks matching ``where``, best first."""
-        col = self._collection(collection, int(vector.shape[0]), embedder)
-        # Chroma returns fewer results when the collection is smaller: no count() round trip (it costs
-        # more than the query itself at 100k vectors).
-        res = col.query(query_embeddings=[vector], n_results=n, where=where, include=["distances"])
-        return [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0], strict=True)]
+              flt: VectorFilter | None = None) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity) of the ``n`` nearest chunks matching ``flt``, best first."""
+
+    @abstractmethod
+    def vectors(self, collection: str, ids: list[str]) -> dict[str, np.ndarray]:
+        """Stored vectors by chunk id (for re-scoring and export without embedding passages again)."""
 
     def similarities(self, collection: str, ids: list[str], vector: np.ndarray) -> dict[str, float]:
         """Cosine of ``vector`` to each stored chunk among ``ids`` (our embedders store unit vectors), for
@@ -106,9 +68,19 @@ class VectorStore:
         sims = np.stack(list(stored.values())) @ vector
         return dict(zip(stored, (float(x) for x in sims), strict=True))
 
-    def vectors(self, collection: str, ids: list[str]) -> dict[str, np.ndarray]:
-        """Stored vectors by chunk id (for re-scoring without embedding passages again)."""
-        if not ids:
-            return {}
-        res = self._client.get_collection(collection, embedding_function=None).get(ids=ids, include=["embeddings"])
-        return {cid: np.asarray(v, dtype=np.float32) for cid, v in zip(res["ids"], res["embeddings"], strict=True)}
+
+def _chroma(settings: Settings) -> VectorIndex:
+    from rag_service.chroma import ChromaIndex
+
+    return ChromaIndex(settings.data_dir, settings.chroma_url)
+
+
+# Name -> backend (``settings.vector_store``). Chroma embedded or a ``chroma run`` server, by ``chroma_url``.
+VECTOR_BACKENDS: dict[str, Callable[[Settings], VectorIndex]] = {"chroma": _chroma}
+
+
+def open_vector_index(settings: Settings) -> VectorIndex:
+    factory = VECTOR_BACKENDS.get(settings.vector_store)
+    if factory is None:
+        raise ConfigError(f"vector_store: unknown {settings.vector_store!r}; one of {', '.join(VECTOR_BACKENDS)}")
+    return factory(settings)

@@ -16,7 +16,7 @@ from rag_service.jobs import JobStore
 from rag_service.sessions import SessionStore
 from rag_service.settings import Settings
 from rag_service.tokenize import Tokenizer, get_tokenizer
-from rag_service.vectorstore import VectorStore
+from rag_service.vectorstore import VectorIndex, open_vector_index
 
 
 def canonical_embedder(name: str) -> str:
@@ -38,8 +38,8 @@ class Workspace:
         return Catalog(self.backend.database("catalog"))
 
     @functools.cached_property
-    def vectors(self) -> VectorStore:
-        return VectorStore(self.settings.data_dir, self.settings.chroma_url)
+    def vectors(self) -> VectorIndex:
+        return open_vector_index(self.settings)
 
     @functools.cached_property
     def jobs(self) -> JobStore:
