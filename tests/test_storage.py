@@ -1,0 +1,186 @@
+"""The storage interfaces: the same catalog behaviour on SQLite and PostgreSQL, versioned migrations (old files
+upgraded, concurrent starts migrating once), and the write lock on each backend."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from rag_service.catalog import MIGRATIONS, Catalog
+from rag_service.db import Backend, open_backend
+from rag_service.db.postgres import PostgresBackend, _glob_regex
+from rag_service.errors import BusyError
+from rag_service.records import Chunk
+from rag_service.settings import Settings
+
+# The catalog schema as the first release wrote it: no schema_migrations table, none of the later columns.
+FIRST_RELEASE_SCHEMA = """
+CREATE TABLE kbs (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, embedder TEXT NOT NULL, dim INTEGER NOT NULL,
+    splitter TEXT NOT NULL, chunk_size INTEGER NOT NULL, chunk_overlap INTEGER NOT NULL, created TEXT NOT NULL,
+    revision INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE documents (kb_id TEXT NOT NULL REFERENCES kbs(id) ON DELETE CASCADE, id TEXT NOT NULL,
+    source TEXT NOT NULL, sha256 TEXT NOT NULL, status TEXT NOT NULL, chunks INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL, PRIMARY KEY (kb_id, id));
+CREATE TABLE chunks (kb_id TEXT NOT NULL, id TEXT NOT NULL, doc_id TEXT NOT NULL, source TEXT NOT NULL,
+    position INTEGER NOT NULL, text TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+    tokens TEXT NOT NULL, metadata TEXT NOT NULL, PRIMARY KEY (kb_id, id));
+CREATE TABLE changes (kb_id TEXT NOT NULL, revision INTEGER NOT NULL, doc_id TEXT NOT NULL, op TEXT NOT NULL,
+    PRIMARY KEY (kb_id, revision));
+INSERT INTO kbs VALUES ('old1', 'legacy', 'e5', 384, 'recursive', 400, 60, '2026-01-01T00:00:00+00:00', 3);
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    settings = Settings(data_dir=tmp_path, database_url=SecretStr(url) if url else None)
+    b = open_backend(settings)
+    assert b.name == request.param
+    yield b
+    b.close()
+
+
+def _chunk(doc: str, n: int, source: str, **meta: object) -> Chunk:
+    return Chunk(id=f"{doc}:{n}", doc_id=doc, source=source, text=f"text {n} of {source}", position=n, start=n * 10,
+                 end=n * 10 + 9, metadata=dict(meta))
+
+
+def test_the_catalog_behaves_the_same_on_every_backend(backend: Backend) -> None:
+    catalog = Catalog(backend.database("catalog"))
+    kb = catalog.create_kb("contract", embedder="e5", dim=384, splitter="recursive", chunk_size=400,
+                           chunk_overlap=60)
+    files = {"d1": "handbook/a.md", "d2": "handbook/b.txt", "d3": "notes/c.md", "d4": "handbook/d.txt"}
+    for doc, source in files.items():
+        chunks = [_chunk(doc, 0, source, page=1, draft=False, score=0.5, lang="en"),
+                  _chunk(doc, 1, source, page=2, draft=True, score=1.5, lang="zh")]
+        catalog.add_pending_document(kb.id, doc, source, doc * 8, chunks, [["alpha"], None], chars=42)
+    assert catalog.revision(kb.id) == 0 and catalog.filtered_doc_ids(kb.id, None, None) == []  # pending: hidden
+    for doc in files:
+        catalog.set_status(kb.id, doc, "ready")
+    catalog.delete_document(kb.id, "d4")
+    assert catalog.revision(kb.id) == 5
+    assert catalog.changes_since(kb.id, 3) == [(4, "d4", "add"), (5, "d4", "del")]
+
+    def docs(doc_ids: list[str] | None, glob: str | None) -> list[str]:
+        return sorted(catalog.filtered_doc_ids(kb.id, doc_ids, glob))
+
+    assert docs(None, "handbook/*") == ["d1", "d2"]
+    assert docs(None, "*.md") == ["d1", "d3"]
+    assert docs(None, "handbook/[a-b].???") == ["d2"]  # '?' is one character, [a-b] a class
+    assert docs(None, "handbook/[^a]*") == ["d2"]
+    assert docs(None, "HANDBOOK/*") == [] and docs(None, "handbook.a.md") == []  # case-sensitive; '.' literal
+    assert docs([], None) == [] and docs(["d1", "d9"], "*") == ["d1"]
+
+    def chunks(**meta: object) -> list[str]:
+        return sorted(catalog.filtered_chunk_ids(kb.id, None, list(meta.items())))
+
+    # Only indexed chunks (position 0: position 1 has no tokens) match; typed values compare as typed.
+    assert chunks(page=1) == ["d1:0", "d2:0", "d3:0"] and chunks(page=2) == []
+    assert chunks(draft=False, lang="en") == ["d1:0", "d2:0", "d3:0"] and chunks(draft=True) == []
+    assert chunks(score=0.5) == ["d1:0", "d2:0", "d3:0"] and chunks(lang="zh") == []
+    assert chunks(page="1") == []  # the text "1" is not the number 1
+    assert [c for _, c, _ in catalog.ready_chunk_tokens(kb.id)] == ["d1:0", "d2:0", "d3:0"]
+    assert sorted(catalog.ready_chunks(kb.id, ["d1:0", "d1:1", "d4:0"])) == ["d1:0", "d1:1"]
+    got = catalog.chunks_at(kb.id, "d1", [0, 1])[1]
+    assert (got.text, got.start, got.end, got.metadata) == ("text 1 of handbook/a.md", 10, 19,
+                                                            {"page": 2, "draft": True, "score": 1.5, "lang": "zh"})
+    assert catalog.get_document(kb.id, "d1").to_json()["chars"] == 42  # type: ignore[union-attr]
+    catalog.delete_kb(kb.id)
+    assert catalog.find_kb("contract") is None
+
+
+def test_globs_become_anchored_regexes() -> None:
+    assert _glob_regex("a*.md") == r"^a.*\.md$"
+    assert _glob_regex("[^x]?") == "^[^x].$"
+    assert _glob_regex("50%_(1)+") == r"^50%_\(1\)\+$"
+
+
+def test_an_old_sqlite_catalog_is_upgraded_in_place(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "catalog.sqlite3") as db:
+        db.executescript(FIRST_RELEASE_SCHEMA)
+    backend = open_backend(Settings(data_dir=tmp_path))
+    catalog = Catalog(backend.database("catalog"))
+    kb = catalog.get_kb("legacy")
+    assert (kb.revision, kb.chunk_unit, kb.options) == (3, "chars", {})
+    Catalog(backend.database("catalog"))  # opening again applies nothing twice
+    backend.close()
+    with sqlite3.connect(tmp_path / "catalog.sqlite3") as db:
+        applied = db.execute("SELECT version FROM schema_migrations WHERE store = 'catalog'").fetchall()
+        columns = {r[1] for r in db.execute("PRAGMA table_info(chunks)")}
+    assert sorted(v for (v,) in applied) == [m.version for m in MIGRATIONS]
+    assert "indexed" in columns
+
+
+def test_processes_starting_together_migrate_once(postgres_url: str) -> None:
+    """Replicas start at the same moment: the migration lock makes one of them create the schema."""
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        backend = PostgresBackend(postgres_url, pool_size=2)  # a pool each, as separate processes have
+        try:
+            Catalog(backend.database("catalog"))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            backend.close()
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    backend = PostgresBackend(postgres_url, pool_size=1)
+    rows = backend.database("catalog").execute("SELECT version FROM schema_migrations WHERE store = 'catalog'").rows
+    backend.close()
+    assert sorted(r[0] for r in rows) == [m.version for m in MIGRATIONS]
+
+
+def test_the_write_lock_admits_one_writer(backend: Backend) -> None:
+    other = open_backend(Settings(data_dir=Path(getattr(backend, "data_dir", "/nonexistent")),
+                                  database_url=SecretStr(backend.url) if isinstance(backend, PostgresBackend)
+                                  else None))
+    try:
+        with backend.write_lock(None):
+            started = time.monotonic()
+            with pytest.raises(BusyError), other.write_lock(0.3):
+                pass
+            assert 0.3 <= time.monotonic() - started < 2
+        with other.write_lock(0.3):  # released
+            pass
+    finally:
+        other.close()  # PostgreSQL: the same shared pool, counted twice (locks are per connection)
+
+
+HOLD_THE_LOCK = """
+import sys, time
+from rag_service.db.postgres import PostgresBackend
+backend = PostgresBackend(sys.argv[1], pool_size=1)
+with backend.write_lock(None):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_writer_killed_holding_the_postgres_lock_releases_it(postgres_url: str) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, postgres_url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        backend = PostgresBackend(postgres_url, pool_size=1)
+        with pytest.raises(BusyError), backend.write_lock(0.2):
+            pass
+        holder.kill()
+        holder.wait()
+        with backend.write_lock(5):  # the database ended the dead writer's session, and its lock
+            pass
+        backend.close()
+    finally:
+        holder.kill()
