@@ -15,7 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rag_service.db import AddColumn, Database, Executor, Migration
-from rag_service.errors import InvalidInputError, KnowledgeBaseNotFoundError
+from rag_service.errors import (
+    InvalidInputError,
+    KnowledgeBaseExistsError,
+    KnowledgeBaseNotFoundError,
+    UniqueViolationError,
+)
 from rag_service.records import Chunk
 
 # Versioned: a catalog of any age is brought up to date on open. Version 1 is the first schema as shipped;
@@ -149,11 +154,14 @@ class Catalog:
             raise InvalidInputError(f"chunk unit must be one of {', '.join(CHUNK_UNITS)}, not {chunk_unit!r}")
         kb = KnowledgeBase(uuid.uuid4().hex[:12], name, embedder, dim, splitter, chunk_size, chunk_overlap,
                            _now(), 0, chunk_unit, options or {})
-        with self.transaction() as db:
-            db.execute("INSERT INTO kbs (id, name, embedder, dim, splitter, chunk_size, chunk_overlap, created, "
-                       "chunk_unit, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (kb.id, kb.name, kb.embedder, kb.dim, kb.splitter, kb.chunk_size, kb.chunk_overlap,
-                        kb.created, kb.chunk_unit, json.dumps(kb.options)))
+        try:
+            with self.transaction() as db:
+                db.execute("INSERT INTO kbs (id, name, embedder, dim, splitter, chunk_size, chunk_overlap, created, "
+                           "chunk_unit, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (kb.id, kb.name, kb.embedder, kb.dim, kb.splitter, kb.chunk_size, kb.chunk_overlap,
+                            kb.created, kb.chunk_unit, json.dumps(kb.options)))
+        except UniqueViolationError:  # created by a concurrent writer a moment ago
+            raise KnowledgeBaseExistsError(f"knowledge base '{name}' already exists") from None
         return kb
 
     def find_kb(self, name_or_id: str) -> KnowledgeBase | None:

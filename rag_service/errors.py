@@ -40,6 +40,10 @@ class KnowledgeBaseNotFoundError(RagError):
     code = "kb_not_found"
 
 
+class KnowledgeBaseExistsError(RagError):
+    code = "kb_exists"
+
+
 class DocumentNotFoundError(RagError):
     code = "document_not_found"
 
@@ -68,6 +72,11 @@ class InvalidInputError(RagError):
 
 class StoreError(RagError):
     code = "store_error"
+
+
+class UniqueViolationError(StoreError):
+    """A row with this key exists already (a concurrent writer was first); each database backend raises it for its
+    own driver's error, so the stores never see a driver exception."""
 
 
 class LLMError(RagError):

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from rag_service.catalog import MIGRATIONS, Catalog
 from rag_service.db import Backend, open_backend
 from rag_service.db.postgres import PostgresBackend, _glob_regex
-from rag_service.errors import BusyError
+from rag_service.errors import BusyError, KnowledgeBaseExistsError
 from rag_service.records import Chunk
 from rag_service.settings import Settings
 
@@ -57,6 +57,8 @@ def test_the_catalog_behaves_the_same_on_every_backend(backend: Backend) -> None
     catalog = Catalog(backend.database("catalog"))
     kb = catalog.create_kb("contract", embedder="e5", dim=384, splitter="recursive", chunk_size=400,
                            chunk_overlap=60)
+    with pytest.raises(KnowledgeBaseExistsError):  # the database's unique key, as a core error on every backend
+        catalog.create_kb("contract", embedder="e5", dim=384, splitter="recursive", chunk_size=400, chunk_overlap=60)
     files = {"d1": "handbook/a.md", "d2": "handbook/b.txt", "d3": "notes/c.md", "d4": "handbook/d.txt"}
     for doc, source in files.items():
         chunks = [_chunk(doc, 0, source, page=1, draft=False, score=0.5, lang="en"),

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rag_service.db import AddColumn, Backend, Database, Dialect, Executor, Migration, Result, now_text
 from rag_service.db.sqlite import busy
-from rag_service.errors import ConfigError, StoreError
+from rag_service.errors import ConfigError, StoreError, UniqueViolationError
 
 # pg_advisory_lock keys (any two bigints of our own): the write lock, and the one that serialises migrations.
 WRITE_LOCK_KEY = 0x7261675F77726974  # "rag_writ"
@@ -98,7 +98,12 @@ class _Statements(Executor):
         self._conn = conn
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Result:
-        cursor = self._conn.execute(_placeholders(sql), tuple(args))
+        import psycopg
+
+        try:
+            cursor = self._conn.execute(_placeholders(sql), tuple(args))
+        except psycopg.errors.UniqueViolation as exc:
+            raise UniqueViolationError(str(exc)) from exc
         return Result(cursor.fetchall() if cursor.description else [], cursor.rowcount)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:

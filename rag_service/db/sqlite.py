@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rag_service.db import AddColumn, Backend, Database, Dialect, Executor, Migration, Result, now_text
-from rag_service.errors import BusyError
+from rag_service.errors import BusyError, UniqueViolationError
 
 DIALECT = Dialect("sqlite", tokens={
     "rowid": "rowid", "lock_row": "", "now": "((julianday('now') - 2440587.5) * 86400.0)", "skip_locked": "",
@@ -43,7 +43,12 @@ class _Statements(Executor):
         self._db = db
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Result:
-        cursor = self._db.execute(self.dialect.render(sql), args)
+        try:
+            cursor = self._db.execute(self.dialect.render(sql), args)
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
+                raise UniqueViolationError(str(exc)) from exc
+            raise
         return Result(cursor.fetchall(), cursor.rowcount)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:

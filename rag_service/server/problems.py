@@ -21,6 +21,7 @@ from rag_service.errors import (
     DocumentNotFoundError,
     EmbedderMismatchError,
     InvalidInputError,
+    KnowledgeBaseExistsError,
     KnowledgeBaseNotFoundError,
     LLMError,
     ModelError,
@@ -44,10 +45,6 @@ class JobNotFoundError(NotFoundError):
 
 class SessionNotFoundError(NotFoundError):
     code = "session_not_found"
-
-
-class KnowledgeBaseExistsError(RagError):
-    code = "kb_exists"
 
 
 class UnauthorizedError(RagError):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from ingest.pipeline import Ingestor, SplitOptions
 from rag_service.admin import delete_kb
 from rag_service.catalog import KnowledgeBase
-from rag_service.errors import ConfigError, InvalidInputError
-from rag_service.server.problems import KnowledgeBaseExistsError
+from rag_service.errors import ConfigError, InvalidInputError, KnowledgeBaseExistsError
 from rag_service.server.services.writes import WriteGate
 from rag_service.server.workspaces import Workspaces
 from rag_service.workspace import Workspace
@@ -37,8 +35,6 @@ class KnowledgeBaseService:
         scoped = Workspace(ws.settings.model_copy(update=overrides)) if overrides else ws
         try:
             ingestor, _ = Ingestor.open(scoped, name, SplitOptions(splitter, chunk_size, chunk_overlap))
-        except sqlite3.IntegrityError:  # created by a concurrent request a moment ago
-            raise KnowledgeBaseExistsError(f"knowledge base '{name.strip()}' already exists") from None
         except ConfigError as exc:  # the splitter settings came from this request, not from the server's config
             raise InvalidInputError(str(exc)) from None
         finally:
