@@ -216,6 +216,41 @@ def cmd_kbs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``rag export``: a knowledge base as one file, for a backup or for ``rag import`` on another deployment."""
+    from rag_service.transfer import export_kb
+
+    ws = _workspace()
+    result = export_kb(ws, args.kb, Path(args.file), progress=not args.json and sys.stderr.isatty())
+    if args.json:
+        _print_json({**result.to_json(), "file": args.file})
+    else:
+        print(f"exported knowledge base '{result.kb}' to {args.file}: {result.documents} documents, "
+              f"{result.chunks} chunks")
+    if result.missing_vectors:
+        print(f"warning: {result.missing_vectors} chunks had no stored vector; `rag import` embeds them again",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``rag import``: a knowledge base from a ``rag export`` file, all or nothing."""
+    from rag_service.transfer import import_kb
+
+    ws = _workspace()
+    result = import_kb(ws, Path(args.file), name=args.kb, replace=args.replace,
+                       progress=not args.json and sys.stderr.isatty())
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        print(f"imported knowledge base '{result.kb}' from {args.file}: {result.documents} documents, "
+              f"{result.chunks} chunks")
+    if result.missing_vectors:
+        print(f"warning: {result.missing_vectors} chunks came without a vector and were embedded again",
+              file=sys.stderr)
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from rag_service.settings import Settings, load_settings
 
@@ -337,6 +372,21 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("kbs", help="list knowledge bases")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_kbs)
+
+    s = sub.add_parser("export", help="write a knowledge base to one file (gzip JSON Lines), for a backup or "
+                       "`rag import` elsewhere (e.g. from the embedded catalog to PostgreSQL)")
+    s.add_argument("--kb", required=True, help="knowledge base name")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("file", help="the file to write (gzip-compressed whatever its suffix; .jsonl.gz by convention)")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("import", help="create a knowledge base from a `rag export` file; all or nothing")
+    s.add_argument("--kb", help="name of the new knowledge base (default: the exported name)")
+    s.add_argument("--replace", action="store_true", help="delete an existing knowledge base of that name first "
+                   "(only once the whole file has been checked)")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("file", help="a file written by `rag export` (gzip or plain JSON Lines)")
+    s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("config", help="show every setting, its current value and what it does")
     s.set_defaults(func=cmd_config)

@@ -134,10 +134,12 @@ class JobStore:
     def claim(self, worker: str, lease_s: float, max_attempts: int) -> ClaimedJob | None:
         """The oldest queued job, or one whose worker's lease ran out, now leased to ``worker``. A job whose
         workers died ``max_attempts`` times is failed instead of being tried again."""
+        claimable = "WHERE status = 'queued' OR (status = 'running' AND lease_until < {now})"
+        if self._db.execute(f"SELECT 1 FROM jobs {claimable} LIMIT 1").fetchone() is None:
+            return None  # the idle poll: a read, not a write transaction every second
         with self._db.transaction() as tx:
             rows = tx.execute("SELECT id, kb_id, kb_name, replace_existing, status, attempts FROM jobs "
-                              "WHERE status = 'queued' OR (status = 'running' AND lease_until < {now}) "
-                              "ORDER BY {rowid} LIMIT 10 {skip_locked}").rows
+                              f"{claimable} ORDER BY {{rowid}} LIMIT 10 {{skip_locked}}").rows
             for row in rows:
                 if row["status"] == "running" and row["attempts"] >= max_attempts:
                     tx.execute("UPDATE jobs SET status = 'failed', finished = ?, worker = NULL, error = ? "

@@ -75,6 +75,30 @@ class FeedbackList(BaseModel):
     feedback: list[FeedbackOut]
 
 
+class JobFile(BaseModel):
+    source: str
+    status: Literal["pending", "added", "replaced", "unchanged", "failed"]
+    doc_id: str | None = None
+    chunks: int | None = None
+    error: str | None = None
+
+
+class JobOut(BaseModel):
+    """An upload job, from the database: any replica answers, before and after a restart."""
+
+    id: str
+    kb: str
+    kb_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    progress: float = Field(description="share of the files done, 0..1")
+    files: list[JobFile]
+    created: str
+    finished: str | None = None
+    error: str | None = None
+    attempts: int = Field(description="workers that claimed the job (more than 1: a worker died and another "
+                          "took over)")
+
+
 class RenameSession(_Strict):
     title: str = Field(min_length=1, max_length=200)
 

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from rag_service.server.deps import AppServices
+from rag_service.server.schemas import JobOut
 from rag_service.server.uploads import FIELD, save_uploads
 
 router = APIRouter(tags=["documents"])
@@ -44,6 +45,7 @@ def delete_document(kb: str, doc_id: str, services: AppServices) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/jobs/{job_id}", summary="An upload job: queued, running, succeeded or failed")
+@router.get("/jobs/{job_id}", response_model=JobOut, response_model_exclude_none=True,
+            summary="An upload job: queued, running, succeeded or failed")
 def get_job(job_id: str, services: AppServices) -> dict[str, Any]:
     return services.jobs.get(job_id)
