@@ -194,8 +194,11 @@ class PostgresBackend(Backend):
         from psycopg_pool import ConnectionPool
 
         self.url = url
+        # check: a connection the server dropped (a restart, a failover) is replaced before use, not handed to a
+        # request that would then fail.
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=False, name="rag",
-                                    kwargs={"autocommit": True, "row_factory": _row_factory}, timeout=30)
+                                    kwargs={"autocommit": True, "row_factory": _row_factory}, timeout=30,
+                                    check=ConnectionPool.check_connection)
         try:
             self._pool.open(wait=True, timeout=15)
         except Exception as exc:
