@@ -176,7 +176,11 @@ class ExportReader:
         self.path = Path(path)
         self._file = self._open()
         self._lineno = 0
-        self.header = self._header()
+        try:
+            self.header = self._header()
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> ExportReader:
         return self
