@@ -204,13 +204,15 @@ class Catalog:
         return DocumentRecord(**dict(row)) if row else None
 
     def add_pending_document(self, kb_id: str, doc_id: str, source: str, sha256: str,
-                             chunks: list[Chunk], tokens: list[list[str] | None], chars: int | None = None) -> None:
+                             chunks: list[Chunk], tokens: list[list[str] | None], chars: int | None = None,
+                             created: str | None = None) -> None:
         """Write a document and its chunks in one transaction, not yet searchable. A chunk whose
-        tokens are None is stored for context only (a parent section), never indexed."""
+        tokens are None is stored for context only (a parent section), never indexed. ``created``: keep the time
+        of an imported document (default: now)."""
         with self.transaction() as db:
             db.execute("INSERT INTO documents (kb_id, id, source, sha256, status, chunks, created, chars) "
                        "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
-                       (kb_id, doc_id, source, sha256, sum(t is not None for t in tokens), _now(), chars))
+                       (kb_id, doc_id, source, sha256, sum(t is not None for t in tokens), created or _now(), chars))
             db.executemany(
                 "INSERT INTO chunks (kb_id, id, doc_id, source, position, text, start, \"end\", tokens, metadata, "
                 "indexed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

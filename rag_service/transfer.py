@@ -94,7 +94,7 @@ class DocumentRecordIn:
     source: str
     sha256: str
     chars: int | None
-    created: str
+    created: str | None  # kept on import (None: the file did not say)
     chunks: list[ChunkRecord] = field(default_factory=list)
 
 
@@ -287,7 +287,9 @@ class ExportReader:
         chars = record.get("chars")
         if chars is not None and not isinstance(chars, int):
             raise self._bad("a document's 'chars' is not an integer")
-        return DocumentRecordIn(record["id"], record["source"], record["sha256"], chars, str(record.get("created")))
+        created = record.get("created")
+        return DocumentRecordIn(record["id"], record["source"], record["sha256"], chars,
+                                created if isinstance(created, str) and created else None)
 
     def _chunk(self, record: dict[str, Any], doc: DocumentRecordIn) -> ChunkRecord:
         for key, kind in (("id", str), ("doc_id", str), ("source", str), ("position", int), ("text", str),
@@ -420,7 +422,7 @@ def _store(ws: Workspace, kb: KnowledgeBase, embedder: Embedder, doc: DocumentRe
             raise RagError(f"knowledge base '{kb.name}' was deleted during the import")
         try:
             ws.catalog.add_pending_document(kb.id, doc.id, doc.source, doc.sha256, [c.chunk for c in doc.chunks],
-                                            tokens, doc.chars)
+                                            tokens, doc.chars, doc.created)
             ws.vectors.upsert(kb.collection, embedder.name, [c.chunk.id for c in indexed], vectors,
                               [vector_metadata(c.chunk) for c in indexed])
         except RagError:

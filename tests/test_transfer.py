@@ -35,7 +35,7 @@ def snapshot(data_dir: Path, kb_name: str, database_url: str | None = None) -> d
         vectors = ws.vectors.vectors(kb.collection, indexed)
         return {
             "kb": (kb.embedder, kb.dim, kb.splitter, kb.chunk_size, kb.chunk_overlap, kb.chunk_unit, kb.options),
-            "documents": sorted((d.id, d.source, d.sha256, d.status, d.chunks, d.chars) for d in docs),
+            "documents": sorted((d.id, d.source, d.sha256, d.status, d.chunks, d.chars, d.created) for d in docs),
             "chunks": chunks,
             "indexed": len(indexed),
             "vector_count": ws.vectors.count(kb.collection),
