@@ -1,9 +1,10 @@
 """load → clean → split → embed → store, one file at a time, safe to kill at any point.
 
-Order of writes per document: catalog rows as ``pending`` (one transaction), vectors into Chroma,
+Order of writes per document: catalog rows as ``pending`` (one transaction), vectors into the vector index,
 then ``ready``. Only ready documents are searchable; pending leftovers of a killed run are purged at
-the next start. A changed file replaces the old version only after the new one is ready. One ingest
-at a time per data dir (a file lock), so that purge never touches another run's pending work.
+the next start. A changed file replaces the old version only after the new one is ready. One writer at a
+time per catalog (the backend's write lock: a file lock, or a PostgreSQL advisory lock across hosts), so that
+purge never touches another run's pending work.
 """
 
 from __future__ import annotations

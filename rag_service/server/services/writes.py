@@ -1,4 +1,4 @@
-"""REST writes that need the data dir's write lock (deletes of documents and knowledge bases).
+"""REST writes that need the write lock (deletes of documents and knowledge bases).
 
 An ingest can hold the lock for minutes. A request thread that waited for it without a deadline sat in the
 thread pool every route shares: 45 concurrent deletes starved /healthz and the job routes. Here one request
