@@ -186,3 +186,26 @@ def test_a_writer_killed_holding_the_postgres_lock_releases_it(postgres_url: str
         backend.close()
     finally:
         holder.kill()
+
+
+@pytest.mark.usefixtures("on_each_catalog")
+def test_rag_worker_once_ingests_what_was_queued_and_exits(tmp_path: Path) -> None:
+    """`rag worker` needs no HTTP API: jobs queued in the database (by any replica) are claimed and run."""
+    from rag_service.jobs import UploadedFile
+    from rag_service.workspace import Workspace
+    from tests.conftest import run_rag
+
+    ws = Workspace(Settings(data_dir=tmp_path / "data"))
+    kb = ws.create_kb("queued", splitter="recursive", chunk_size=400, chunk_overlap=0)
+    note = tmp_path / "note.txt"
+    note.write_text("The night ferry leaves the harbour at 23:40 on weekdays.", encoding="utf-8")
+    ws.jobs.create("job1", kb.id, kb.name, [UploadedFile(note, "note.txt", "0" * 64, note.stat().st_size)])
+    assert ws.jobs.get("job1")["status"] == "queued"  # type: ignore[index]
+    proc = run_rag("worker", "--once", data_dir=tmp_path / "data")
+    assert "1 worker(s) on " in proc.stderr
+    job = ws.jobs.get("job1")
+    assert job is not None and (job["status"], job["attempts"], job["progress"]) == ("succeeded", 1, 1.0)
+    assert [f["status"] for f in job["files"]] == ["added"]
+    assert [d.source for d in ws.catalog.documents(kb.id, status="ready")] == ["note.txt"]
+    assert run_rag("worker", "--once", data_dir=tmp_path / "data").returncode == 0  # nothing left: exits at once
+    ws.close()
