@@ -254,9 +254,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     from rag_service.settings import Settings, load_settings
 
+    from rag_service.db.postgres import redact
+
     current = load_settings()
     for name, field in Settings.model_fields.items():
-        print(f"RAG_{name.upper()}={getattr(current, name)}\n    {field.description}")
+        value = getattr(current, name)
+        if name == "database_url" and value is not None:  # where it points, without the password
+            value = redact(value.get_secret_value())
+        print(f"RAG_{name.upper()}={value}\n    {field.description}")
     return 0
 
 
