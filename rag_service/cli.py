@@ -252,9 +252,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    from rag_service.db import redact
     from rag_service.settings import Settings, load_settings
-
-    from rag_service.db.postgres import redact
 
     current = load_settings()
     for name, field in Settings.model_fields.items():

@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from rag_service.errors import ConfigError
 
@@ -149,6 +150,15 @@ class Backend(ABC):
     def describe(self) -> str:
         """Where the state lives, for logs and health (never a password)."""
         return self.name
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and health."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def now_text() -> str:

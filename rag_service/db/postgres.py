@@ -11,9 +11,8 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
-from rag_service.db import AddColumn, Backend, Database, Dialect, Executor, Migration, Result, now_text
+from rag_service.db import AddColumn, Backend, Database, Dialect, Executor, Migration, Result, now_text, redact
 from rag_service.db.sqlite import busy
 from rag_service.errors import ConfigError, StoreError, UniqueViolationError
 
@@ -162,15 +161,6 @@ class PostgresDatabase(Database):
 
     def close(self) -> None:
         pass  # the backend closes the pool
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for logs and health."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class PostgresBackend(Backend):
