@@ -284,6 +284,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from rag_service.settings import load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Chroma server request otherwise
     settings = load_settings()
     workspaces = Workspaces(settings)
     print(f"rag worker: {args.workers} worker(s) on {workspaces.current().backend.describe()}", file=sys.stderr,

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rag_service.jobs")
 RETAINED_JOBS = 1000
+RELEASE_WAIT_S = 5.0  # at a stop, how long handing a job back may take
 
 MIGRATIONS = (
     Migration(1, "durable ingest jobs and their uploaded files", ("""
@@ -242,10 +243,19 @@ class JobWorker:
         if self._thread is not None:
             self._thread.join(timeout=drain_s)
         still = self._thread is not None and self._thread.is_alive()
-        if still:
+        if still:  # hand the job back, but never hold up the stop for an unreachable database (the lease covers it)
+            handing_back = threading.Thread(target=self._release, daemon=True)
+            handing_back.start()
+            handing_back.join(RELEASE_WAIT_S)
+        return not still
+
+    def _release(self) -> None:
+        try:
             released = self.store().release(self.name)
             log.warning("ingest worker %s stopped mid-job; %d job(s) back in the queue", self.name, released)
-        return not still
+        except Exception as exc:  # the database is unreachable: the lease runs out and another worker resumes
+            log.warning("ingest worker %s stopped mid-job; could not hand the job back (%s): another worker "
+                        "takes it over when its lease runs out", self.name, exc)
 
     def store(self) -> JobStore:
         return self.workspace().jobs
