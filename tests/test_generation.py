@@ -9,7 +9,6 @@ import pytest
 
 from rag_service.generation import Answerer
 from rag_service.records import Chunk, Hit
-from rag_service.sessions import SessionStore
 from rag_service.settings import Settings
 from rag_service.workspace import Workspace
 from tests.conftest import rag_json
@@ -59,20 +58,6 @@ def test_packing_keeps_whole_passages_within_budget_and_drops_near_duplicates(sa
         n="1", source=hits[0].chunk.source, text=hits[0].chunk.text) + "\n\n")
     packed, text = answerer.pack(hits, budget=one)
     assert [c.id for c in packed] == [hits[0].chunk.id] and text.endswith(hits[0].chunk.text)
-
-
-def test_session_store_round_trip(tmp_path: Path) -> None:
-    store = SessionStore(tmp_path / "s.sqlite3")
-    sid = store.open("kb1", None)
-    store.append(sid, "user", "hi")
-    store.append(sid, "assistant", "hello [1]")
-    assert store.history(sid) == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello [1]"}]
-    assert store.get(sid)["kb_id"] == "kb1" and len(store.get(sid)["messages"]) == 2
-    from rag_service.errors import InvalidInputError
-
-    with pytest.raises(InvalidInputError, match="another knowledge base"):
-        store.open("kb2", sid)
-    assert store.delete(sid) and store.get(sid) is None
 
 
 @pytest.mark.llm

@@ -17,8 +17,10 @@ from pydantic import SecretStr
 from rag_service.catalog import MIGRATIONS, Catalog
 from rag_service.db import Backend, open_backend
 from rag_service.db.postgres import PostgresBackend, _glob_regex
-from rag_service.errors import BusyError, KnowledgeBaseExistsError
+from rag_service.errors import BusyError, InvalidInputError, KnowledgeBaseExistsError
+from rag_service.feedback import FeedbackStore
 from rag_service.records import Chunk
+from rag_service.sessions import SessionStore
 from rag_service.settings import Settings
 
 # The catalog schema as the first release wrote it: no schema_migrations table, none of the later columns.
@@ -97,6 +99,23 @@ def test_the_catalog_behaves_the_same_on_every_backend(backend: Backend) -> None
     assert catalog.get_document(kb.id, "d1").to_json()["chars"] == 42  # type: ignore[union-attr]
     catalog.delete_kb(kb.id)
     assert catalog.find_kb("contract") is None
+
+
+def test_sessions_and_feedback_on_every_backend(backend: Backend) -> None:
+    store = SessionStore(backend.database("sessions"))
+    sid = store.open("kb1", None)
+    store.append(sid, "user", "hi")
+    store.append(sid, "assistant", "hello [1]")
+    assert store.history(sid) == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello [1]"}]
+    assert store.get(sid)["kb_id"] == "kb1" and len(store.get(sid)["messages"]) == 2  # type: ignore[index]
+    assert store.rename(sid, "  Greetings  ") and store.for_kb("kb1")[0]["title"] == "Greetings"
+    with pytest.raises(InvalidInputError, match="another knowledge base"):
+        store.open("kb2", sid)
+    feedback = FeedbackStore(backend.database("sessions"))
+    feedback.add("kb1", "q?", "a.", "down", comment="wrong", session_id=sid, citations=[{"doc_id": "d1"}])
+    rated = [(f.rating, f.comment, f.citations) for f in feedback.for_kb("kb1")]
+    assert rated == [("down", "wrong", [{"doc_id": "d1"}])]
+    assert store.delete(sid) and store.get(sid) is None
 
 
 def test_globs_become_anchored_regexes() -> None:
