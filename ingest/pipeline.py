@@ -206,17 +206,24 @@ class Ingestor:
             raise InvalidInputError(f"{doc.source}: splits into {len(chunks):,} chunks, over the {limit:,} limit "
                                     "(max_chunks_per_document; a larger chunk_size makes fewer)")
         indexed = [c for c in chunks if c.metadata.get("role") != "parent"]
-        texts = [c.index_text for c in indexed]
-        vectors = self._embed(texts, doc.source)
-        tokens = iter([self.ws.tokenizer(t) for t in texts])
-        chunk_tokens = [None if c.metadata.get("role") == "parent" else next(tokens) for c in chunks]
+        vectors = self._embed([c.index_text for c in indexed], doc.source)
+        tokenizer = self.ws.tokenizer_for(self.kb)
+        chunk_tokens = self._tokens(chunks, tokenizer)
         with self.ws.write_lock():
             unchanged = self._unchanged(label, doc)
             if unchanged is not None:
                 return unchanged
             if not self.replace:
                 check_no_collision(self.ws, self.kb, [(doc.source, doc.id)])
+            current = self.ws.tokenizer_for(self.ws.catalog.get_kb(self.kb.id))
+            if current.version != tokenizer.version:  # the glossary changed while this file was embedded
+                chunk_tokens = self._tokens(chunks, current)
             return self._store(label, doc, chunks, indexed, vectors, chunk_tokens)
+
+    @staticmethod
+    def _tokens(chunks: list[Chunk], tokenizer: Callable[[str], list[str]]) -> list[list[str] | None]:
+        """BM25 tokens per chunk; None for a parent section (kept for context, never indexed)."""
+        return [None if c.metadata.get("role") == "parent" else tokenizer(c.index_text) for c in chunks]
 
     def _store(self, label: str, doc: Document, chunks: list[Chunk], indexed: list[Chunk], vectors: np.ndarray,
                chunk_tokens: list[list[str] | None]) -> FileResult:

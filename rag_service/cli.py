@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag_service.errors import RagError
+from rag_service.errors import InvalidInputError, RagError
 
 if TYPE_CHECKING:
     from rag_service.generation import Answerer
@@ -71,6 +71,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     if len(result.queries) > 1:
         print("searched also: " + " | ".join(result.queries[1:]))
+    if args.explain and result.expansions:
+        print("glossary: " + "; ".join(f"{e.matched} -> {' = '.join(e.added)}" for e in result.expansions))
     if not result.hits:
         print("no matching passages")
     for i, h in enumerate(result.hits, start=1):
@@ -200,6 +202,51 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         print(f"wrote {len(lines)} rated answers of '{kb.name}' to {args.out}", file=sys.stderr)
     else:
         sys.stdout.writelines(lines)
+    return 0
+
+
+def cmd_glossary(args: argparse.Namespace) -> int:
+    """``rag glossary list|add|remove|suggest``: the KB's domain terms (README, 'Domain glossary')."""
+    from rag_service import glossary
+    from rag_service.errors import GlossaryEntryNotFoundError
+
+    ws = _workspace()
+    kb = ws.catalog.get_kb(args.kb)
+    if args.glossary_cmd == "remove":
+        if not glossary.remove(ws, kb, args.entry_id):
+            raise GlossaryEntryNotFoundError(f"knowledge base '{kb.name}' has no glossary entry '{args.entry_id}'")
+        print(f"removed glossary entry {args.entry_id} from '{kb.name}'")
+        return 0
+    if args.glossary_cmd == "suggest":
+        found = glossary.suggest(ws, kb, args.limit)
+        if args.accept and found:
+            glossary.add(ws, kb, [s.terms for s in found])
+        if args.json:
+            _print_json({"suggestions": [s.to_json() for s in found], "accepted": bool(args.accept and found)})
+            return 0
+        for s in found:
+            print(f"{' = '.join(s.terms)}    ({s.count}x, e.g. \u2026{s.example}\u2026)")
+        if not found:
+            print("no suggestions: the documents write out no new abbreviation-expansion pairs")
+        elif args.accept:
+            print(f"added {len(found)} entries to the glossary of '{kb.name}'")
+        return 0
+    if args.glossary_cmd == "add":
+        new = [glossary.parse_entry(e) for e in args.entries]
+        if args.file:
+            new += glossary.read_file(Path(args.file))
+        if not new:
+            raise InvalidInputError("give entries ('SFT = 有监督微调 = supervised fine-tuning') or --file FILE")
+        glossary.add(ws, kb, new)
+        kb = ws.catalog.get_kb(kb.id)
+    items = glossary.entries(kb)
+    if args.json:
+        _print_json({"entries": [e.to_json() for e in items]})
+    else:
+        for e in items:
+            print(f"{e.id}  {' = '.join(e.terms)}")
+        if not items:
+            print(f"the glossary of '{kb.name}' is empty")
     return 0
 
 
@@ -373,6 +420,27 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--kb", required=True)
     f.add_argument("--out", help="a file to write (default: standard output)")
     s.set_defaults(func=cmd_feedback)
+
+    s = sub.add_parser("glossary", help="a knowledge base's domain terms and synonyms, kept whole by the "
+                       "tokenizer and used to expand queries")
+    gl = s.add_subparsers(dest="glossary_cmd", required=True)
+    g = gl.add_parser("list")
+    g.add_argument("--kb", required=True)
+    g.add_argument("--json", action="store_true")
+    g = gl.add_parser("add", help="entries such as 'SFT = 有监督微调 = supervised fine-tuning'")
+    g.add_argument("--kb", required=True)
+    g.add_argument("--file", help="a file of entries, one per line ('#' comments)")
+    g.add_argument("--json", action="store_true")
+    g.add_argument("entries", nargs="*", metavar="ENTRY")
+    g = gl.add_parser("remove")
+    g.add_argument("--kb", required=True)
+    g.add_argument("entry_id")
+    g = gl.add_parser("suggest", help="abbreviation-expansion pairs the documents write out, e.g. 有监督微调(SFT)")
+    g.add_argument("--kb", required=True)
+    g.add_argument("--limit", type=int, default=50)
+    g.add_argument("--accept", action="store_true", help="add every suggestion to the glossary")
+    g.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_glossary)
 
     s = sub.add_parser("kbs", help="list knowledge bases")
     s.add_argument("--json", action="store_true")

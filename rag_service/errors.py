@@ -48,6 +48,10 @@ class DocumentNotFoundError(RagError):
     code = "document_not_found"
 
 
+class GlossaryEntryNotFoundError(RagError):
+    code = "glossary_entry_not_found"
+
+
 class DocumentExistsError(RagError):
     """A different document already has this source name, and the caller did not ask to replace it."""
 

@@ -28,11 +28,12 @@ def index_dir(ws: Workspace, kb: KnowledgeBase) -> Path:
 def ensure_tokens(ws: Workspace, kb: KnowledgeBase) -> None:
     """Re-tokenise a KB's stored chunks when the tokenizer changed (new rules or user dictionary).
     Callers hold ``ws.write_lock()``."""
-    version = ws.tokenizer.version
-    if ws.catalog.get_kb(kb.id).options.get("tokenizer") == version:
+    kb = ws.catalog.get_kb(kb.id)  # the glossary may have changed since ``kb`` was read
+    tokenizer = ws.tokenizer_for(kb)
+    if kb.options.get("tokenizer") == tokenizer.version:
         return
-    ws.catalog.set_tokens(kb.id, [(c.id, ws.tokenizer(c.index_text)) for c in ws.catalog.indexed_chunks(kb.id)])
-    ws.catalog.set_kb_option(kb.id, "tokenizer", version)
+    ws.catalog.set_tokens(kb.id, [(c.id, tokenizer(c.index_text)) for c in ws.catalog.indexed_chunks(kb.id)])
+    ws.catalog.set_kb_option(kb.id, "tokenizer", tokenizer.version)
 
 
 @contextmanager
@@ -47,9 +48,10 @@ def bm25_reader(ws: Workspace, kb: KnowledgeBase) -> Iterator[BM25Index]:
 def _current(ws: Workspace, kb: KnowledgeBase) -> BM25Index:
     key = (str(ws.settings.data_dir.resolve()), kb.id)
     directory = index_dir(ws, kb)
-    version = ws.tokenizer.version
+    fresh = ws.catalog.get_kb(kb.id)
+    version = ws.tokenizer_for(fresh).version
     index = _cache.get(key) or BM25Index.load(directory) or BM25Index()
-    if ws.catalog.get_kb(kb.id).options.get("tokenizer") != version:
+    if fresh.options.get("tokenizer") != version:
         with ws.write_lock():
             ensure_tokens(ws, kb)
     revision = ws.catalog.revision(kb.id)

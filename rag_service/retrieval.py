@@ -14,6 +14,7 @@ from rag_service.errors import InvalidInputError
 from rag_service.expansion import EXPANSIONS, Expand, QueryExpander
 from rag_service.filters import SearchFilter
 from rag_service.fusion import FUSIONS, Fusion, reciprocal_rank_fusion, weighted_fusion
+from rag_service.glossary import Expansion, GlossaryTokenizer
 from rag_service.lexical import bm25_reader
 from rag_service.llm import get_llm
 from rag_service.records import Hit
@@ -33,14 +34,25 @@ class SearchResult:
     hits: list[Hit]
     queries: list[str] = field(default_factory=list)  # the query, then any paraphrases searched too
     hypothetical: str | None = None  # the HyDE passage, when one was written
+    expansions: list[Expansion] = field(default_factory=list)  # glossary terms the query named, and what was added
 
     def to_json(self, *, explain: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"hits": [h.to_json(explain=explain) for h in self.hits]}
         if explain:
             out["queries"] = self.queries
+            out["expansions"] = [e.to_json() for e in self.expansions]
             if self.hypothetical is not None:
                 out["hypothetical"] = self.hypothetical
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """How one search tokenises (the KB's tokenizer, glossary included: it also expands the BM25 query), and the
+    terms added to the vector query text when ``glossary_expand_vector`` is on."""
+
+    tokenizer: GlossaryTokenizer
+    vector: list[str]
 
 
 class Retriever:
@@ -74,13 +86,17 @@ class Retriever:
             return SearchResult([], [query])
 
         result = SearchResult([], [query])
+        tokenizer = self.ws.tokenizer_for(self.ws.catalog.get_kb(self.kb.id))  # the current glossary
+        result.expansions = tokenizer.expand(query)
+        terms = Terms(tokenizer, [t for e in result.expansions for t in e.added] if settings.glossary_expand_vector
+                      else [])
         expander = QueryExpander(settings, lambda: get_llm(settings))
         if expand == "multi":
             result.queries += expander.paraphrases(query)
         ranked: Ranked = {}
         for i, q in enumerate(result.queries):
             suffix = f"#{i}" if i else ""
-            for name, found in self._candidates(q, mode, n, scope).items():
+            for name, found in self._candidates(q, mode, n, scope, terms).items():
                 ranked[name + suffix] = found
         if expand == "hyde" and mode != "bm25":
             result.hypothetical = expander.hypothetical_passage(query)
@@ -101,7 +117,7 @@ class Retriever:
             hits = reranker.rerank(query, hits[:n])
         hits = self._resolve_parents(hits)[:k]
         if explain:
-            tokens = self.ws.tokenizer(" ".join(result.queries))
+            tokens = tokenizer.query_tokens(" ".join(result.queries))
             with bm25_reader(self.ws, self.kb) as index:
                 hits = [replace(h, terms=tuple(index.matched_terms(tokens, h.matched or h.chunk.id)))
                         for h in hits]
@@ -126,15 +142,16 @@ class Retriever:
         chunk_ids = frozenset(catalog.filtered_chunk_ids(self.kb.id, doc_ids, flt.metadata))
         return self._Scope(chunk_ids, VectorFilter(None if doc_ids is None else tuple(doc_ids), flt.metadata))
 
-    def _candidates(self, query: str, mode: Mode, n: int, scope: Retriever._Scope | None) -> Ranked:
+    def _candidates(self, query: str, mode: Mode, n: int, scope: Retriever._Scope | None, terms: Terms) -> Ranked:
         ranked: Ranked = {}
         if mode in ("bm25", "hybrid"):
-            tokens = self.ws.tokenizer(query)
+            tokens = terms.tokenizer.query_tokens(query)
             with bm25_reader(self.ws, self.kb) as index:
                 allowed = index.allowed_rows(scope.chunk_ids) if scope is not None else None
                 ranked["bm25"] = index.top(tokens, n, allowed)
         if mode in ("vector", "hybrid"):
-            ranked["vector"] = self._vector(self.embedder.embed_query(query), n, scope)
+            text = f"{query} ({'; '.join(terms.vector)})" if terms.vector else query
+            ranked["vector"] = self._vector(self.embedder.embed_query(text), n, scope)
         return ranked
 
     def _vector(self, vector: np.ndarray, n: int, scope: Retriever._Scope | None) -> list[tuple[str, float]]:

@@ -142,6 +142,8 @@ class Settings(BaseSettings):
         "sixth of that): a job whose worker died is taken over by another worker after this.")
     job_poll_s: float = Field(1.0, gt=0, le=60, description="How often an idle ingest worker looks for new jobs.")
     job_max_attempts: int = Field(3, ge=1, le=20, description="Workers that may die on one job before it fails.")
+    glossary_expand_vector: bool = Field(
+        False, description="Also add a KB's glossary expansions to the vector query text (BM25 always gets them).")
     vector_store: str = Field("chroma", description="The vector index backend (rag_service.vectorstore."
                               "VECTOR_BACKENDS): 'chroma', embedded under data_dir or the server at chroma_url.")
     chroma_url: str | None = Field(

@@ -51,6 +51,7 @@ from rag_service.errors import (
     RagError,
     StoreError,
 )
+from rag_service.glossary import tokenizer_with
 from rag_service.records import Chunk
 from rag_service.workspace import Workspace
 
@@ -348,15 +349,16 @@ def import_kb(ws: Workspace, path: Path, *, name: str | None = None, replace: bo
             raise clash
         admin.delete_kb(ws, existing)
     settings = header.kb
+    tokenizer = tokenizer_with(ws.tokenizer, settings["options"])  # the new KB's, glossary included
     with ws.write_lock():
         if _kb_named(ws, target) is not None:
             raise KnowledgeBaseExistsError(f"knowledge base '{target}' was created meanwhile; import again")
         kb = ws.catalog.create_kb(
             target, embedder=embedder.name, dim=embedder.dim, splitter=settings["splitter"],
             chunk_size=settings["chunk_size"], chunk_overlap=settings["chunk_overlap"],
-            chunk_unit=settings["chunk_unit"], options={**settings["options"], "tokenizer": ws.tokenizer.version})
+            chunk_unit=settings["chunk_unit"], options={**settings["options"], "tokenizer": tokenizer.version})
     try:
-        return _fill(ws, kb, embedder, path, retokenise=settings["options"].get("tokenizer") != ws.tokenizer.version,
+        return _fill(ws, kb, embedder, path, retokenise=settings["options"].get("tokenizer") != tokenizer.version,
                      progress=progress)
     except BaseException:
         with contextlib.suppress(Exception):  # the original failure is what the user needs to see
@@ -410,7 +412,7 @@ def _fill(ws: Workspace, kb: KnowledgeBase, embedder: Embedder, path: Path, *, r
 def _store(ws: Workspace, kb: KnowledgeBase, embedder: Embedder, doc: DocumentRecordIn, retokenise: bool) -> int:
     """One document in ingest's crash-safe order (pending rows, vectors, ready) under the write lock; returns how
     many of its vectors had to be embedded again."""
-    tokens = [ws.tokenizer(c.chunk.index_text) if retokenise and c.tokens is not None else c.tokens
+    tokens = [ws.tokenizer_for(kb)(c.chunk.index_text) if retokenise and c.tokens is not None else c.tokens
               for c in doc.chunks]
     indexed = [c for c in doc.chunks if c.tokens is not None]
     absent = [c for c in indexed if c.vector is None]

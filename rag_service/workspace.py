@@ -12,6 +12,7 @@ from rag_service.db import Backend, open_backend
 from rag_service.embeddings import Embedder, get_embedder
 from rag_service.errors import ConfigError, EmbedderMismatchError
 from rag_service.feedback import FeedbackStore
+from rag_service.glossary import GlossaryTokenizer, tokenizer_for
 from rag_service.jobs import JobStore
 from rag_service.sessions import SessionStore
 from rag_service.settings import Settings
@@ -59,6 +60,10 @@ class Workspace:
         if path is not None and not path.is_file():
             raise ConfigError(f"jieba_user_dict {path} is not a file")
         return get_tokenizer(path)
+
+    def tokenizer_for(self, kb: KnowledgeBase) -> GlossaryTokenizer:
+        """The tokenizer of ``kb``'s BM25 tokens: the configured one plus the KB's glossary terms."""
+        return tokenizer_for(self.tokenizer, kb)
 
     @contextmanager
     def write_lock(self, timeout: float | None = None) -> Iterator[None]:

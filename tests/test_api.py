@@ -224,11 +224,14 @@ def test_openapi_lists_every_route(server: Server) -> None:
         "/v1/jobs/{job_id}": {"get"}, "/v1/kbs/{kb}/search": {"post"}, "/v1/kbs/{kb}/chat": {"post"},
         "/v1/chat/completions": {"post"}, "/v1/sessions/{session_id}": {"get", "delete", "patch"},
         "/v1/sessions": {"get"}, "/v1/feedback": {"get", "post"}, "/v1/reports": {"get"},
-        "/v1/reports/{report_id}/{fmt}": {"get"},
+        "/v1/reports/{report_id}/{fmt}": {"get"}, "/v1/kbs/{kb}/glossary": {"get", "post"},
+        "/v1/kbs/{kb}/glossary/{entry_id}": {"delete"}, "/v1/kbs/{kb}/glossary/suggestions": {"get"},
     }
     assert {p: set(ops) for p, ops in paths.items()} == expected
     feedback = paths["/v1/feedback"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
     assert feedback == {"$ref": "#/components/schemas/FeedbackCreated"}
+    job = paths["/v1/jobs/{job_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert job == {"$ref": "#/components/schemas/JobOut"}
     upload_body = paths["/v1/kbs/{kb}/documents"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in upload_body
 
@@ -528,3 +531,23 @@ def test_feedback_sessions_reports_and_offline_docs_over_http(server: Server, cl
         assert console.status_code == 200 and '<script type="module" src="/ui/js/app.js">' in console.text
         assert anonymous.get("/ui/js/chat.js").headers["content-type"].startswith(("text/javascript",
                                                                                    "application/javascript"))
+
+
+def test_glossary_over_http(client: httpx.Client) -> None:
+    faq = "💡 为什么RLHF之后模型话变多了?\n- 奖励模型偏爱详细的回答\n\n有监督微调(SFT)需要几千条数据。"
+    ingest(client, "terms", ("faq.txt", faq.encode()))
+    assert client.get("/v1/kbs/terms/glossary").json() == {"entries": []}
+    suggested = client.get("/v1/kbs/terms/glossary/suggestions").json()["suggestions"]
+    assert [s["terms"] for s in suggested] == [["SFT", "有监督微调"]] and suggested[0]["count"] == 1
+    added = client.post("/v1/kbs/terms/glossary", json={"entries": ["RLHF = 人类反馈强化学习", ["SFT", "有监督微调"]]})
+    assert added.status_code == 200, added.text
+    entries = added.json()["entries"]
+    assert sorted(e["terms"] for e in entries) == [["RLHF", "人类反馈强化学习"], ["SFT", "有监督微调"]]
+    found = client.post("/v1/kbs/terms/search", json={"query": "人类反馈强化学习之后为什么啰嗦", "mode": "bm25",
+                                                      "explain": True}).json()
+    assert found["expansions"] == [{"matched": "人类反馈强化学习", "added": ["RLHF"]}]
+    assert "RLHF" in found["hits"][0]["text"]
+    assert_problem(client.post("/v1/kbs/terms/glossary", json={"entries": ["lonely"]}), 400, "invalid_input")
+    assert client.delete(f"/v1/kbs/terms/glossary/{entries[0]['id']}").status_code == 204
+    assert_problem(client.delete(f"/v1/kbs/terms/glossary/{entries[0]['id']}"), 404, "glossary_entry_not_found")
+    assert len(client.get("/v1/kbs/terms/glossary").json()["entries"]) == 1

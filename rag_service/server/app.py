@@ -16,7 +16,7 @@ from rag_service.server.auth import bearer_scheme
 from rag_service.server.config import ServerSettings, load_server_settings
 from rag_service.server.deps import Services
 from rag_service.server.guard import RequestGuard
-from rag_service.server.routers import chat, documents, feedback, health, kbs, openai, search
+from rag_service.server.routers import chat, documents, feedback, glossary, health, kbs, openai, search
 from rag_service.settings import Settings
 
 
@@ -41,7 +41,7 @@ def create_app(settings: Settings, server: ServerSettings | None = None) -> Fast
     app.add_middleware(RequestGuard, api_keys=services.api_keys, max_body=server.max_request_kb * 1024,
                        hosts=server.allowed_hosts(bool(services.api_keys)), streamed_paths=("/documents",))
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(bearer_scheme)])
-    for module in (kbs, documents, search, chat, openai, feedback):
+    for module in (kbs, documents, search, chat, openai, feedback, glossary):
         v1.include_router(module.router)
     app.include_router(v1)
     return app

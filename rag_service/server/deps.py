@@ -14,6 +14,7 @@ from rag_service.server.config import ServerSettings
 from rag_service.server.services.chat import ChatService
 from rag_service.server.services.documents import DocumentService
 from rag_service.server.services.feedback import FeedbackService
+from rag_service.server.services.glossary import GlossaryService
 from rag_service.server.services.health import Readiness
 from rag_service.server.services.jobs import IngestJobs
 from rag_service.server.services.kbs import KnowledgeBaseService
@@ -36,6 +37,7 @@ class Services:
     search: SearchService
     chat: ChatService
     feedback: FeedbackService
+    glossary: GlossaryService
     reports: ReportService
 
     @classmethod
@@ -53,7 +55,8 @@ class Services:
                    search=SearchService(workspaces),
                    chat=ChatService(workspaces, server.chat_concurrency, server.chat_queue_size,
                                     server.max_history_messages),
-                   feedback=FeedbackService(workspaces), reports=ReportService(server.reports_dir))
+                   feedback=FeedbackService(workspaces), glossary=GlossaryService(workspaces, writes),
+                   reports=ReportService(server.reports_dir))
 
     def start(self) -> None:
         self.jobs.start()

@@ -99,6 +99,30 @@ class JobOut(BaseModel):
                           "took over)")
 
 
+class GlossaryEntryOut(BaseModel):
+    id: str
+    terms: list[str]
+
+
+class GlossaryList(BaseModel):
+    entries: list[GlossaryEntryOut]
+
+
+class GlossaryAdd(_Strict):
+    entries: list[str | list[str]] = Field(min_length=1, max_length=500, description="each entry as "
+                                           "'SFT = 有监督微调 = supervised fine-tuning' or as a list of its terms")
+
+
+class GlossarySuggestion(BaseModel):
+    terms: list[str]
+    count: int = Field(description="how often the KB writes the pair out")
+    example: str
+
+
+class GlossarySuggestions(BaseModel):
+    suggestions: list[GlossarySuggestion]
+
+
 class RenameSession(_Strict):
     title: str = Field(min_length=1, max_length=200)
 

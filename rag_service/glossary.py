@@ -1,0 +1,309 @@
+"""A knowledge base's domain glossary: terms that mean the same thing (``SFT = 有监督微调 = supervised fine-tuning``).
+
+Vertical domains name things in ways a general tokenizer and a general embedder do not know: jieba cuts 有监督微调
+into pieces, and nothing tells BM25 that a question about 人类反馈强化学习 is about the document's RLHF. A glossary
+fixes both, per knowledge base:
+
+- **Terms stay whole.** The KB's tokenizer emits each glossary term found in a text as one extra token (besides the
+  usual pieces, so partial queries still match). Changing the glossary changes the KB's tokenizer version, and the
+  stored BM25 tokens are re-tokenised (``lexical.ensure_tokens``) before the next search.
+- **Queries are expanded on the BM25 side.** A query that names any term of an entry looks for the concept: the
+  whole-term tokens of all the entry's terms, in place of the pieces of the term it used; ``--explain`` lists each
+  expansion. Optionally the vector query text gets them
+  too (``glossary_expand_vector``).
+- **Suggestions** are mined from the KB itself: abbreviation-expansion pairs written as ``有监督微调(SFT)`` or
+  ``supervised fine-tuning (SFT)``, for the user to accept.
+
+Entries live in the KB's options in the catalog (so every replica sees the same glossary).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag_service.errors import InvalidInputError
+from rag_service.tokenize import Tokenizer, has_cjk
+
+if TYPE_CHECKING:
+    from rag_service.catalog import KnowledgeBase
+    from rag_service.workspace import Workspace
+
+OPTION = "glossary"
+MAX_ENTRIES = 2000
+MAX_TERMS = 12
+MAX_TERM_CHARS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class GlossaryEntry:
+    id: str
+    terms: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "terms": list(self.terms)}
+
+
+@dataclass(frozen=True, slots=True)
+class Expansion:
+    """The query named ``matched``; BM25 also looked for ``added``."""
+
+    matched: str
+    added: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"matched": self.matched, "added": list(self.added)}
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    terms: tuple[str, ...]
+    count: int  # how often the pair was written out in the KB
+    example: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"terms": list(self.terms), "count": self.count, "example": self.example}
+
+
+def normalise(term: str) -> str:
+    return " ".join(term.split()).lower()
+
+
+def parse_entry(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"SFT = 有监督微调 = supervised fine-tuning"`` (or a list of terms) as checked, de-duplicated terms."""
+    raw = text.split("=") if isinstance(text, str) else list(text)
+    terms: list[str] = []
+    for item in raw:
+        term = " ".join(str(item).split())
+        if not term:
+            continue
+        if len(term) > MAX_TERM_CHARS or not term.isprintable() or "=" in term:
+            raise InvalidInputError(f"glossary term {term[:80]!r}: at most {MAX_TERM_CHARS} printable characters, "
+                                    "no '='")
+        if normalise(term) not in {normalise(t) for t in terms}:
+            terms.append(term)
+    if not 2 <= len(terms) <= MAX_TERMS:
+        raise InvalidInputError(f"a glossary entry names 2-{MAX_TERMS} different terms that mean the same, "
+                                f"like 'SFT = 有监督微调 = supervised fine-tuning'; got {len(terms)}")
+    return tuple(terms)
+
+
+def read_file(path: Path) -> list[tuple[str, ...]]:
+    """One entry per line (``a = b = c``); blank lines and ``#`` comments skipped. A bad line names its number."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"cannot read glossary file {path}: {exc}") from None
+    entries = []
+    for number, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            try:
+                entries.append(parse_entry(line))
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{path}:{number}: {exc}") from None
+    return entries
+
+
+def entries(kb: KnowledgeBase) -> list[GlossaryEntry]:
+    return [GlossaryEntry(e["id"], tuple(e["terms"])) for e in kb.options.get(OPTION, [])]
+
+
+def _store(ws: Workspace, kb: KnowledgeBase, items: list[GlossaryEntry]) -> None:
+    ws.catalog.set_kb_option(kb.id, OPTION, [e.to_json() for e in items])
+
+
+def add(ws: Workspace, kb: KnowledgeBase, new: Iterable[tuple[str, ...]], *,
+        lock_timeout: float | None = None) -> list[GlossaryEntry]:
+    """Add entries (an entry sharing a term with an existing one is merged into it); returns the glossary. Under
+    the write lock: the KB's BM25 tokens are re-tokenised with the new terms right away (the CLI and REST share
+    this)."""
+    from rag_service.lexical import ensure_tokens
+
+    with ws.write_lock(lock_timeout):
+        current = entries(ws.catalog.get_kb(kb.id))
+        for terms in new:
+            keys = {normalise(t) for t in terms}
+            overlapping = [e for e in current if keys & {normalise(t) for t in e.terms}]
+            if overlapping:
+                merged = list(dict.fromkeys([*overlapping[0].terms, *(t for e in overlapping[1:] for t in e.terms),
+                                             *terms]))
+                merged = [t for i, t in enumerate(merged) if normalise(t) not in
+                          {normalise(x) for x in merged[:i]}][:MAX_TERMS]
+                current = [e for e in current if e not in overlapping] + [GlossaryEntry(overlapping[0].id,
+                                                                                        tuple(merged))]
+            else:
+                current.append(GlossaryEntry(uuid.uuid4().hex[:8], terms))
+        if len(current) > MAX_ENTRIES:
+            raise InvalidInputError(f"a glossary holds at most {MAX_ENTRIES} entries")
+        _store(ws, kb, current)
+        ensure_tokens(ws, ws.catalog.get_kb(kb.id))
+    return current
+
+
+def remove(ws: Workspace, kb: KnowledgeBase, entry_id: str, *, lock_timeout: float | None = None) -> bool:
+    """Remove one entry by id; False when there is none (the KB is re-tokenised without its terms)."""
+    from rag_service.lexical import ensure_tokens
+
+    with ws.write_lock(lock_timeout):
+        current = entries(ws.catalog.get_kb(kb.id))
+        kept = [e for e in current if e.id != entry_id]
+        if len(kept) == len(current):
+            return False
+        _store(ws, kb, kept)
+        ensure_tokens(ws, ws.catalog.get_kb(kb.id))
+    return True
+
+
+# -- tokens ---------------------------------------------------------------------------------------------------
+def _pattern(terms: Iterable[str]) -> re.Pattern[str] | None:
+    """Every term, longest first, case-insensitive; Latin terms only at word boundaries (so 'SFT' is not found
+    inside 'SFTP')."""
+    parts = []
+    for term in sorted({normalise(t) for t in terms}, key=len, reverse=True):
+        body = r"\s+".join(re.escape(w) for w in term.split())
+        parts.append(body if has_cjk(term) else rf"(?<![^\W_]){body}(?![^\W_])")
+    return re.compile("|".join(parts), re.IGNORECASE) if parts else None
+
+
+class GlossaryTokenizer:
+    """The base tokenizer plus one whole-term token for each glossary term found in the text."""
+
+    def __init__(self, base: Tokenizer, items: Sequence[GlossaryEntry]) -> None:
+        self.base = base
+        self.entries = list(items)
+        self._pattern = _pattern(t for e in self.entries for t in e.terms)
+        digest = hashlib.sha256(json.dumps([e.terms for e in self.entries], ensure_ascii=False).encode())
+        self.version = f"{base.version}+g{digest.hexdigest()[:12]}" if self.entries else base.version
+
+    def __call__(self, text: str) -> list[str]:
+        tokens = self.base(text)
+        if self._pattern is not None:
+            for match in self._pattern.finditer(text):
+                whole = normalise(match.group(0))
+                if whole not in tokens:
+                    tokens.append(whole)
+        return tokens
+
+    def query_tokens(self, query: str) -> list[str]:
+        """A query's BM25 tokens: a glossary term it names counts as that concept, whatever form a document uses
+        (the whole-term tokens of all the entry's terms) instead of as the pieces jieba would cut it into, which
+        would match unrelated text sharing a piece (人类反馈强化学习 -> 人类, 反馈)."""
+        if self._pattern is None:
+            return self.base(query)
+        rest = self._pattern.sub(" ", query)
+        named = [normalise(m.group(0)) for m in self._pattern.finditer(query)]
+        added = self.expansion_tokens(self.expand(query))
+        return self.base(rest) + list(dict.fromkeys([*named, *added]))
+
+    def expand(self, query: str) -> list[Expansion]:
+        """For each entry the query names, the entry's other terms."""
+        if self._pattern is None:
+            return []
+        found = {normalise(m.group(0)) for m in self._pattern.finditer(query)}
+        out = []
+        for entry in self.entries:
+            named = [t for t in entry.terms if normalise(t) in found]
+            if named:
+                others = tuple(t for t in entry.terms if normalise(t) not in found)
+                if others:
+                    out.append(Expansion(named[0], others))
+        return out
+
+    def expansion_tokens(self, expansions: Iterable[Expansion]) -> list[str]:
+        """The whole-term tokens BM25 adds for ``expansions`` (documents carry them where the terms occur)."""
+        return list(dict.fromkeys(normalise(t) for e in expansions for t in e.added))
+
+
+_cache: dict[tuple[str, str], GlossaryTokenizer] = {}
+_cache_lock = threading.Lock()
+
+
+def tokenizer_for(base: Tokenizer, kb: KnowledgeBase) -> GlossaryTokenizer:
+    """The KB's tokenizer: the base one with its glossary (cached per glossary content)."""
+    return tokenizer_with(base, kb.options)
+
+
+def tokenizer_with(base: Tokenizer, options: dict[str, Any]) -> GlossaryTokenizer:
+    """The tokenizer a KB with these options has (for a KB about to be created, as by an import)."""
+    items = [GlossaryEntry(e["id"], tuple(e["terms"])) for e in options.get(OPTION, [])]
+    key = (base.version, json.dumps([e.terms for e in items], ensure_ascii=False))
+    with _cache_lock:
+        tok = _cache.get(key)
+        if tok is None:
+            if len(_cache) > 64:
+                _cache.clear()
+            tok = _cache[key] = GlossaryTokenizer(base, items)
+    return tok
+
+
+# -- suggestions ---------------------------------------------------------------------------------------------
+_ACRONYM = r"[A-Z][A-Za-z0-9&\-]{1,11}"
+_CN_TERM = r"[\u4e00-\u9fff]{2,12}"
+_EN_TERM = r"[A-Za-z][A-Za-z\-]+(?: [A-Za-z][A-Za-z\-]+){1,6}"
+_PAIRS = (
+    re.compile(rf"({_CN_TERM})\s*[(（]\s*({_ACRONYM})\s*[)）]"),  # 有监督微调(SFT)
+    re.compile(rf"({_ACRONYM})\s*[(（]\s*({_CN_TERM})\s*[)）]"),  # SFT（有监督微调）
+    re.compile(rf"({_EN_TERM})\s*\(\s*({_ACRONYM})\s*\)"),  # supervised fine-tuning (SFT)
+)
+_CN_STOP_PREFIX = re.compile(r"^(?:的|了|在|是|和|与|及|或|通过|使用|采用|进行|称为|叫做|即|也就是)+")
+
+
+def _initials_match(phrase: str, acronym: str) -> str | None:
+    """The shortest tail of ``phrase`` whose word initials spell ``acronym`` (case-insensitive), if any."""
+    words = re.split(r"[\s\-]+", phrase)
+    letters = [c for c in acronym.lower() if c.isalpha()]
+    for start in range(len(words) - 1, -1, -1):
+        tail = words[start:]
+        initials = "".join(w[0].lower() for w in tail if w)
+        if initials == "".join(letters):
+            return " ".join(phrase.split()[-len(" ".join(tail).split()):])
+        if len(initials) > len(letters):
+            break
+    return None
+
+
+def suggest(ws: Workspace, kb: KnowledgeBase, limit: int = 50) -> list[Suggestion]:
+    """Abbreviation-expansion pairs the KB's own documents write out, most frequent first, minus the pairs the
+    glossary already has."""
+    counts: Counter[tuple[str, str]] = Counter()
+    examples: dict[tuple[str, str], str] = {}
+    for chunk in ws.catalog.indexed_chunks(kb.id):
+        text = chunk.text
+        for number, pattern in enumerate(_PAIRS):
+            for m in pattern.finditer(text):
+                a, b = m.group(1), m.group(2)
+                term, acronym = (b, a) if number == 1 else (a, b)
+                if number == 2:
+                    matched = _initials_match(term, acronym)
+                    if matched is None:
+                        continue
+                    term = matched
+                else:
+                    term = _CN_STOP_PREFIX.sub("", term)
+                    if len(term) < 2:
+                        continue
+                key = (acronym, term)
+                counts[key] += 1
+                examples.setdefault(key, text[max(0, m.start() - 20):m.end() + 20].replace("\n", " "))
+    known = {normalise(t) for e in entries(kb) for t in e.terms}
+    grouped: dict[str, list[tuple[str, int]]] = {}
+    for (acronym, term), n in counts.most_common():
+        grouped.setdefault(acronym, []).append((term, n))
+    out = []
+    for acronym, terms in grouped.items():
+        names = [acronym, *dict.fromkeys(t for t, _ in terms)][:MAX_TERMS]
+        if {normalise(n) for n in names} <= known:
+            continue
+        key = (acronym, terms[0][0])
+        out.append(Suggestion(tuple(names), sum(n for _, n in terms), examples[key]))
+    out.sort(key=lambda s: (-s.count, s.terms))
+    return out[:limit]

@@ -1,0 +1,39 @@
+"""A knowledge base's glossary over REST: the same use cases as ``rag glossary`` (rag_service.glossary)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rag_service import glossary
+from rag_service.errors import GlossaryEntryNotFoundError
+from rag_service.server.services.writes import WriteGate
+from rag_service.server.workspaces import Workspaces
+
+
+class GlossaryService:
+    def __init__(self, workspaces: Workspaces, writes: WriteGate) -> None:
+        self.workspaces = workspaces
+        self.writes = writes
+
+    def list_entries(self, kb_ref: str) -> dict[str, Any]:
+        kb = self.workspaces.current().catalog.get_kb(kb_ref)
+        return {"entries": [e.to_json() for e in glossary.entries(kb)]}
+
+    def add(self, kb_ref: str, items: Sequence[str | list[str]]) -> dict[str, Any]:
+        ws = self.workspaces.current()
+        kb = ws.catalog.get_kb(kb_ref)
+        parsed = [glossary.parse_entry(item) for item in items]  # all checked before anything is stored
+        stored = self.writes.run(ws, lambda w, timeout: glossary.add(w, kb, parsed, lock_timeout=timeout))
+        return {"entries": [e.to_json() for e in stored]}
+
+    def remove(self, kb_ref: str, entry_id: str) -> None:
+        ws = self.workspaces.current()
+        kb = ws.catalog.get_kb(kb_ref)
+        if not self.writes.run(ws, lambda w, timeout: glossary.remove(w, kb, entry_id, lock_timeout=timeout)):
+            raise GlossaryEntryNotFoundError(f"knowledge base '{kb.name}' has no glossary entry '{entry_id}'")
+
+    def suggestions(self, kb_ref: str, limit: int) -> dict[str, Any]:
+        ws = self.workspaces.current()
+        kb = ws.catalog.get_kb(kb_ref)
+        return {"suggestions": [s.to_json() for s in glossary.suggest(ws, kb, limit)]}
