@@ -8,6 +8,8 @@ counts in tokens.
 - ``recursive``: LangChain's recursive splitter (paragraphs, lines, sentence ends, clauses, words, characters);
 - ``sentence``: whole sentences packed up to the size, the overlap being whole trailing sentences;
 - ``markdown``: one ATX-heading section at a time (``metadata["headings"]``), a big section by sentences;
+- ``structure``: the same for structure without Markdown (question lines, numbered and title lines, lists),
+  tables of contents left out;
 - ``semantic``: sentences grouped by topic (a dip in adjacent embedding similarity), then by size;
 - ``parent_child``: small sentence chunks to match, each pointing to a big parent chunk to answer from.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from rag_service.errors import ConfigError
 from rag_service.records import Chunk, Document
+from rag_service.tokenize import has_cjk
 
 Length = Callable[[str], int]
 Embed = Callable[[list[str]], np.ndarray]
@@ -259,6 +263,185 @@ class MarkdownSplitter(SentenceSplitter):
                 for start, end in self.spans(text, body_start, body_end)]
 
 
+# -- structure without Markdown: question lines, numbered or short heading lines, lists, tables of contents ------
+_QUESTION_PREFIX = re.compile(r"(?:Q\s*\d*\s*[:：.)]|问\s*\d*\s*[:：]|问题\s*\d*\s*[:：])", re.IGNORECASE)
+_LIST_ITEM = re.compile(r"(?:[-*•·‣◦▪–—]\s|\d{1,3}[.)、）]\s?|[（(]\d{1,3}[)）]|[a-z][.)]\s|[①-⑳])")
+_CHAPTER = re.compile(r"第[一二三四五六七八九十百零〇\d]+\s*([章部篇节条])|(?:chapter|part)\s+\d+\b", re.IGNORECASE)
+_CN_ORDINAL = re.compile(r"[一二三四五六七八九十]{1,3}[、.．]")
+_DOTTED = re.compile(r"(\d+(?:\.\d+)+)\.?\s")
+_TERMINAL = "。．.!！;；,，:：、"
+_TOC_TITLE = re.compile(r"(?:目录|目 录|contents|table of contents|索引)\s*[:：]?", re.IGNORECASE)
+_KEY_STRIP = re.compile(r"[\s.…·_\-—]+\d*\s*$")
+QUESTION_LEVEL = 9  # a question is a leaf: the next question replaces it, a heading above it stays
+
+
+def _leading_symbol(line: str) -> str:
+    """The line without a leading run of emoji or symbols (💡, ❓, ■, ➤...) that mark entries in scraped FAQs."""
+    i = 0
+    while i < len(line) and (unicodedata.category(line[i]) in ("So", "Sk", "Sm", "Cf") or line[i] in " \t\ufe0f"):
+        i += 1
+    return line[i:]
+
+
+def _line_kind(line: str) -> tuple[str, int]:
+    """("blank"|"heading"|"question"|"item"|"text", level) of one line, judged without Markdown."""
+    stripped = line.strip()
+    if not stripped:
+        return "blank", 0
+    atx = _HEADING.fullmatch(line)
+    if atx:
+        return "heading", len(atx.group(1))
+    bare = _leading_symbol(stripped)
+    if len(bare) <= 150 and (bare.endswith(("?", "？")) or _QUESTION_PREFIX.match(bare)):
+        return "question", QUESTION_LEVEL
+    if len(bare) <= 60:
+        chapter = _CHAPTER.match(bare)
+        if chapter:
+            return "heading", 2 if chapter.group(1) in ("节", "条") else 1
+        if _CN_ORDINAL.match(bare) and bare[-1] not in _TERMINAL:
+            return "heading", 1
+        dotted = _DOTTED.match(bare + " ")
+        if dotted and bare[-1] not in _TERMINAL:
+            return "heading", min(dotted.group(1).count(".") + 1, 8)
+    if _LIST_ITEM.match(bare):
+        return "item", 0
+    return "text", 0
+
+
+def _title_like(line: str) -> bool:
+    """A short line without closing punctuation: a heading when it stands alone before its content."""
+    bare = _leading_symbol(line.strip())
+    limit = 30 if has_cjk(bare) else 60
+    return 1 < len(bare) <= limit and bare[-1] not in _TERMINAL and not _LIST_ITEM.match(bare)
+
+
+def _key(line: str) -> str:
+    """A heading or TOC line reduced to compare the two: no markers, numbering, dot leaders or page numbers."""
+    bare = _leading_symbol(line.strip())
+    bare = _LIST_ITEM.sub("", bare, count=1) if _LIST_ITEM.match(bare) else bare
+    bare = _DOTTED.sub("", bare + " ", count=1).strip() if _DOTTED.match(bare + " ") else bare
+    bare = _KEY_STRIP.sub("", bare)
+    return "".join(bare.lower().split()).rstrip("?？")
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    start: int
+    end: int
+    kind: str
+    level: int
+
+
+def _lines(text: str) -> list[_Line]:
+    out, offset = [], 0
+    for raw in text.split("\n"):
+        kind, level = _line_kind(raw)
+        out.append(_Line(offset, offset + len(raw), kind, level))
+        offset += len(raw) + 1
+    # A short unpunctuated line between a blank line (or the start) and content is a heading too.
+    for i, line in enumerate(out):
+        if line.kind != "text" or not _title_like(text[line.start:line.end]):
+            continue
+        before = i == 0 or out[i - 1].kind == "blank"
+        after = next((n for n in out[i + 1:] if n.kind != "blank"), None)
+        if before and after is not None and after.kind in ("text", "item"):
+            out[i] = _Line(line.start, line.end, "heading", 1)
+    return out
+
+
+def _tables_of_contents(text: str, lines: list[_Line]) -> set[int]:
+    """Indexes of lines that form a table of contents: at least 3 consecutive short lines (blank lines between
+    allowed) that each reappear later in the document as a line of their own, the entries they list (a title line
+    such as 目录 / Contents just before joins them). PDF text often has no blank lines, so nothing here needs any."""
+    keys = [_key(text[line.start:line.end]) if line.kind != "blank" else "" for line in lines]
+    last: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if key:
+            last[key] = i
+    candidate = [bool(key) and len(key) >= 2 and last[key] > i and lines[i].end - lines[i].start <= 150
+                 for i, key in enumerate(keys)]
+    toc: set[int] = set()
+    i = 0
+    while i < len(lines):
+        if not candidate[i]:
+            i += 1
+            continue
+        run, j = [], i
+        while j < len(lines) and (candidate[j] or lines[j].kind == "blank"):
+            if candidate[j]:
+                run.append(j)
+            j += 1
+        if len(run) >= 3:
+            toc.update(range(run[0], run[-1] + 1))
+            before = next((k for k in range(run[0] - 1, -1, -1) if lines[k].kind != "blank"), None)
+            if before is not None and _TOC_TITLE.fullmatch(text[lines[before].start:lines[before].end].strip()):
+                toc.add(before)
+        i = j
+    return toc
+
+
+def _toc_level(line: str) -> int:
+    """The level a line listed in a table of contents gets as a heading: by its numbering (2 → 1, 2.1 → 2)."""
+    bare = _leading_symbol(line.strip())
+    dotted = _DOTTED.match(bare + " ")
+    return min(dotted.group(1).count(".") + 1, 8) if dotted else 1
+
+
+def _structure_sections(text: str) -> Iterator[tuple[list[str], int, int]]:
+    """(heading path, body start, body end) by the structure plain text carries: heading and question lines open
+    sections, a table of contents belongs to no section (it would match every question it lists)."""
+    lines = _lines(text)
+    toc = _tables_of_contents(text, lines)
+    # What a table of contents lists is a heading where it appears later, however plain the line looks there.
+    listed = {_key(text[lines[i].start:lines[i].end]) for i in toc}
+    for i, line in enumerate(lines):
+        if i not in toc and line.kind in ("text", "item") and _key(text[line.start:line.end]) in listed:
+            lines[i] = _Line(line.start, line.end, "heading", _toc_level(text[line.start:line.end]))
+    path: list[tuple[int, str]] = []
+    body_start: int | None = None
+    body_end = 0
+
+    def flush() -> Iterator[tuple[list[str], int, int]]:
+        if body_start is not None and body_end > body_start:
+            yield [title for _, title in path], body_start, body_end
+
+    for i, line in enumerate(lines):
+        if i in toc:
+            yield from flush()
+            body_start = None
+            continue
+        if line.kind in ("heading", "question"):
+            yield from flush()
+            body_start = None
+            title = " ".join(_leading_symbol(text[line.start:line.end].strip()).split())
+            atx = _HEADING.fullmatch(text[line.start:line.end])
+            if atx:
+                title = _heading_title(atx.group(2))
+            path = [(lvl, t) for lvl, t in path if lvl < line.level] + [(line.level, title)]
+            continue
+        if line.kind == "blank":
+            continue
+        if body_start is None:
+            body_start = line.start
+        body_end = line.end
+    yield from flush()
+
+
+class StructureSplitter(SentenceSplitter):
+    """Sections found in plain text, PDF and DOCX without Markdown: question lines (ending in ?/？, or Q:/问：),
+    numbered headings (第二章, 一、, 2.1), short stand-alone title lines and ATX headings open sections; each chunk
+    carries its heading/question path (``metadata["headings"]``, prefixed to the indexed text as by
+    ``markdown``), so the chunk holding an answer's list items still names the question; a list stays with its
+    section, packed by sentences; a table of contents is left out of the chunks."""
+
+    name = "structure"
+
+    def _pieces(self, text: str) -> list[Piece]:
+        return [Piece(start, end, {"headings": list(headings)} if headings else {})
+                for headings, body_start, body_end in _structure_sections(text)
+                for start, end in self.spans(text, body_start, body_end)]
+
+
 class SemanticSplitter(SentenceSplitter):
     """Sentences grouped by topic: a new group starts where the cosine similarity of adjacent sentences
     is below the ``breakpoint_percentile``-th percentile of all adjacent similarities in the document
@@ -330,7 +513,8 @@ class ParentChildSplitter(Splitter):
 
 SPLITTERS: dict[str, type[Splitter]] = {
     cls.name: cls
-    for cls in (RecursiveSplitter, SentenceSplitter, MarkdownSplitter, SemanticSplitter, ParentChildSplitter)
+    for cls in (RecursiveSplitter, SentenceSplitter, MarkdownSplitter, StructureSplitter, SemanticSplitter,
+                ParentChildSplitter)
 }
 
 

@@ -11,8 +11,9 @@ fixes both, per knowledge base:
   whole-term tokens of all the entry's terms, in place of the pieces of the term it used; ``--explain`` lists each
   expansion. Optionally the vector query text gets them
   too (``glossary_expand_vector``).
-- **Suggestions** are mined from the KB itself: abbreviation-expansion pairs written as ``有监督微调(SFT)`` or
-  ``supervised fine-tuning (SFT)``, for the user to accept.
+- **Suggestions** are mined from the KB itself: abbreviation-expansion pairs written as ``有监督微调(SFT)``,
+  ``supervised fine-tuning (SFT)``, ``SFT：监督微调`` or ``SCIM means System for Cross-domain Identity Management``
+  (an English expansion must spell the acronym), for the user to accept.
 
 Entries live in the KB's options in the catalog (so every replica sees the same glossary).
 """
@@ -248,26 +249,32 @@ def tokenizer_with(base: Tokenizer, options: dict[str, Any]) -> GlossaryTokenize
 # -- suggestions ---------------------------------------------------------------------------------------------
 _ACRONYM = r"[A-Z][A-Za-z0-9&\-]{1,11}"
 _CN_TERM = r"[\u4e00-\u9fff]{2,12}"
-_EN_TERM = r"[A-Za-z][A-Za-z\-]+(?: [A-Za-z][A-Za-z\-]+){1,6}"
-_PAIRS = (
-    re.compile(rf"({_CN_TERM})\s*[(（]\s*({_ACRONYM})\s*[)）]"),  # 有监督微调(SFT)
-    re.compile(rf"({_ACRONYM})\s*[(（]\s*({_CN_TERM})\s*[)）]"),  # SFT（有监督微调）
-    re.compile(rf"({_EN_TERM})\s*\(\s*({_ACRONYM})\s*\)"),  # supervised fine-tuning (SFT)
+_EN_TERM = r"[A-Za-z][A-Za-z\-]+(?: [A-Za-z][A-Za-z\-]+){1,7}"
+# (pattern, which group is the acronym, whether an English expansion follows the acronym)
+_PAIRS: tuple[tuple[re.Pattern[str], int, bool], ...] = (
+    (re.compile(rf"({_CN_TERM})\s*[(（]\s*({_ACRONYM})\s*[)）]"), 2, False),  # 有监督微调(SFT)
+    (re.compile(rf"({_ACRONYM})\s*[(（]\s*({_CN_TERM})\s*[)）]"), 1, False),  # SFT（有监督微调）
+    (re.compile(rf"({_EN_TERM})\s*\(\s*({_ACRONYM})\s*\)"), 2, False),  # supervised fine-tuning (SFT)
+    (re.compile(rf"(?m)^[ \t]*[-•*]?[ \t]*({_ACRONYM})[ \t]*[:：][ \t]*({_CN_TERM})"), 1, False),  # SFT：监督微调，…
+    (re.compile(rf"\b({_ACRONYM})\s+(?:here\s+)?(?:means|stands for|is short for|is an abbreviation (?:of|for))\s+"
+                rf"({_EN_TERM})"), 1, True),  # SCIM means System for Cross-domain Identity Management
 )
 _CN_STOP_PREFIX = re.compile(r"^(?:的|了|在|是|和|与|及|或|通过|使用|采用|进行|称为|叫做|即|也就是)+")
+_MINOR_WORDS = frozenset({"for", "of", "and", "the", "to", "in", "on", "a", "an", "with", "by"})
 
 
-def _initials_match(phrase: str, acronym: str) -> str | None:
-    """The shortest tail of ``phrase`` whose word initials spell ``acronym`` (case-insensitive), if any."""
-    words = re.split(r"[\s\-]+", phrase)
-    letters = [c for c in acronym.lower() if c.isalpha()]
-    for start in range(len(words) - 1, -1, -1):
-        tail = words[start:]
-        initials = "".join(w[0].lower() for w in tail if w)
-        if initials == "".join(letters):
-            return " ".join(phrase.split()[-len(" ".join(tail).split()):])
-        if len(initials) > len(letters):
-            break
+def _initials_match(phrase: str, acronym: str, *, head: bool = False) -> str | None:
+    """The shortest tail (or, with ``head``, start) of ``phrase`` whose word initials spell ``acronym``, with or
+    without its minor words (System for Cross-domain Identity Management = SCIM); None if there is none."""
+    words = phrase.split()
+    letters = "".join(c for c in acronym.lower() if c.isalpha())
+    spans = [words[: n] for n in range(1, len(words) + 1)] if head else \
+        [words[start:] for start in range(len(words) - 1, -1, -1)]
+    for span in spans:
+        for parts in ([p for w in span for p in w.split("-") if p], span):  # fine-tuning: one word or two
+            for keep in (parts, [p for p in parts if p.lower() not in _MINOR_WORDS]):
+                if "".join(p[0].lower() for p in keep) == letters:
+                    return " ".join(span)
     return None
 
 
@@ -278,19 +285,18 @@ def suggest(ws: Workspace, kb: KnowledgeBase, limit: int = 50) -> list[Suggestio
     examples: dict[tuple[str, str], str] = {}
     for chunk in ws.catalog.indexed_chunks(kb.id):
         text = chunk.text
-        for number, pattern in enumerate(_PAIRS):
+        for pattern, acronym_group, head in _PAIRS:
             for m in pattern.finditer(text):
-                a, b = m.group(1), m.group(2)
-                term, acronym = (b, a) if number == 1 else (a, b)
-                if number == 2:
-                    matched = _initials_match(term, acronym)
-                    if matched is None:
-                        continue
-                    term = matched
-                else:
+                acronym, term = m.group(acronym_group), m.group(3 - acronym_group)
+                if has_cjk(term):
                     term = _CN_STOP_PREFIX.sub("", term)
                     if len(term) < 2:
                         continue
+                else:
+                    matched = _initials_match(term, acronym, head=head)
+                    if matched is None:
+                        continue
+                    term = matched
                 key = (acronym, term)
                 counts[key] += 1
                 examples.setdefault(key, text[max(0, m.start() - 20):m.end() + 20].replace("\n", " "))

@@ -233,3 +233,58 @@ def test_semantic_splitter_needs_an_embedder() -> None:
     with pytest.raises(ConfigError, match="embed"):
         make_splitter("semantic", 100, 10)
     assert isinstance(make_splitter("sentence", 100, 10), Splitter)  # the others do not
+
+
+SCRAPED_FAQ = """澄湾内部 FAQ
+
+目录
+💡 为什么RLHF之后模型话变多了?
+💡 SFT 数据要准备多少条?
+第二章 集群
+
+💡 为什么RLHF之后模型话变多了?
+做完 RLHF 以后回答明显变长，通常是下面几个因素叠加：
+- 奖励模型本身偏爱长文本，分数和回答字数明显相关
+- 标注员给详细的回答打了更高的分
+- 红队数据里大量回答以免责声明开头
+- 多轮对话样本只截取了最长的那几轮
+
+💡 SFT 数据要准备多少条?
+通用对话能力 2 万条左右就能拉起来。
+
+第二章 集群
+2.1 申请
+1) 在资源平台提交工单
+2) 组长审批后排队
+"""
+
+
+def test_structure_splitter_carries_the_question_into_every_chunk_of_its_answer() -> None:
+    chunks = split("structure", SCRAPED_FAQ, 60, 0)
+    by_text = {c.text: c.metadata.get("headings") for c in chunks}
+    rlhf = [c for c in chunks if c.metadata.get("headings") == ["澄湾内部 FAQ", "为什么RLHF之后模型话变多了?"]]
+    assert len(rlhf) >= 2  # the list did not fit in one chunk: every part still names its question
+    assert any("红队数据" in c.text for c in rlhf) and all("为什么RLHF之后模型话变多了?" in c.index_text for c in rlhf)
+    assert by_text["通用对话能力 2 万条左右就能拉起来。"] == ["澄湾内部 FAQ", "SFT 数据要准备多少条?"]
+    assert by_text["1) 在资源平台提交工单\n2) 组长审批后排队"] == ["第二章 集群", "2.1 申请"]
+    # The table of contents is in no chunk: it would match every question it lists.
+    assert not any("目录" in c.text or "💡" in c.text for c in chunks) and len(chunks) == 4
+
+
+def test_structure_splitter_reads_pdf_text_without_blank_lines_and_markdown_still_works() -> None:
+    pdf_text = ("Admin Help\nContents\n1 Getting Started\nQ: How do I invite people?\n2 Billing\n"
+                "Q: Why was my card declined?\n1 Getting Started\nQ: How do I invite people?\n"
+                "Open Admin Console and paste the addresses.\n2 Billing\nQ: Why was my card declined?\n"
+                "- The card has expired\n- The bank blocked it\n")
+    chunks = split("structure", pdf_text, 200, 0)
+    assert [(c.metadata.get("headings"), c.text) for c in chunks] == [
+        (["1 Getting Started", "Q: How do I invite people?"], "Open Admin Console and paste the addresses."),
+        (["2 Billing", "Q: Why was my card declined?"], "- The card has expired\n- The bank blocked it"),
+    ]
+    md = split("structure", "# Guide\n\n## Setup\n\nRun the installer.\n", 200, 0)
+    assert [(c.metadata.get("headings"), c.text) for c in md] == [(["Guide", "Setup"], "Run the installer.")]
+
+
+def test_structure_splitter_leaves_plain_prose_as_sentences() -> None:
+    prose = "星河图书馆周一闭馆。其余每天九点开放，晚上八点关门。每位读者最多借八本书，借期三十天。"
+    assert [c.text for c in split("structure", prose, 30, 0)] == [c.text for c in split("sentence", prose, 30, 0)]
