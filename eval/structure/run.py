@@ -109,6 +109,16 @@ def ingest(data_dir: Path, options: Sequence[str]) -> None:
         raise SystemExit(f"rag ingest failed ({done.returncode}):\n{done.stderr[-2000:]}")
 
 
+def add_glossary(data_dir: Path, path: Path) -> None:
+    """``rag glossary add --kb structure --file FILE``: a user's domain glossary for the KB."""
+    rag = Path(sys.executable).with_name("rag")
+    command = [str(rag) if rag.exists() else "rag", "glossary", "add", "--kb", KB, "--file", str(path)]
+    done = subprocess.run(command, env={**os.environ, "RAG_DATA_DIR": str(data_dir)}, capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"rag glossary add failed ({done.returncode}):\n{done.stderr[-2000:]}")
+
+
 def has_kb(data_dir: Path) -> bool:
     """Whether ``data_dir`` already holds the benchmark's knowledge base."""
     from rag_service.settings import load_settings
@@ -217,6 +227,8 @@ def main() -> None:
                              "default: a temporary directory, removed afterwards")
     parser.add_argument("--out", type=Path, help="also write the index settings, numbers and per-question ranks "
                                                  "as JSON")
+    parser.add_argument("--glossary", type=Path, help="add this glossary file to the KB before searching "
+                                                      "(e.g. eval/structure/glossary.txt)")
     args = parser.parse_args()
     options: list[str] = []
     for flag, value in (("--splitter", args.splitter), ("--chunk-size", args.chunk_size),
@@ -234,6 +246,8 @@ def main() -> None:
         elif options:
             print(f"{data_dir} already holds the '{KB}' KB: ingest skipped, {' '.join(options)} ignored",
                   file=sys.stderr)
+        if args.glossary:
+            add_glossary(data_dir, args.glossary)
         index, split, results = evaluate(data_dir, texts, questions, modes)
     markdown, numbers = table(questions, split, results)
     print(f"index: {', '.join(f'{k}={v}' for k, v in index.items())}")
