@@ -12,6 +12,7 @@ import numpy as np
 from rag_service.catalog import KnowledgeBase
 from rag_service.errors import InvalidInputError
 from rag_service.expansion import EXPANSIONS, Expand, QueryExpander
+from rag_service.feedback_boost import boosted_chunks
 from rag_service.filters import SearchFilter
 from rag_service.fusion import FUSIONS, Fusion, reciprocal_rank_fusion, weighted_fusion
 from rag_service.glossary import Expansion, GlossaryTokenizer
@@ -27,6 +28,8 @@ MODES: tuple[Mode, ...] = ("bm25", "vector", "hybrid")
 Ranked = dict[str, list[tuple[str, float]]]
 # Filters allowing at most this many chunks are searched by scoring their stored vectors directly.
 EXACT_SCOPE_MAX = 2000
+# Weighted fusion: the feedback list's weight (the retrievers' weights sum to 1): a nudge, not a takeover.
+FEEDBACK_WEIGHT = 0.2
 
 
 @dataclass(slots=True)
@@ -98,6 +101,12 @@ class Retriever:
             suffix = f"#{i}" if i else ""
             for name, found in self._candidates(q, mode, n, scope, terms).items():
                 ranked[name + suffix] = found
+        if settings.feedback_boost:
+            boosted = boosted_chunks(self.ws, self.kb, self.embedder, self.embedder.embed_query(query),
+                                     settings.feedback_boost_similarity)
+            allowed = [(c, s) for c, s in boosted if scope is None or c in scope.chunk_ids]
+            if allowed:
+                ranked["feedback"] = allowed
         if expand == "hyde" and mode != "bm25":
             result.hypothetical = expander.hypothetical_passage(query)
             vector = self.embedder.embed_documents([result.hypothetical])[0]
@@ -107,7 +116,8 @@ class Retriever:
             fused = next(iter(ranked.values()))
         elif fusion == "weighted":
             w = settings.bm25_weight
-            fused = weighted_fusion(ranked, {name: w if name.startswith("bm25") else 1 - w for name in ranked})
+            fused = weighted_fusion(ranked, {name: w if name.startswith("bm25") else FEEDBACK_WEIGHT
+                                             if name == "feedback" else 1 - w for name in ranked})
         else:
             fused = reciprocal_rank_fusion({name: [i for i, _ in lst] for name, lst in ranked.items()},
                                            k=settings.rrf_k)

@@ -142,6 +142,12 @@ class Settings(BaseSettings):
         "sixth of that): a job whose worker died is taken over by another worker after this.")
     job_poll_s: float = Field(1.0, gt=0, le=60, description="How often an idle ingest worker looks for new jobs.")
     job_max_attempts: int = Field(3, ge=1, le=20, description="Workers that may die on one job before it fails.")
+    feedback_boost: bool = Field(
+        False, description="Fuse the chunks cited by up-voted answers to close questions as one more ranked list "
+        "('feedback' in --explain); chunks of down-voted answers to close questions are never boosted.")
+    feedback_boost_similarity: float = Field(
+        0.88, gt=0, le=1, description="How close (cosine, the KB's embedder) a question must be to a rated one for "
+        "feedback_boost.")
     glossary_expand_vector: bool = Field(
         False, description="Also add a KB's glossary expansions to the vector query text (BM25 always gets them).")
     vector_store: str = Field("chroma", description="The vector index backend (rag_service.vectorstore."
