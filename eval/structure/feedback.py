@@ -20,10 +20,18 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from eval.structure.run import KB, evaluate, extracted_texts, holds_answer, ingest, load_questions  # noqa: E402
+from eval.structure.run import (  # noqa: E402
+    KB,
+    Question,
+    evaluate,
+    extracted_texts,
+    holds_answer,
+    ingest,
+    load_questions,
+)
 
 
-def rate_half(data_dir: Path, texts: dict[str, str], questions: list) -> set[str]:  # type: ignore[type-arg]
+def rate_half(data_dir: Path, texts: dict[str, str], questions: list[Question]) -> set[str]:
     """Up-votes for every other question, in the document's words, citing a chunk that holds the answer."""
     from rag_service.settings import load_settings
     from rag_service.workspace import Workspace
