@@ -293,8 +293,7 @@ class Catalog:
             sql += f" AND id IN ({','.join('?' * len(ids))})"
             args += ids
         if source_glob is not None:
-            clause, _ = self._db.dialect.glob("source")
-            sql += f" AND {clause}"
+            sql += f" AND {self._db.dialect.glob('source')}"
             args.append(self._db.dialect.glob_param(source_glob))
         return [r[0] for r in self._db.execute(sql, args)]
 

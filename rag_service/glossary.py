@@ -134,13 +134,12 @@ def add(ws: Workspace, kb: KnowledgeBase, new: Iterable[tuple[str, ...]], *,
         for terms in new:
             keys = {normalise(t) for t in terms}
             overlapping = [e for e in current if keys & {normalise(t) for t in e.terms}]
-            if overlapping:
-                merged = list(dict.fromkeys([*overlapping[0].terms, *(t for e in overlapping[1:] for t in e.terms),
-                                             *terms]))
-                merged = [t for i, t in enumerate(merged) if normalise(t) not in
-                          {normalise(x) for x in merged[:i]}][:MAX_TERMS]
-                current = [e for e in current if e not in overlapping] + [GlossaryEntry(overlapping[0].id,
-                                                                                        tuple(merged))]
+            if overlapping:  # one concept: fold the entries that share a term into the first of them
+                merged: dict[str, str] = {}  # first spelling of each term, in order
+                for term in [*(t for e in overlapping for t in e.terms), *terms]:
+                    merged.setdefault(normalise(term), term)
+                current = [e for e in current if e not in overlapping] + [
+                    GlossaryEntry(overlapping[0].id, tuple(merged.values())[:MAX_TERMS])]
             else:
                 current.append(GlossaryEntry(uuid.uuid4().hex[:8], terms))
         if len(current) > MAX_ENTRIES:

@@ -201,10 +201,6 @@ class JobStore:
         return self._db.execute("UPDATE jobs SET status = 'queued', worker = NULL, lease_until = NULL "
                                 "WHERE worker = ? AND status = 'running'", (worker,)).rowcount
 
-    def fail_queued(self, error: str) -> int:
-        return self._db.execute("UPDATE jobs SET status = 'failed', error = ?, finished = ? WHERE status = 'queued'",
-                                (error, now_text())).rowcount
-
 
 def worker_name() -> str:
     """Unique per worker thread, readable in the jobs table: host, process, random suffix."""

@@ -59,7 +59,7 @@ class Dialect:
 
     name: str
     tokens: dict[str, str] = field(default_factory=dict)
-    glob: Callable[[str], tuple[str, str]] = lambda column: (f"{column} GLOB ?", "")
+    glob: Callable[[str], str] = lambda column: f"{column} GLOB ?"
     glob_param: Callable[[str], str] = lambda pattern: pattern
     json_equals: Callable[[str, str, Any], tuple[str, list[Any]]] = \
         lambda column, key, value: (f"json_extract({column}, ?) = ?", [f"$.{key}", value])
@@ -95,6 +95,30 @@ class Migration:
     version: int
     description: str
     steps: tuple[Step, ...]
+
+
+SCHEMA_MIGRATIONS = ("CREATE TABLE IF NOT EXISTS schema_migrations (store TEXT NOT NULL, version INTEGER NOT NULL, "
+                     "description TEXT NOT NULL, applied TEXT NOT NULL, PRIMARY KEY (store, version))")
+
+
+def apply_migrations(tx: Executor, store: str, migrations: Sequence[Migration],
+                     add_column: Callable[[Executor, AddColumn], object]) -> None:
+    """The store's migrations not yet recorded in ``schema_migrations``, in order, inside the caller's transaction
+    (which each backend makes exclusive); ``add_column`` is the backend's idempotent ALTER TABLE."""
+    tx.execute(SCHEMA_MIGRATIONS)
+    done = {r[0] for r in tx.execute("SELECT version FROM schema_migrations WHERE store = ?", (store,))}
+    for migration in sorted(migrations, key=lambda m: m.version):
+        if migration.version in done:
+            continue
+        for step in migration.steps:
+            if isinstance(step, AddColumn):
+                add_column(tx, step)
+            else:
+                for statement in step.split(";"):
+                    if statement.strip():
+                        tx.execute(statement)
+        tx.execute("INSERT INTO schema_migrations VALUES (?, ?, ?, ?)",
+                   (store, migration.version, migration.description, now_text()))
 
 
 class Executor(ABC):

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from rag_service.db import AddColumn, Backend, Database, Dialect, Executor, Migration, Result, now_text, redact
+from rag_service.db import Backend, Database, Dialect, Executor, Migration, Result, apply_migrations, redact
 from rag_service.db.sqlite import busy
 from rag_service.errors import ConfigError, StoreError, UniqueViolationError
 
@@ -49,7 +49,7 @@ DIALECT = Dialect(
     tokens={"rowid": "seq", "lock_row": "FOR UPDATE", "now": "EXTRACT(EPOCH FROM clock_timestamp())::double precision",
             "skip_locked": "FOR UPDATE SKIP LOCKED", "bool": "BOOLEAN", "true": "TRUE", "blob": "BYTEA",
             "double": "DOUBLE PRECISION", "rowid_column": ", seq BIGINT GENERATED ALWAYS AS IDENTITY"},
-    glob=lambda column: (f"{column} ~ ?", ""),
+    glob=lambda column: f"{column} ~ ?",
     glob_param=_glob_regex,
     json_equals=lambda column, key, value: (f"({column})::jsonb -> ? = ?::jsonb", [key, _json(value)]),
 )
@@ -141,23 +141,9 @@ class PostgresDatabase(Database):
 
     def migrate(self, store: str, migrations: Sequence[Migration]) -> None:
         with self.transaction() as tx:
-            tx.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK_KEY,))
-            tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (store TEXT NOT NULL, version INTEGER NOT "
-                       "NULL, description TEXT NOT NULL, applied TEXT NOT NULL, PRIMARY KEY (store, version))")
-            done = {r[0] for r in tx.execute("SELECT version FROM schema_migrations WHERE store = ?", (store,))}
-            for migration in sorted(migrations, key=lambda m: m.version):
-                if migration.version in done:
-                    continue
-                for step in migration.steps:
-                    if isinstance(step, AddColumn):
-                        decl = DIALECT.render(step.decl)
-                        tx.execute(f"ALTER TABLE {step.table} ADD COLUMN IF NOT EXISTS {step.column} {decl}")
-                    else:
-                        for statement in DIALECT.render(step).split(";"):
-                            if statement.strip():
-                                tx.execute(statement)
-                tx.execute("INSERT INTO schema_migrations VALUES (?, ?, ?, ?)",
-                           (store, migration.version, migration.description, now_text()))
+            tx.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK_KEY,))  # replicas starting together
+            apply_migrations(tx, store, migrations, lambda t, step: t.execute(
+                f"ALTER TABLE {step.table} ADD COLUMN IF NOT EXISTS {step.column} {step.decl}"))
 
     def close(self) -> None:
         pass  # the backend closes the pool

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rag_service.db import AddColumn, Backend, Database, Dialect, Executor, Migration, Result, now_text
+from rag_service.db import AddColumn, Backend, Database, Dialect, Executor, Migration, Result, apply_migrations
 from rag_service.errors import BusyError, UniqueViolationError
 
 DIALECT = Dialect("sqlite", tokens={
@@ -76,27 +76,17 @@ class SQLiteDatabase(_Statements, Database):
         yield from self._db.execute(self.dialect.render(sql), args)
 
     def migrate(self, store: str, migrations: Sequence[Migration]) -> None:
-        self._db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (store TEXT NOT NULL, version INTEGER NOT "
-                         "NULL, description TEXT NOT NULL, applied TEXT NOT NULL, PRIMARY KEY (store, version))")
-        with self.transaction() as tx:
-            done = {r[0] for r in tx.execute("SELECT version FROM schema_migrations WHERE store = ?", (store,))}
-            for migration in sorted(migrations, key=lambda m: m.version):
-                if migration.version in done:
-                    continue
-                for step in migration.steps:
-                    if isinstance(step, AddColumn):
-                        have = {r["name"] for r in tx.execute(f"PRAGMA table_info({step.table})")}
-                        if step.column not in have:
-                            tx.execute(f"ALTER TABLE {step.table} ADD COLUMN {step.column} {step.decl}")
-                    else:
-                        for statement in DIALECT.render(step).split(";"):
-                            if statement.strip():
-                                tx.execute(statement)
-                tx.execute("INSERT INTO schema_migrations VALUES (?, ?, ?, ?)",
-                           (store, migration.version, migration.description, now_text()))
+        with self.transaction() as tx:  # BEGIN IMMEDIATE: processes starting together migrate one at a time
+            apply_migrations(tx, store, migrations, _add_column)
 
     def close(self) -> None:
         self._db.close()
+
+
+def _add_column(tx: Executor, step: AddColumn) -> None:
+    """SQLite has no ADD COLUMN IF NOT EXISTS; files from before versioned migrations may have the column."""
+    if step.column not in {r["name"] for r in tx.execute(f"PRAGMA table_info({step.table})")}:
+        tx.execute(f"ALTER TABLE {step.table} ADD COLUMN {step.column} {step.decl}")
 
 
 class SQLiteBackend(Backend):
