@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 from rag_service.catalog import KnowledgeBase
 from rag_service.errors import DocumentNotFoundError, KnowledgeBaseNotFoundError
 from rag_service.lexical import index_dir
+from rag_service.retrieval import fusion_choice
 from rag_service.workspace import Workspace
+
+
+def describe_kb(ws: Workspace, kb: KnowledgeBase, *, counts: bool = False) -> dict[str, Any]:
+    """A KB as ``rag kbs --json`` and ``GET /v1/kbs`` show it: its fixed settings, the language of most of its
+    chunks and the fusion a search uses by default; with ``counts``, its ready documents and chunks."""
+    choice = fusion_choice(ws, kb)
+    out: dict[str, Any] = {
+        "id": kb.id, "name": kb.name, "embedder": kb.embedder, "dim": kb.dim, "splitter": kb.splitter,
+        "chunk_size": kb.chunk_size, "chunk_overlap": kb.chunk_overlap, "chunk_unit": kb.chunk_unit,
+        "created": kb.created, "language": choice.language,
+        "fusion": {"method": choice.method, "bm25_weight": choice.bm25_weight},
+    }
+    if counts:
+        docs = ws.catalog.documents(kb.id, status="ready")
+        out |= {"documents": len(docs), "chunks": sum(d.chunks for d in docs)}
+    return out
 
 
 def delete_kb(ws: Workspace, kb: KnowledgeBase, *, lock_timeout: float | None = None) -> None:

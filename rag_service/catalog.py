@@ -21,6 +21,7 @@ from rag_service.errors import (
     KnowledgeBaseNotFoundError,
     UniqueViolationError,
 )
+from rag_service.language import Language, detect_language, majority_language
 from rag_service.records import Chunk
 
 # Versioned: a catalog of any age is brought up to date on open. Version 1 is the first schema as shipped;
@@ -77,7 +78,14 @@ CREATE TABLE IF NOT EXISTS changes (
         AddColumn("chunks", "indexed", "{bool} NOT NULL DEFAULT {true}"),
         AddColumn("documents", "chars", "INTEGER"),
     )),
+    Migration(3, "document language (search defaults follow the KB's language)", (
+        AddColumn("documents", "language", "TEXT"),
+        lambda tx: _backfill_languages(tx),
+    )),
 )
+# Characters of a document's chunks read to detect its language (plenty to tell scripts apart).
+LANGUAGE_SAMPLE_CHARS = 20_000
+_DOC_COLUMNS = "id, source, sha256, status, chunks, created, chars, language"  # the fields of DocumentRecord
 CHUNK_UNITS = ("chars", "tokens")
 
 MAX_KB_NAME = 128
@@ -116,14 +124,36 @@ class DocumentRecord:
     chunks: int
     created: str
     chars: int | None = None  # length of the extracted text (None: ingested before this was recorded)
+    language: str | None = None  # rag_service.language.detect_language of its chunks
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "source": self.source, "sha256": self.sha256, "chunks": self.chunks,
-                "status": self.status, "created": self.created, "chars": self.chars}
+                "status": self.status, "created": self.created, "chars": self.chars, "language": self.language}
 
 
 _KB_FIELDS = ("id", "name", "embedder", "dim", "splitter", "chunk_size", "chunk_overlap", "created", "revision",
               "chunk_unit")
+
+
+def _sample(texts: Iterable[str]) -> str:
+    """The first ``LANGUAGE_SAMPLE_CHARS`` characters of ``texts``, joined."""
+    parts: list[str] = []
+    size = 0
+    for text in texts:
+        parts.append(text)
+        size += len(text)
+        if size >= LANGUAGE_SAMPLE_CHARS:
+            break
+    return "\n".join(parts)[:LANGUAGE_SAMPLE_CHARS]
+
+
+def _backfill_languages(tx: Executor) -> None:
+    """Detect the language of documents stored before it was recorded, from their chunks as stored."""
+    for (kb_id, doc_id) in tx.execute("SELECT kb_id, id FROM documents WHERE language IS NULL").rows:
+        texts = (r[0] for r in tx.execute("SELECT text FROM chunks WHERE kb_id = ? AND doc_id = ? ORDER BY position",
+                                          (kb_id, doc_id)))
+        tx.execute("UPDATE documents SET language = ? WHERE kb_id = ? AND id = ?",
+                   (detect_language(_sample(texts)), kb_id, doc_id))
 
 
 def _now() -> str:
@@ -187,7 +217,7 @@ class Catalog:
     # -- documents -------------------------------------------------------------------------------
     def documents(self, kb_id: str, *, source: str | None = None,
                   status: str | None = None) -> list[DocumentRecord]:
-        sql = "SELECT id, source, sha256, status, chunks, created, chars FROM documents WHERE kb_id = ?"
+        sql = f"SELECT {_DOC_COLUMNS} FROM documents WHERE kb_id = ?"
         args: list[Any] = [kb_id]
         if source is not None:
             sql += " AND source = ?"
@@ -197,9 +227,15 @@ class Catalog:
             args.append(status)
         return [DocumentRecord(**dict(r)) for r in self._db.execute(sql + " ORDER BY created, source", args)]
 
+    def kb_language(self, kb_id: str) -> Language | None:
+        """The language of most of the KB's searchable chunks (None: an empty KB)."""
+        rows = self._db.execute("SELECT language, SUM(chunks) FROM documents WHERE kb_id = ? AND status = 'ready' "
+                                "GROUP BY language", (kb_id,)).rows
+        return majority_language({r[0]: int(r[1] or 0) for r in rows})
+
     def get_document(self, kb_id: str, doc_id: str) -> DocumentRecord | None:
         row = self._db.execute(
-            "SELECT id, source, sha256, status, chunks, created, chars FROM documents WHERE kb_id = ? AND id = ?",
+            f"SELECT {_DOC_COLUMNS} FROM documents WHERE kb_id = ? AND id = ?",
             (kb_id, doc_id)).fetchone()
         return DocumentRecord(**dict(row)) if row else None
 
@@ -209,10 +245,12 @@ class Catalog:
         """Write a document and its chunks in one transaction, not yet searchable. A chunk whose
         tokens are None is stored for context only (a parent section), never indexed. ``created``: keep the time
         of an imported document (default: now)."""
+        language = detect_language(_sample(c.text for c in chunks))
         with self.transaction() as db:
-            db.execute("INSERT INTO documents (kb_id, id, source, sha256, status, chunks, created, chars) "
-                       "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
-                       (kb_id, doc_id, source, sha256, sum(t is not None for t in tokens), created or _now(), chars))
+            db.execute("INSERT INTO documents (kb_id, id, source, sha256, status, chunks, created, chars, language) "
+                       "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+                       (kb_id, doc_id, source, sha256, sum(t is not None for t in tokens), created or _now(), chars,
+                        language))
             db.executemany(
                 "INSERT INTO chunks (kb_id, id, doc_id, source, position, text, start, \"end\", tokens, metadata, "
                 "indexed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

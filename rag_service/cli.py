@@ -71,6 +71,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     if len(result.queries) > 1:
         print("searched also: " + " | ".join(result.queries[1:]))
+    if args.explain and result.fusion is not None:
+        f = result.fusion
+        print(f"fusion: {f.method}" + (f" (bm25 weight {f.bm25_weight})" if f.method == "weighted" else "")
+              + f"; KB language {f.language or 'unknown'}")
     if args.explain and result.expansions:
         print("glossary: " + "; ".join(f"{e.matched} -> {' = '.join(e.added)}" for e in result.expansions))
     if not result.hits:
@@ -251,15 +255,18 @@ def cmd_glossary(args: argparse.Namespace) -> int:
 
 
 def cmd_kbs(args: argparse.Namespace) -> int:
+    from rag_service.admin import describe_kb
+
     ws = _workspace()
-    kbs = ws.catalog.list_kbs()
+    kbs = [describe_kb(ws, kb) for kb in ws.catalog.list_kbs()]
     if args.json:
-        _print_json({"kbs": [{"id": k.id, "name": k.name, "embedder": k.embedder, "splitter": k.splitter,
-                              "chunk_size": k.chunk_size, "chunk_overlap": k.chunk_overlap,
-                              "chunk_unit": k.chunk_unit} for k in kbs]})
+        _print_json({"kbs": kbs})
     else:
         for k in kbs:
-            print(f"{k.id}  {k.name}  (embedder {k.embedder}, {k.splitter} {k.chunk_size}/{k.chunk_overlap})")
+            fusion = k["fusion"]["method"] + (f" {k['fusion']['bm25_weight']}" if k["fusion"]["method"] == "weighted"
+                                              else "")
+            print(f"{k['id']}  {k['name']}  (embedder {k['embedder']}, {k['splitter']} {k['chunk_size']}/"
+                  f"{k['chunk_overlap']}, language {k['language'] or '-'}, fusion {fusion})")
     return 0
 
 
@@ -300,6 +307,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     from rag_service.db import redact
+    from rag_service.language import LANGUAGE_DEFAULTS
     from rag_service.settings import Settings, load_settings
 
     current = load_settings()
@@ -308,6 +316,9 @@ def cmd_config(args: argparse.Namespace) -> int:
         if name == "database_url" and value is not None:  # where it points, without the password
             value = redact(value.get_secret_value())
         print(f"RAG_{name.upper()}={value}\n    {field.description}")
+    print("\nSearch defaults by the language of a KB's chunks (used where the settings above are unset):")
+    for language, d in LANGUAGE_DEFAULTS.items():
+        print(f"  {language}: fusion {d.fusion}, bm25 weight {d.bm25_weight}\n    measured: {d.evidence}")
     return 0
 
 
@@ -377,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--kb", required=True)
     s.add_argument("--k", type=int, default=None, help="number of hits (default 5)")
     s.add_argument("--mode", choices=["bm25", "vector", "hybrid"], default="hybrid")
-    s.add_argument("--fusion", choices=["rrf", "weighted"], help="default: the KB's, else RAG_FUSION (rrf)")
+    s.add_argument("--fusion", choices=["rrf", "weighted"],
+                   help="default: the KB's, else RAG_FUSION, else by the KB's language (see rag config)")
     s.add_argument("--expand", choices=["multi", "hyde"], help="LLM query expansion (slower)")
     s.add_argument("--rerank", help="none | e5 | path to a CrossEncoder model (default: RAG_RERANK)")
     s.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",

@@ -16,6 +16,7 @@ from rag_service.feedback_boost import boosted_chunks
 from rag_service.filters import SearchFilter
 from rag_service.fusion import FUSIONS, Fusion, reciprocal_rank_fusion, weighted_fusion
 from rag_service.glossary import Expansion, GlossaryTokenizer
+from rag_service.language import Language, defaults_for
 from rag_service.lexical import bm25_reader
 from rag_service.llm import get_llm
 from rag_service.records import Hit
@@ -32,18 +33,43 @@ EXACT_SCOPE_MAX = 2000
 FEEDBACK_WEIGHT = 0.2
 
 
+@dataclass(frozen=True, slots=True)
+class FusionChoice:
+    """How one search fused its lists, and the KB language that chose it when nothing else did."""
+
+    method: Fusion
+    bm25_weight: float
+    language: Language | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "bm25_weight": self.bm25_weight, "kb_language": self.language}
+
+
+def fusion_choice(ws: Workspace, kb: KnowledgeBase, requested: Fusion | None = None) -> FusionChoice:
+    """The fusion a search uses: the request's, else the KB's stored option, else ``RAG_FUSION``, else the default
+    for the KB's language; the BM25 weight from ``RAG_BM25_WEIGHT``, else the language default."""
+    language = ws.catalog.kb_language(kb.id)
+    defaults = defaults_for(language)
+    method = requested or kb.options.get("fusion") or ws.settings.fusion or defaults.fusion
+    weight = ws.settings.bm25_weight if ws.settings.bm25_weight is not None else defaults.bm25_weight
+    return FusionChoice(method, weight, language)
+
+
 @dataclass(slots=True)
 class SearchResult:
     hits: list[Hit]
     queries: list[str] = field(default_factory=list)  # the query, then any paraphrases searched too
     hypothetical: str | None = None  # the HyDE passage, when one was written
     expansions: list[Expansion] = field(default_factory=list)  # glossary terms the query named, and what was added
+    fusion: FusionChoice | None = None
 
     def to_json(self, *, explain: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"hits": [h.to_json(explain=explain) for h in self.hits]}
         if explain:
             out["queries"] = self.queries
             out["expansions"] = [e.to_json() for e in self.expansions]
+            if self.fusion is not None:
+                out["fusion"] = self.fusion.to_json()
             if self.hypothetical is not None:
                 out["hypothetical"] = self.hypothetical
         return out
@@ -76,8 +102,7 @@ class Retriever:
             raise InvalidInputError("the query is empty")
         if mode not in MODES:
             raise InvalidInputError(f"unknown search mode '{mode}' (choose from {', '.join(MODES)})")
-        fusion = fusion or self.kb.options.get("fusion") or self.ws.settings.fusion
-        if fusion not in FUSIONS:
+        if fusion is not None and fusion not in FUSIONS:
             raise InvalidInputError(f"unknown fusion '{fusion}' (choose from {', '.join(FUSIONS)})")
         if expand is not None and expand not in EXPANSIONS:
             raise InvalidInputError(f"unknown expansion '{expand}' (choose from {', '.join(EXPANSIONS)})")
@@ -89,7 +114,9 @@ class Retriever:
             return SearchResult([], [query])
 
         result = SearchResult([], [query])
-        tokenizer = self.ws.tokenizer_for(self.ws.catalog.get_kb(self.kb.id))  # the current glossary
+        current = self.ws.catalog.get_kb(self.kb.id)  # the current glossary and options
+        result.fusion = fusion_choice(self.ws, current, fusion)
+        tokenizer = self.ws.tokenizer_for(current)
         result.expansions = tokenizer.expand(query)
         terms = Terms(tokenizer, [t for e in result.expansions for t in e.added] if settings.glossary_expand_vector
                       else [])
@@ -114,8 +141,8 @@ class Retriever:
 
         if len(ranked) == 1:
             fused = next(iter(ranked.values()))
-        elif fusion == "weighted":
-            w = settings.bm25_weight
+        elif result.fusion.method == "weighted":
+            w = result.fusion.bm25_weight
             fused = weighted_fusion(ranked, {name: w if name.startswith("bm25") else FEEDBACK_WEIGHT
                                              if name == "feedback" else 1 - w for name in ranked})
         else:

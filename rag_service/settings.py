@@ -105,10 +105,12 @@ class Settings(BaseSettings):
     search_k: int = Field(5, ge=1, le=200, description="Hits returned by a search and passed to the LLM.")
     search_candidates: int = Field(30, ge=1, le=1000, description="Candidates taken from each retriever.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
-    fusion: Literal["rrf", "weighted"] = Field("rrf", description="How BM25 and vector results are fused.")
-    bm25_weight: float = Field(
-        0.5, ge=0.0, le=1.0, description="Weight of BM25 in weighted fusion (vector gets 1 - this)."
-    )
+    fusion: Literal["rrf", "weighted"] | None = Field(
+        None, description="How BM25 and vector results are fused. Unset: by the KB's language (weighted for zh, "
+        "rrf for en; `rag config` prints the table and rag_service/language.py the measurements).")
+    bm25_weight: float | None = Field(
+        None, ge=0.0, le=1.0, description="Weight of BM25 in weighted fusion (vector gets 1 - this). Unset: by the "
+        "KB's language (zh 0.3, en 0.5).")
     rerank: str = Field(
         "none", description="Re-scoring of fused candidates: 'none', 'e5' (the KB's embedder's vectors) or a "
         "path to a sentence-transformers CrossEncoder model.",

@@ -17,9 +17,11 @@ from pathlib import Path
 import jieba
 import Stemmer
 
+from rag_service.language import CJK_RANGES
+
 jieba.setLogLevel(logging.WARNING)
 
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
+_CJK = CJK_RANGES
 _RUNS = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+", re.UNICODE)
 _IS_CJK = re.compile(rf"[{_CJK}]")
 _SCHEME = "3"  # bump when the rules below change

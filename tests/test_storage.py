@@ -127,10 +127,18 @@ def test_globs_become_anchored_regexes() -> None:
 def test_an_old_sqlite_catalog_is_upgraded_in_place(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "catalog.sqlite3") as db:
         db.executescript(FIRST_RELEASE_SCHEMA)
+        for doc, text in (("d1", "检索增强生成把检索到的段落交给模型。"), ("d2", "Retrieval hands passages to the model.")):
+            db.execute("INSERT INTO documents VALUES ('old1', ?, ?, 'x', 'ready', 2, '2026-01-01T00:00:00+00:00')",
+                       (doc, f"{doc}.txt"))
+            for position in range(2):
+                db.execute("INSERT INTO chunks VALUES ('old1', ?, ?, ?, ?, ?, 0, 1, '', '{}')",
+                           (f"{doc}-{position}", doc, f"{doc}.txt", position, text))
     backend = open_backend(Settings(data_dir=tmp_path))
     catalog = Catalog(backend.database("catalog"))
     kb = catalog.get_kb("legacy")
     assert (kb.revision, kb.chunk_unit, kb.options) == (3, "chars", {})
+    # Documents from before language detection get theirs from their stored chunks.
+    assert {d.id: d.language for d in catalog.documents("old1")} == {"d1": "zh", "d2": "en"}
     Catalog(backend.database("catalog"))  # opening again applies nothing twice
     backend.close()
     with sqlite3.connect(tmp_path / "catalog.sqlite3") as db:

@@ -87,7 +87,9 @@ class AddColumn:
     decl: str
 
 
-Step = str | AddColumn
+# SQL (statements separated by ";"), an idempotent column addition, or Python run inside the migration's transaction
+# (a backfill that needs code, such as detecting each document's language).
+Step = str | AddColumn | Callable[["Executor"], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,8 @@ def apply_migrations(tx: Executor, store: str, migrations: Sequence[Migration],
         for step in migration.steps:
             if isinstance(step, AddColumn):
                 add_column(tx, step)
+            elif callable(step):
+                step(tx)
             else:
                 for statement in step.split(";"):
                     if statement.strip():

@@ -83,6 +83,35 @@ class JobFile(BaseModel):
     error: str | None = None
 
 
+class FusionOut(BaseModel):
+    method: Literal["rrf", "weighted"]
+    bm25_weight: float = Field(description="BM25's weight when the method is weighted (the vector list gets the rest)")
+
+
+class KnowledgeBaseOut(BaseModel):
+    id: str
+    name: str
+    embedder: str
+    dim: int
+    splitter: str
+    chunk_size: int
+    chunk_overlap: int
+    chunk_unit: Literal["chars", "tokens"]
+    created: str
+    language: Literal["zh", "en"] | None = Field(
+        description="the language of most of its chunks (None while empty); it chooses the default fusion")
+    fusion: FusionOut = Field(description="how a search fuses BM25 and vectors unless the request says otherwise")
+
+
+class KnowledgeBaseDetail(KnowledgeBaseOut):
+    documents: int = Field(description="ready documents")
+    chunks: int = Field(description="their indexed chunks")
+
+
+class KnowledgeBaseList(BaseModel):
+    kbs: list[KnowledgeBaseOut]
+
+
 class JobOut(BaseModel):
     """An upload job, from the database: any replica answers, before and after a restart."""
 

@@ -5,22 +5,23 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from rag_service.server.deps import AppServices
-from rag_service.server.schemas import CreateKnowledgeBase
+from rag_service.server.schemas import CreateKnowledgeBase, KnowledgeBaseDetail, KnowledgeBaseList, KnowledgeBaseOut
 
 router = APIRouter(tags=["knowledge bases"])
 
 
-@router.post("/kbs", status_code=201, summary="Create a knowledge base")
+@router.post("/kbs", status_code=201, response_model=KnowledgeBaseOut, summary="Create a knowledge base")
 def create_kb(body: CreateKnowledgeBase, services: AppServices) -> dict[str, Any]:
     return services.kbs.create(**body.model_dump())
 
 
-@router.get("/kbs", summary="List knowledge bases")
+@router.get("/kbs", response_model=KnowledgeBaseList, summary="List knowledge bases")
 def list_kbs(services: AppServices) -> dict[str, Any]:
     return services.kbs.list()
 
 
-@router.get("/kbs/{kb}", summary="A knowledge base (by name or id) with its document and chunk counts")
+@router.get("/kbs/{kb}", response_model=KnowledgeBaseDetail,
+            summary="A knowledge base (by name or id) with its document and chunk counts")
 def get_kb(kb: str, services: AppServices) -> dict[str, Any]:
     return services.kbs.get(kb)
 

@@ -5,18 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ingest.pipeline import Ingestor, SplitOptions
-from rag_service.admin import delete_kb
-from rag_service.catalog import KnowledgeBase
+from rag_service.admin import delete_kb, describe_kb
 from rag_service.errors import ConfigError, InvalidInputError, KnowledgeBaseExistsError
 from rag_service.server.services.writes import WriteGate
 from rag_service.server.workspaces import Workspaces
 from rag_service.workspace import Workspace
-
-
-def kb_json(kb: KnowledgeBase) -> dict[str, Any]:
-    return {"id": kb.id, "name": kb.name, "embedder": kb.embedder, "dim": kb.dim, "splitter": kb.splitter,
-            "chunk_size": kb.chunk_size, "chunk_overlap": kb.chunk_overlap, "chunk_unit": kb.chunk_unit,
-            "created": kb.created}
 
 
 class KnowledgeBaseService:
@@ -40,16 +33,15 @@ class KnowledgeBaseService:
         finally:
             if scoped is not ws:
                 scoped.close()
-        return kb_json(ingestor.kb)
+        return describe_kb(ws, ingestor.kb)
 
     def list(self) -> dict[str, Any]:
-        return {"kbs": [kb_json(kb) for kb in self.workspaces.current().catalog.list_kbs()]}
+        ws = self.workspaces.current()
+        return {"kbs": [describe_kb(ws, kb) for kb in ws.catalog.list_kbs()]}
 
     def get(self, ref: str) -> dict[str, Any]:
         ws = self.workspaces.current()
-        kb = ws.catalog.get_kb(ref)
-        docs = ws.catalog.documents(kb.id, status="ready")
-        return {**kb_json(kb), "documents": len(docs), "chunks": sum(d.chunks for d in docs)}
+        return describe_kb(ws, ws.catalog.get_kb(ref), counts=True)
 
     def delete(self, ref: str) -> None:
         ws = self.workspaces.current()

@@ -1,0 +1,69 @@
+"""The language of a text and of a knowledge base, and the search defaults that depend on it.
+
+Only the script matters here, because that is what changes how retrieval behaves: ``zh`` is text written mostly in
+CJK characters (Chinese; Japanese and Korean take the same jieba path in BM25), ``en`` everything else (the
+Snowball path). Defaults chosen by language apply only where nothing more specific is set: a search's own
+``fusion``, then the KB's stored option, then an explicit ``RAG_FUSION`` / ``RAG_BM25_WEIGHT``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from rag_service.fusion import Fusion
+
+# CJK ideographs, kana and hangul: the script BM25 hands to jieba (rag_service.tokenize) and that makes a text zh.
+CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
+Language = Literal["zh", "en"]
+LANGUAGES: tuple[Language, ...] = ("zh", "en")
+_CJK_CHARS = re.compile(rf"[{CJK_RANGES}]")
+_LETTERS = re.compile(rf"[^\W\d_{CJK_RANGES}]")
+# One CJK character carries about as much as one English word of ~5 letters: a text is zh when it has at least as
+# many CJK characters as English "words" (letters / 5), so a Chinese page quoting English terms stays zh.
+LETTERS_PER_WORD = 5
+
+
+def detect_language(text: str) -> Language:
+    """``zh`` when CJK characters outnumber Latin-script words (letters / 5), else ``en``."""
+    cjk = len(_CJK_CHARS.findall(text))
+    return "zh" if cjk and cjk * LETTERS_PER_WORD >= len(_LETTERS.findall(text)) else "en"
+
+
+def majority_language(chunks_by_language: Mapping[str | None, int]) -> Language | None:
+    """The language holding most chunks (None for an empty KB or one whose documents predate detection)."""
+    known = {lang: n for lang, n in chunks_by_language.items() if lang in LANGUAGES and n > 0}
+    if not known:
+        return None
+    return max(LANGUAGES, key=lambda lang: (known.get(lang, 0), lang == "en"))  # a tie keeps the en defaults
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageDefaults:
+    """Fusion used for a KB of this language unless something more specific is set, with the measurement behind
+    it (reproduce with the command in ``evidence``)."""
+
+    fusion: Fusion
+    bm25_weight: float
+    evidence: str
+
+
+LANGUAGE_DEFAULTS: dict[Language, LanguageDefaults] = {
+    # RGB zh dev (240 questions, 5,847 news passages with hard distractors), nDCG@10: RRF 0.769, weighted 0.3
+    # 0.790 (0.2: 0.786, 0.4: 0.788, 0.5: 0.781); structure benchmark hybrid hit@5 with the glossary 0.840 ->
+    # 0.933. jieba's BM25 is the weaker list on Chinese (0.691 vs vector 0.773), and rank fusion gives it an
+    # equal say; weighting by score lets the vector list lead. CMRC is saturated (both >= 0.98).
+    "zh": LanguageDefaults("weighted", 0.3, "rag eval retrieval --beir ../shared/eval-data/rgb_zh_dev --split dev; "
+                           "eval/README.md 'Fusion by language'"),
+    # SciFact train (809 questions), nDCG@10: RRF keeps the best hybrid; see eval/README.md 'Fusion by language'.
+    "en": LanguageDefaults("rrf", 0.5, "rag eval retrieval --beir ../shared/eval-data/scifact --split train; "
+                           "eval/README.md 'Fusion by language'"),
+}
+# A KB with no detected language yet (empty, or documents ingested before detection) uses these.
+FALLBACK: Language = "en"
+
+
+def defaults_for(language: Language | None) -> LanguageDefaults:
+    return LANGUAGE_DEFAULTS[language or FALLBACK]

@@ -1,0 +1,75 @@
+"""Language detection and the search defaults that follow a KB's language, on the real stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag_service.language import LANGUAGE_DEFAULTS, detect_language, majority_language
+from rag_service.retrieval import Retriever, fusion_choice
+from rag_service.settings import Settings
+from rag_service.workspace import Workspace
+from tests.conftest import SAMPLES, rag_json, run_rag
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("为什么RLHF之后模型话变多了？", "zh"),
+    ("报销需要提供发票原件，差旅补贴按天计算。", "zh"),
+    ("SFT (supervised fine-tuning) 是有监督微调，常用 LoRA。", "zh"),  # Chinese quoting English terms
+    ("The meal allowance is paid per day of travel.", "en"),
+    ("Set RAG_FUSION=weighted; see 检索 in the glossary for the Chinese term.", "en"),  # one Chinese word
+    ("Числа 2024 и 2025", "en"),  # not CJK: the Snowball path
+    ("", "en"),
+    ("12345 ... !!!", "en"),
+])
+def test_detect_language_by_script(text: str, language: str) -> None:
+    assert detect_language(text) == language
+
+
+def test_majority_language_counts_chunks_and_ignores_unknown() -> None:
+    assert majority_language({"zh": 30, "en": 10}) == "zh"
+    assert majority_language({"zh": 5, "en": 10, None: 100}) == "en"
+    assert majority_language({"zh": 7, "en": 7}) == "en"  # a tie keeps the en defaults
+    assert majority_language({}) is None and majority_language({None: 3}) is None
+
+
+def test_fusion_follows_the_kb_language_unless_set(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    run_rag("ingest", "--kb", "zh", str(SAMPLES / "zh"), data_dir=data)
+    run_rag("ingest", "--kb", "en", str(SAMPLES / "en"), data_dir=data)
+    kbs = {k["name"]: k for k in rag_json("kbs", data_dir=data)["kbs"]}
+    zh, en = LANGUAGE_DEFAULTS["zh"], LANGUAGE_DEFAULTS["en"]
+    assert kbs["zh"]["language"] == "zh" and kbs["en"]["language"] == "en"
+    assert kbs["zh"]["fusion"] == {"method": zh.fusion, "bm25_weight": zh.bm25_weight}
+    assert kbs["en"]["fusion"] == {"method": en.fusion, "bm25_weight": en.bm25_weight}
+    assert zh.fusion != en.fusion  # the table differs, or this test proves nothing
+
+    # A zh search with no fusion named ranks exactly as the zh default named explicitly, and says so.
+    query = "图书馆几点开门"
+    out = rag_json("search", "--kb", "zh", "--explain", "--k", "5", query, data_dir=data)
+    assert out["fusion"] == {"method": zh.fusion, "bm25_weight": zh.bm25_weight, "kb_language": "zh"}
+    ws = Workspace(Settings(data_dir=data))
+    try:
+        kb = ws.catalog.get_kb("zh")
+        retriever = Retriever(ws, kb)
+        default = [h.chunk.id for h in retriever.search(query, k=5)]
+        assert default == [h.chunk.id for h in retriever.search(query, k=5, fusion=zh.fusion)]
+        assert [h["chunk_id"] for h in out["hits"]] == default
+        assert fusion_choice(ws, kb, "rrf").method == "rrf"  # a request's own choice wins
+    finally:
+        ws.close()
+
+    # An explicit RAG_FUSION / RAG_BM25_WEIGHT wins over the language default.
+    zh_kb = rag_json("kbs", data_dir=data, env={"RAG_FUSION": "rrf"})["kbs"][1]
+    assert (zh_kb["name"], zh_kb["fusion"]["method"]) == ("zh", "rrf")
+    env = {"RAG_FUSION": "weighted", "RAG_BM25_WEIGHT": "0.8"}
+    fusion = {k["name"]: k["fusion"] for k in rag_json("kbs", data_dir=data, env=env)["kbs"]}
+    assert fusion == {"en": {"method": "weighted", "bm25_weight": 0.8}, "zh": {"method": "weighted", "bm25_weight": 0.8}}
+
+
+def test_rag_config_prints_the_language_table(tmp_path: Path) -> None:
+    out = run_rag("config", data_dir=tmp_path).stdout
+    assert "Search defaults by the language" in out
+    for language, d in LANGUAGE_DEFAULTS.items():
+        assert f"  {language}: fusion {d.fusion}, bm25 weight {d.bm25_weight}" in out
