@@ -102,11 +102,14 @@ def _build_splitter(settings: Settings, embedder: Embedder, unit: str, splitter:
 
 class Ingestor:
     def __init__(self, workspace: Workspace, kb: KnowledgeBase, options: SplitOptions = SplitOptions(), *,
-                 progress: bool = False, replace: bool = True, parser: ParseWorker | None = None) -> None:
+                 progress: bool = False, replace: bool = True, parser: ParseWorker | None = None,
+                 on_progress: Callable[[float], None] | None = None) -> None:
         """``replace``: a file whose source name belongs to a different document replaces it (the CLI's
         path semantics); False refuses such a file (REST uploads, whose base names can collide). ``parser``:
-        parse files in that sandboxed child process (``rag serve``) instead of in this one."""
+        parse files in that sandboxed child process (``rag serve``) instead of in this one. ``on_progress``: called
+        after each embedded batch with the share of the document's chunks embedded (upload jobs report it)."""
         self.ws = workspace
+        self.on_progress = on_progress
         self.replace = replace
         self.parser = parser
         self.kb = kb
@@ -252,6 +255,8 @@ class Ingestor:
             for start in range(0, len(texts), batch):
                 parts.append(self.embedder.embed_documents(texts[start:start + batch]))
                 bar.update(len(parts[-1]))
+                if self.on_progress is not None:
+                    self.on_progress(min(1.0, (start + batch) / len(texts)))
         return np.concatenate(parts) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
 
 

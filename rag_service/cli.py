@@ -349,7 +349,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
           flush=True)
     parser = ParseWorker(SandboxLimits.of(settings))
     workers = [JobWorker(workspaces.current, parser, lease_s=settings.job_lease_s, poll_s=settings.job_poll_s,
-                         max_attempts=settings.job_max_attempts) for _ in range(args.workers)]
+                         max_attempts=settings.job_max_attempts, nice=settings.ingest_nice)
+               for _ in range(args.workers)]
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

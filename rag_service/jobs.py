@@ -22,14 +22,16 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag_service.db import Database, Migration, now_text
+from rag_service.db import AddColumn, Database, Migration, now_text
 from rag_service.errors import RagError
+from rag_service.threads import lower_thread_priority
 
 if TYPE_CHECKING:
     from ingest.sandbox import ParseWorker
@@ -66,7 +68,13 @@ CREATE TABLE IF NOT EXISTS job_files (
     result TEXT,
     PRIMARY KEY (job_id, position)
 )""",)),
+    Migration(2, "progress within the file in hand and the estimated time left", (
+        AddColumn("jobs", "file_progress", "{double}"),
+        AddColumn("jobs", "eta_s", "{double}"),
+    )),
 )
+# The worker writes a job's progress at most this often (a row update per embedded batch would be wasteful).
+PROGRESS_EVERY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +131,12 @@ class JobStore:
                                  (job_id,)).rows
         done = [json.loads(f["result"]) for f in files if f["result"] is not None]
         waiting = [{"source": f["source"], "status": "pending"} for f in files if f["result"] is None]
+        within = float(job["file_progress"] or 0.0) if job["status"] == "running" and waiting else 0.0
         out: dict[str, Any] = {"id": job["id"], "kb": job["kb_name"], "kb_id": job["kb_id"], "status": job["status"],
-                               "progress": round(len(done) / len(files), 3) if files else 1.0,
+                               "progress": round((len(done) + within) / len(files), 3) if files else 1.0,
                                "files": [*done, *waiting], "created": job["created"], "attempts": job["attempts"]}
+        if job["status"] == "running" and job["eta_s"] is not None:
+            out["eta_s"] = round(float(job["eta_s"]), 1)
         if job["error"] is not None:
             out["error"] = job["error"]
         if job["finished"] is not None:
@@ -182,7 +193,13 @@ class JobStore:
                 return False
             tx.execute("UPDATE job_files SET result = ?, content = NULL WHERE job_id = ? AND position = ?",
                        (json.dumps(result, ensure_ascii=False), job_id, position))
+            tx.execute("UPDATE jobs SET file_progress = 0 WHERE id = ?", (job_id,))
         return True
+
+    def report_progress(self, job_id: str, worker: str, file_progress: float, eta_s: float | None) -> None:
+        """How far the file in hand is, and the time left for the job, while ``worker`` holds it."""
+        self._db.execute("UPDATE jobs SET file_progress = ?, eta_s = ? WHERE id = ? AND worker = ? "
+                         "AND status = 'running'", (file_progress, eta_s, job_id, worker))
 
     def finish(self, job_id: str, worker: str, error: str | None) -> bool:
         """Succeeded or failed (``error``, with each failed file's reason), if ``worker`` still holds the job."""
@@ -202,6 +219,34 @@ class JobStore:
                                 "WHERE worker = ? AND status = 'running'", (worker,)).rowcount
 
 
+class _ProgressMeter:
+    """Turns "this share of the file in hand is embedded" into the job's progress and an estimate of the time left
+    (elapsed time in this attempt, scaled by the share of this attempt's files still to do), written at most every
+    ``PROGRESS_EVERY_S``. Embedding dominates a file's time, so its batches are what moves the estimate."""
+
+    def __init__(self, report: Callable[[float, float | None], None], files: int) -> None:
+        self._report = report
+        self._files = max(files, 1)
+        self._done = 0
+        self._started = time.monotonic()
+        self._last = 0.0
+
+    def file_progress(self, within: float) -> None:
+        now = time.monotonic()
+        if now - self._last < PROGRESS_EVERY_S:
+            return
+        self._last = now
+        share = (self._done + within) / self._files
+        eta = (now - self._started) * (1 - share) / share if share > 0 else None
+        try:
+            self._report(within, eta)
+        except Exception:  # progress is a courtesy: a failed write must not fail the ingestion
+            log.debug("could not record job progress", exc_info=True)
+
+    def file_done(self) -> None:
+        self._done += 1
+
+
 def worker_name() -> str:
     """Unique per worker thread, readable in the jobs table: host, process, random suffix."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -211,8 +256,10 @@ class JobWorker:
     """Claims and runs jobs until stopped: a thread of ``rag serve`` or of ``rag worker``."""
 
     def __init__(self, workspace: Callable[[], Workspace], parser: ParseWorker | None, *, lease_s: float,
-                 poll_s: float, max_attempts: int) -> None:
+                 poll_s: float, max_attempts: int, nice: int = 0) -> None:
+        """``nice``: the worker thread's niceness (rag_service.threads), so chats in the process come first."""
         self.workspace = workspace
+        self.nice = nice
         self.parser = parser
         self.lease_s = lease_s
         self.poll_s = poll_s
@@ -257,7 +304,8 @@ class JobWorker:
         return self.workspace().jobs
 
     def run(self) -> None:
-        log.info("ingest worker %s started", self.name)
+        nice = lower_thread_priority(self.nice)
+        log.info("ingest worker %s started (nice %d)", self.name, nice)
         while not self._stop.is_set():
             try:
                 ran = self.run_once()
@@ -310,8 +358,11 @@ class JobWorker:
         scratch = Path(tempfile.mkdtemp(prefix=f"rag-job-{job.id[:8]}-"))
         try:
             kb = ws.catalog.get_kb(job.kb_id)
-            ingestor = Ingestor(ws, kb, replace=job.replace, parser=self.parser)
-            for position, source in store.pending_files(job.id):
+            pending = store.pending_files(job.id)
+            meter = _ProgressMeter(lambda within, eta: store.report_progress(job.id, self.name, within, eta),
+                                   len(pending))
+            ingestor = Ingestor(ws, kb, replace=job.replace, parser=self.parser, on_progress=meter.file_progress)
+            for position, source in pending:
                 if lost.is_set():
                     log.warning("ingest job %s: %s lost its lease; another worker continues", job.id, self.name)
                     return
@@ -321,6 +372,7 @@ class JobWorker:
                 path.parent.mkdir()
                 path.write_bytes(store.content(job.id, position))
                 (result,) = ingestor.run([path])
+                meter.file_done()
                 path.unlink()
                 entry = {k: v for k, v in result.to_json().items() if k != "path"}  # path: a temporary file
                 if not store.file_done(job.id, self.name, position, entry):

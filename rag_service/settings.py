@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from rag_service.errors import ConfigError
+from rag_service.threads import DEFAULT_INGEST_NICE, DEFAULT_WAIT_POLICY
 
 # The bundled generator used when none is configured: the one that met the trust targets (README).
 DEFAULT_LLM = "qwen2.5-coder-1.5b"
@@ -56,6 +57,14 @@ class Settings(BaseSettings):
     llm_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, description="CPU threads for llama.cpp."
     )
+    omp_wait_policy: Literal["passive", "active", "default"] = Field(
+        DEFAULT_WAIT_POLICY, description="OpenMP wait policy of llama.cpp and the embedder, applied when rag_service "
+        "is imported (an OMP_WAIT_POLICY already set wins). 'active' spins idle threads ('default': the runtime's own, "
+        "which also spins): with chat and ingestion in one process, generation fell to 0.3 tokens/s here "
+        "(rag_service/threads.py).")
+    ingest_nice: int = Field(
+        DEFAULT_INGEST_NICE, ge=0, le=19, description="Scheduling niceness of the threads that ingest uploads: higher "
+        "gives chats the CPU first (0: an equal share). Chosen with bench/concurrency_bench.py.")
     llm_max_tokens: int = Field(384, ge=16, description="Tokens reserved for, and allowed in, an answer.")
     llm_temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy).")
     context_max_tokens: int = Field(

@@ -236,3 +236,33 @@ def test_rag_worker_once_ingests_what_was_queued_and_exits(tmp_path: Path) -> No
     assert [d.source for d in ws.catalog.documents(kb.id, status="ready")] == ["note.txt"]
     assert run_rag("worker", "--once", data_dir=tmp_path / "data").returncode == 0  # nothing left: exits at once
     ws.close()
+
+
+def test_a_running_job_reports_progress_within_its_file_and_time_left(tmp_path: Path) -> None:
+    """One big file: the job's progress moves with its embedded batches, with an estimate of the time left."""
+    from rag_service.jobs import JobWorker, UploadedFile
+    from rag_service.workspace import Workspace
+
+    ws = Workspace(Settings(data_dir=tmp_path / "data", embed_batch_size=2))
+    kb = ws.create_kb("big", splitter="recursive", chunk_size=100, chunk_overlap=0)
+    doc = tmp_path / "big.txt"
+    doc.write_text("\n\n".join(f"Paragraph {i}: the ferry number {i} leaves pier {i % 7} at {i % 24}:15 daily."
+                               for i in range(30)), encoding="utf-8")
+    ws.jobs.create("big1", kb.id, kb.name, [UploadedFile(doc, "big.txt", "0" * 64, doc.stat().st_size)])
+    worker = JobWorker(lambda: ws, None, lease_s=30, poll_s=0.05, max_attempts=3)
+    runner = threading.Thread(target=worker.run_once)
+    runner.start()
+    seen: list[tuple[float, float | None]] = []
+    while runner.is_alive():
+        job = ws.jobs.get("big1")
+        if job is not None and job["status"] == "running":
+            seen.append((job["progress"], job.get("eta_s")))
+        time.sleep(0.05)
+    runner.join()
+    moving = [(p, eta) for p, eta in seen if 0 < p < 1]
+    assert moving, f"no progress inside the file was reported: {seen[:5]}...{seen[-5:]}"
+    assert all(eta is not None and eta >= 0 for _, eta in moving)
+    assert [p for p, _ in moving] == sorted(p for p, _ in moving)  # never goes backwards
+    job = ws.jobs.get("big1")
+    assert job is not None and (job["status"], job["progress"], "eta_s" in job) == ("succeeded", 1.0, False)
+    ws.close()

@@ -119,11 +119,14 @@ class JobOut(BaseModel):
     kb: str
     kb_id: str
     status: Literal["queued", "running", "succeeded", "failed"]
-    progress: float = Field(description="share of the files done, 0..1")
+    progress: float = Field(description="share of the files done, counting the embedded part of the file in hand, "
+                            "0..1")
     files: list[JobFile]
     created: str
     finished: str | None = None
     error: str | None = None
+    eta_s: float | None = Field(None, description="while running: seconds left, estimated from this worker's rate "
+                                "so far (absent until its first embedded batch)")
     attempts: int = Field(description="workers that claimed the job (more than 1: a worker died and another "
                           "took over)")
 

@@ -37,7 +37,8 @@ class IngestJobs:
         # Uploaded files are parsed in a child process with CPU, memory and time limits (ingest.sandbox).
         self.parser = ParseWorker(SandboxLimits.of(settings)) if workers else None
         self.workers = [JobWorker(workspaces.current, self.parser, lease_s=settings.job_lease_s,
-                                  poll_s=settings.job_poll_s, max_attempts=settings.job_max_attempts)
+                                  poll_s=settings.job_poll_s, max_attempts=settings.job_max_attempts,
+                                  nice=settings.ingest_nice)
                         for _ in range(workers)]
 
     def start(self) -> None:

@@ -1,0 +1,265 @@
+"""Chat while documents index: one real ``rag serve``, a client asking questions one after another while another
+uploads a 200-chunk document, against the same questions with no upload and the same upload with no chat, under
+the old thread defaults and the new ones (rag_service/threads.py, README "Chat while documents index").
+
+Per configuration, on a fresh data dir (e5 embedder, the bundled LLM named by ``--llm``):
+
+1. **chat alone**: ``--questions`` (default 10) questions over the sample documents, one after another, streamed
+   (``POST /v1/kbs/{kb}/chat`` with ``stream=true``): time to first token (request sent -> first ``token`` event)
+   and total (-> ``done`` event);
+2. **ingest alone**: one generated English document of ~200 chunks uploaded (``POST /v1/kbs/{kb}/documents``),
+   the job polled every 0.2 s: chunks/s from the upload to the job's ``succeeded``;
+3. **both**: the same kind of upload (another document), and the questions asked from the moment it is sent.
+
+Ratios: ``ttft_ratio`` = p50 time to first token of the questions *asked while the upload was being ingested*
+(they started before its job finished) over the p50 of chat alone; ``ingest_ratio`` = chunks/s during the chats
+over chunks/s alone. Questions asked after the upload finished are reported but not in the ratio (they would
+hide the contention). Configurations: ``old`` = the OpenMP runtime's own wait policy and ingestion at the chat's
+priority (``RAG_OMP_WAIT_POLICY=default RAG_INGEST_NICE=0``: the state before this change), ``new`` = the
+defaults. The last line reads ``ttft_ratio=… ingest_ratio=…`` for the new defaults.
+
+    PYTHONPATH=. .venv/bin/python bench/concurrency_bench.py [--configs new,old] [--questions 10]
+        [--llm qwen2.5-coder-0.5b] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.scale_bench import KEY, Corpus, Processes, base_env, client, free_port, log, wait_http  # noqa: E402
+
+KB = "chat"
+SAMPLES = ROOT / "samples"
+QUESTIONS = [
+    "What are the core working hours at Aurora Robotics?",
+    "How much is the daily meal allowance when travelling?",
+    "Who founded the Greenleaf Tea Farm, and when?",
+    "When does the spring harvest start at Greenleaf?",
+    "What safety rules apply in the Lighthouse lab?",
+    "青山咖啡烘焙坊是谁创办的？",
+    "“晨雾”咖啡是什么烘焙程度？",
+    "星河社区图书馆周几闭馆？",
+    "每位读者最多可以同时借几本书？",
+    "How did the tea farm cut its diesel use?",
+]
+CONFIGS: dict[str, dict[str, str]] = {
+    "old": {"RAG_OMP_WAIT_POLICY": "default", "RAG_INGEST_NICE": "0"},
+    "new": {},
+}
+
+
+@dataclass
+class Question:
+    question: str
+    started: float
+    ttft: float
+    total: float
+    tokens: int
+
+
+@dataclass
+class Upload:
+    chunks: int
+    seconds: float
+    started: float
+    finished: float
+
+    @property
+    def rate(self) -> float:
+        return self.chunks / self.seconds
+
+
+@dataclass
+class ConfigResult:
+    name: str
+    env: dict[str, str]
+    chat_alone: list[Question] = field(default_factory=list)
+    ingest_alone: Upload | None = None
+    both_chat: list[Question] = field(default_factory=list)
+    both_ingest: Upload | None = None
+
+    def summary(self) -> dict[str, Any]:
+        during = [q for q in self.both_chat if self.both_ingest and q.started < self.both_ingest.finished]
+        alone_ttft = p50([q.ttft for q in self.chat_alone])
+
+        def spread(values: list[float]) -> tuple[float, float]:
+            return p50(values), p95(values)
+
+        out: dict[str, Any] = {
+            "chat alone ttft p50/p95 s": spread([q.ttft for q in self.chat_alone]),
+            "chat alone total p50/p95 s": spread([q.total for q in self.chat_alone]),
+            "during upload: questions": len(during),
+            "during upload ttft p50/p95 s": spread([q.ttft for q in during]),
+            "during upload total p50/p95 s": spread([q.total for q in during]),
+            "all 'both' questions ttft p50/p95 s": spread([q.ttft for q in self.both_chat]),
+            "ingest alone chunks/s": round(self.ingest_alone.rate, 2) if self.ingest_alone else None,
+            "ingest during chats chunks/s": round(self.both_ingest.rate, 2) if self.both_ingest else None,
+        }
+        out["ttft_ratio"] = round(p50([q.ttft for q in during]) / alone_ttft, 2) if during and alone_ttft else None
+        out["ingest_ratio"] = (round(self.both_ingest.rate / self.ingest_alone.rate, 2)
+                               if self.both_ingest and self.ingest_alone else None)
+        return out
+
+
+def p50(values: Sequence[float]) -> float:
+    return round(statistics.median(values), 2) if values else float("nan")
+
+
+def p95(values: Sequence[float]) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], 2)
+
+
+def document(seed: int, chunks: int) -> bytes:
+    """~``chunks`` paragraphs of 300-390 characters: one 400-character chunk each under the KB's defaults."""
+    corpus = Corpus(seed)
+    paragraphs: list[str] = []
+    while len(paragraphs) < chunks:
+        text = corpus.paragraph()
+        while len(text) < 300:
+            text += " " + corpus.paragraph()
+        paragraphs.append(text[:390].rsplit(" ", 1)[0] + ".")
+    return "\n\n".join(paragraphs).encode()
+
+
+def wait_job(c: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = c.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed"):
+            if job["status"] == "failed":
+                raise RuntimeError(f"upload job failed: {job}")
+            return job
+        time.sleep(0.2)
+    raise TimeoutError(f"job {job_id} not done in {timeout} s")
+
+
+def upload(url: str, name: str, data: bytes, timeout: float = 1800) -> Upload:
+    with client(url, timeout=60) as c:
+        started = time.monotonic()
+        resp = c.post(f"/v1/kbs/{KB}/documents", files=[("file", (name, data, "text/plain"))])
+        resp.raise_for_status()
+        job = wait_job(c, resp.json()["job_id"], timeout)
+        finished = time.monotonic()
+        docs = c.get(f"/v1/kbs/{KB}/documents").json()["documents"]
+        chunks = next(d["chunks"] for d in docs if d["source"] == name)
+    log(f"  upload {name}: {chunks} chunks in {finished - started:.1f} s (job {job['id'][:8]})")
+    return Upload(chunks, finished - started, started, finished)
+
+
+def ask(url: str, question: str, timeout: float) -> Question:
+    started = time.monotonic()
+    first = None
+    tokens = 0
+    with client(url, timeout=timeout) as c, c.stream("POST", f"/v1/kbs/{KB}/chat",
+                                                      json={"question": question, "stream": True}) as resp:
+        resp.raise_for_status()
+        event = ""
+        for line in resp.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event == "token":
+                tokens += 1
+                first = first or time.monotonic()
+            elif line.startswith("data:") and event in ("done", "error"):
+                if event == "error":
+                    raise RuntimeError(f"chat failed: {line}")
+                break
+    end = time.monotonic()
+    q = Question(question, started, (first or end) - started, end - started, tokens)
+    log(f"  ttft {q.ttft:6.2f} s  total {q.total:6.2f} s  {tokens:3d} tokens  {question}")
+    return q
+
+
+def chat_series(url: str, questions: Sequence[str], timeout: float) -> list[Question]:
+    return [ask(url, q, timeout) for q in questions]
+
+
+def run_config(name: str, env: dict[str, str], args: argparse.Namespace, root: Path) -> ConfigResult:
+    import threading
+
+    result = ConfigResult(name, env)
+    procs = Processes(root / name)
+    (root / name).mkdir(parents=True)
+    try:
+        port = free_port()
+        full = {k: v for k, v in base_env().items() if k not in ("RAG_EMBEDDER", "RAG_LLM_THREADS", "OMP_WAIT_POLICY")}
+        full.update({"RAG_DATA_DIR": str(root / name / "data"), "RAG_UPLOAD_DIR": str(root / name / "uploads"),
+                     "RAG_API_KEY": KEY, "RAG_LLM": args.llm, "RAG_LLM_MAX_TOKENS": str(args.max_tokens), **env})
+        if args.model_cache:
+            full["RAG_MODEL_CACHE_DIR"] = args.model_cache
+        proc = procs.start("serve", [str(Path(sys.executable).parent / "rag"), "serve", "--host", "127.0.0.1",
+                                     "--port", str(port)], full, url=f"http://127.0.0.1:{port}")
+        wait_http(proc.url + "/healthz", proc)
+        log(f"[{name}] rag serve up ({env or 'defaults'}); ingesting the samples")
+        with client(proc.url, timeout=60) as c:
+            c.post("/v1/kbs", json={"name": KB}).raise_for_status()
+            files = [("file", (p.name, p.read_bytes(), "text/plain")) for p in sorted(SAMPLES.rglob("*.*"))]
+            wait_job(c, c.post(f"/v1/kbs/{KB}/documents", files=files).json()["job_id"], 600)
+        ask(proc.url, "What does the handbook say about equipment?", args.timeout)  # warm: model, caches
+        questions = (QUESTIONS * 3)[: args.questions]
+        log(f"[{name}] chat alone")
+        result.chat_alone = chat_series(proc.url, questions, args.timeout)
+        log(f"[{name}] ingest alone")
+        result.ingest_alone = upload(proc.url, "alone.txt", document(1, args.chunks))
+        log(f"[{name}] both")
+        box: list[Upload] = []
+        uploader = threading.Thread(target=lambda: box.append(upload(proc.url, "during.txt",
+                                                                      document(2, args.chunks))))
+        uploader.start()
+        time.sleep(0.5)  # the upload is received and claimed before the first question
+        result.both_chat = chat_series(proc.url, questions, args.timeout)
+        uploader.join()
+        result.both_ingest = box[0] if box else None
+    finally:
+        procs.close()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default="new,old", help="comma-separated: new, old")
+    parser.add_argument("--questions", type=int, default=10)
+    parser.add_argument("--chunks", type=int, default=200, help="chunks of each uploaded document")
+    parser.add_argument("--llm", default="qwen2.5-coder-0.5b", help="bundled LLM (default: the small one)")
+    parser.add_argument("--max-tokens", type=int, default=160, help="RAG_LLM_MAX_TOKENS for the answers")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds one question may take")
+    parser.add_argument("--model-cache", help="RAG_MODEL_CACHE_DIR (default: data/models of the project)")
+    parser.add_argument("--out", type=Path, help="write every measurement as JSON")
+    args = parser.parse_args(argv)
+    random.seed(0)
+    results: list[ConfigResult] = []
+    with tempfile.TemporaryDirectory(prefix="concurrency-bench-") as tmp:
+        for name in args.configs.split(","):
+            results.append(run_config(name, CONFIGS[name], args, Path(tmp)))
+            print(f"\n## {name}: {CONFIGS[name] or 'defaults'}")
+            for key, value in results[-1].summary().items():
+                print(f"- {key}: {value}")
+            sys.stdout.flush()
+    if args.out:
+        args.out.write_text(json.dumps([{**asdict(r), "summary": r.summary()} for r in results], indent=2) + "\n")
+    final = next((r for r in results if r.name == "new"), results[-1]).summary()
+    print(f"\nttft_ratio={final['ttft_ratio']} ingest_ratio={final['ingest_ratio']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

