@@ -64,6 +64,15 @@ CONFIGS: dict[str, dict[str, str]] = {
 }
 
 
+def config_env(name: str) -> dict[str, str]:
+    """``old``, ``new``, or ``niceN``: the new defaults with ``RAG_INGEST_NICE=N`` (to choose N)."""
+    if name.startswith("nice") and name[4:].isdigit():
+        return {"RAG_INGEST_NICE": name[4:]}
+    if name not in CONFIGS:
+        raise SystemExit(f"unknown configuration {name!r}: old, new or niceN")
+    return CONFIGS[name]
+
+
 @dataclass
 class Question:
     question: str
@@ -236,7 +245,8 @@ def run_config(name: str, env: dict[str, str], args: argparse.Namespace, root: P
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configs", default="new,old", help="comma-separated: new, old")
+    parser.add_argument("--configs", default="new,old", help="comma-separated: new, old, niceN (new with "
+                        "RAG_INGEST_NICE=N)")
     parser.add_argument("--questions", type=int, default=10)
     parser.add_argument("--chunks", type=int, default=200, help="chunks of each uploaded document")
     parser.add_argument("--llm", default="qwen2.5-coder-0.5b", help="bundled LLM (default: the small one)")
@@ -249,8 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     results: list[ConfigResult] = []
     with tempfile.TemporaryDirectory(prefix="concurrency-bench-") as tmp:
         for name in args.configs.split(","):
-            results.append(run_config(name, CONFIGS[name], args, Path(tmp)))
-            print(f"\n## {name}: {CONFIGS[name] or 'defaults'}")
+            env = config_env(name)
+            results.append(run_config(name, env, args, Path(tmp)))
+            print(f"\n## {name}: {env or 'defaults'}")
             for key, value in results[-1].summary().items():
                 print(f"- {key}: {value}")
             sys.stdout.flush()

@@ -449,9 +449,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--data-dir", type=Path, help="keep the KB here (default: a temporary directory, removed)")
     ap.add_argument("--profile", action="store_true", help="print a cProfile of 50 hybrid searches")
+    ap.add_argument("--sizes", help="cost curves: comma-separated chunk counts (e.g. 10000,100000,1000000), each "
+                    "run as above in a fresh directory; LangChain only up to --lc-max-chunks; ends with a table")
+    ap.add_argument("--lc-max-chunks", type=int, default=100_000,
+                    help="with --sizes: skip the LangChain comparison above this many chunks (default 100000)")
+    ap.add_argument("--plot", type=Path, help="with --sizes: also write the curves as a PNG")
     args = ap.parse_args()
 
-    if args.data_dir is not None:
+    if args.sizes:
+        curves(args, [int(n) for n in args.sizes.split(",")])
+    elif args.data_dir is not None:
         args.data_dir.mkdir(parents=True, exist_ok=True)
         run(args, args.data_dir)
     else:
@@ -459,8 +466,54 @@ def main() -> None:
             run(args, Path(tmp))
 
 
-def run(args: argparse.Namespace, data_dir: Path) -> None:
-    from ingest.pipeline import Ingestor
+def curves(args: argparse.Namespace, sizes: list[int]) -> None:
+    """One full run per size, then the growth as a table (and a plot): latency, build, updates, memory, disk."""
+    rows = []
+    for n in sizes:
+        sized = argparse.Namespace(**{**vars(args), "chunks": n,
+                                      "lc_queries": args.lc_queries if n <= args.lc_max_chunks else 0})
+        with tempfile.TemporaryDirectory(prefix=f"retrieval-bench-{n}-") as tmp:
+            rows.append(run(sized, Path(tmp)))
+        print(flush=True)
+    print("\n## Cost curves\n")
+    print("| chunks | hybrid p50 ms | hybrid p95 ms | write KB s | BM25 build s | add 1 doc ms | delete 1 doc ms "
+          "| RSS MB | peak RSS MB | disk MB (catalog / Chroma / BM25) | LangChain p50 ms |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    for r in rows:
+        print(f"| {r['chunks']:,} | {r['hybrid_p50_ms']:.2f} | {r['hybrid_p95_ms']:.2f} | {r['write_kb_s']:.0f} "
+              f"| {r['bm25_build_s']:.1f} | {r['add_doc_ms']:.0f} | {r['delete_doc_ms']:.0f} | {r['rss_mb']} "
+              f"| {r['peak_rss_mb']} | {r['catalog_mb']:.0f} / {r['chroma_mb']:.0f} / {r['bm25_disk_mb']:.0f} "
+              f"| {r['langchain_p50_ms'] if r['langchain_p50_ms'] is not None else '-'} |")
+    print(json.dumps(rows))
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+        x = [r["chunks"] for r in rows]
+        for key, label in (("hybrid_p50_ms", "hybrid p50"), ("hybrid_p95_ms", "hybrid p95"),
+                           ("add_doc_ms", "add 1 doc"), ("delete_doc_ms", "delete 1 doc")):
+            axes[0].plot(x, [r[key] for r in rows], marker="o", label=label)
+        axes[0].set(title="latency (ms)", xscale="log", yscale="log", xlabel="chunks")
+        for key, label in (("write_kb_s", "write KB (catalog+Chroma)"), ("bm25_build_s", "BM25 full build")):
+            axes[1].plot(x, [r[key] for r in rows], marker="o", label=label)
+        axes[1].set(title="build (s)", xscale="log", yscale="log", xlabel="chunks")
+        for key, label in (("rss_mb", "RSS"), ("catalog_mb", "catalog disk"), ("chroma_mb", "Chroma disk"),
+                           ("bm25_disk_mb", "BM25 disk")):
+            axes[2].plot(x, [r[key] for r in rows], marker="o", label=label)
+        axes[2].set(title="memory and disk (MB)", xscale="log", yscale="log", xlabel="chunks")
+        for ax in axes:
+            ax.legend(fontsize=7)
+            ax.grid(True, which="both", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=110)
+        print(f"plot: {args.plot}")
+
+
+def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
+    from rag_service.admin import delete_document
     from rag_service.bm25 import BM25Index
     from rag_service.filters import SearchFilter
     from rag_service.lexical import index_dir
@@ -594,13 +647,12 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
         f"searchable at once ({NEEDLE!r} -> {found[0].chunk.id})")
 
     revision1 = index.revision
-    ingestor = Ingestor(ws, kb)
-    remove_ms, _ = timed(lambda: ingestor.remove(doc.id))
+    remove_ms, _ = timed(lambda: delete_document(ws, kb, doc.id))
     catchup_del_ms, index_after = timed(lambda: _bm25(ws, kb))
     assert index_after is index and counter.calls == 0, "deleting a document rebuilt the index"
     assert len(index) == size0 and not retriever.search(NEEDLE, k=5, mode="bm25")
     del_ms = remove_ms + catchup_del_ms
-    say(f"  delete 1 document (Ingestor.remove: hide, Chroma delete, catalog delete) {remove_ms:.1f} ms, "
+    say(f"  delete 1 document (delete_document: hide, Chroma delete, catalog delete) {remove_ms:.1f} ms, "
         f"BM25 catch-up {catchup_del_ms:.1f} ms  => {del_ms:.1f} ms")
     say(f"  index revision {revision1} -> {index.revision} (two 'del' log entries); BM25Index.build calls: "
         f"{counter.calls}; gone from results")
@@ -619,6 +671,25 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
     say(f"  on disk: BM25 index {dir_mb(index_dir(ws, kb)):.1f} MB, catalog "
         f"{sum(f.stat().st_size for f in data_dir.glob('catalog.sqlite3*')) / 1e6:.1f} MB, "
         f"Chroma {dir_mb(data_dir / 'chroma'):.1f} MB")
+
+    record: dict[str, Any] = {
+        "chunks": len(index), "hybrid_p50_ms": round(p50, 3), "hybrid_p95_ms": round(pct(hybrid, 95), 3),
+        "write_kb_s": round(built["seconds"], 1), "bm25_build_s": round(build_ms / 1000, 3),
+        "add_doc_ms": round(add_ms, 1), "delete_doc_ms": round(del_ms, 1), "rss_mb": round(rss_ours),
+        "peak_rss_mb": round(hwm_ours), "bm25_disk_mb": round(disk_mb, 1),
+        "catalog_mb": round(sum(f.stat().st_size for f in data_dir.glob("catalog.sqlite3*")) / 1e6, 1),
+        "chroma_mb": round(dir_mb(data_dir / "chroma"), 1), "langchain_p50_ms": None, "langchain_p95_ms": None,
+    }
+    if args.lc_queries <= 0:
+        say("\n[6] LangChain comparison skipped (--lc-queries 0)")
+        say("\n[7] targets")
+        say(f"  hybrid p50 {p50:.2f} ms at {len(index)} chunks")
+        say(f"  add one document: BM25 catch-up {catchup_ms:.0f} ms vs full build {build_ms:.0f} ms, replayed not "
+            f"rebuilt (build calls {add_builds}, revision +{index_rev_step})     "
+            f"{verdict(add_builds == 0 and index_rev_step == 1 and catchup_ms * 10 < build_ms)}")
+        say(json.dumps(record))
+        ws.close()
+        return record
 
     # 6. LangChain EnsembleRetriever on the same chunks and vectors
     say(f"\n[6] LangChain EnsembleRetriever (BM25Retriever + Chroma retriever, weights 0.5/0.5, "
@@ -652,14 +723,11 @@ def run(args: argparse.Namespace, data_dir: Path) -> None:
         f"({build_ms / catchup_ms:.0f}x less; whole add incl. Chroma {add_ms:.0f} ms), replayed not rebuilt "
         f"(build calls {add_builds}, revision +{index_rev_step})     "
         f"{verdict(add_builds == 0 and index_rev_step == 1 and catchup_ms * 10 < build_ms)}")
-    say(json.dumps({"chunks": len(index), "hybrid_p50_ms": round(p50, 3), "hybrid_p95_ms": round(pct(hybrid, 95), 3),
-                    "bm25_build_s": round(build_ms / 1000, 3), "add_doc_ms": round(add_ms, 1),
-                    "delete_doc_ms": round(del_ms, 1), "langchain_p50_ms": round(lc_p50, 1),
-                    "langchain_p95_ms": round(pct(lc, 95), 1), "rss_mb": round(rss_ours),
-                    "peak_rss_mb": round(hwm_ours),
-                    "bm25_disk_mb": round(disk_mb, 1)}))
+    record |= {"langchain_p50_ms": round(lc_p50, 1), "langchain_p95_ms": round(pct(lc, 95), 1)}
+    say(json.dumps(record))
     say(f"p50_ms={p50:.2f} ratio_vs_langchain={ratio:.1f}")
     ws.close()
+    return record
 
 
 if __name__ == "__main__":

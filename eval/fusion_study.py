@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     fusions: dict[str, Fuse] = {
         "bm25": lambda lists: lists["bm25"], "vector": lambda lists: lists["vector"],
         "rrf bm25+vector": rrf("bm25", "vector"),
-        **{f"weighted bm25 {w}": weighted(bm25=w, vector=round(1 - w, 2)) for w in (0.2, 0.3, 0.4, 0.5)},
+        **{f"weighted bm25 {w}": weighted(bm25=w, vector=round(1 - w, 2)) for w in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)},
     }
     if args.sparse:
         fusions |= {

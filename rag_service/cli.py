@@ -390,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--k", type=int, default=None, help="number of hits (default 5)")
     s.add_argument("--mode", choices=["bm25", "vector", "hybrid"], default="hybrid")
     s.add_argument("--fusion", choices=["rrf", "weighted"],
-                   help="default: the KB's, else RAG_FUSION, else by the KB's language (see rag config)")
+                   help="default: the KB's, else RAG_FUSION, else by the KB's language (rag config)")
     s.add_argument("--expand", choices=["multi", "hyde"], help="LLM query expansion (slower)")
     s.add_argument("--rerank", help="none | e5 | path to a CrossEncoder model (default: RAG_RERANK)")
     s.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",

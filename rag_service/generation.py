@@ -248,20 +248,23 @@ class Answerer:
 
     def relevant(self, hits: list[Hit]) -> list[Hit]:
         """Hits worth prompt tokens. Every packed passage costs prefill time on a small CPU, and weak
-        ones invite the model to wander. With fused (hybrid) scores: the best hit, then those within
-        ``context_min_relative_score`` of its fused score and within ``context_vector_margin`` of the
-        best vector similarity. Single-retriever results are left alone (their scales differ)."""
+        ones invite the model to wander. With fused (hybrid) results: the best hit, then those whose
+        reciprocal-rank score is within ``context_min_relative_score`` of the best one and whose vector
+        similarity is within ``context_vector_margin`` of the best. The gate reads each hit's ranks, not its
+        fused score, so it keeps its calibrated meaning whichever fusion ordered the hits (a chunk only one
+        retriever ranked falls below a chunk both ranked). Single-retriever results are left alone."""
         if not hits or len(hits[0].ranks) < 2:
             return hits
         settings = self.ws.settings
-        floor = settings.context_min_relative_score * hits[0].score
+        rank_score = {id(h): sum(1.0 / (settings.rrf_k + r) for r in h.ranks.values()) for h in hits}
+        floor = settings.context_min_relative_score * max(rank_score.values())
         margin = settings.context_vector_margin
         if margin is None:
             margin = CONTEXT_VECTOR_MARGIN.get(self.kb.embedder)
         best_vector = max((h.scores.get("vector", -1.0) for h in hits), default=-1.0)
         return [hits[0]] + [
             h for h in hits[1:]
-            if h.score >= floor and (margin is None or h.scores.get("vector", -1.0) >= best_vector - margin)
+            if rank_score[id(h)] >= floor and (margin is None or h.scores.get("vector", -1.0) >= best_vector - margin)
         ]
 
     def pack(self, hits: list[Hit], budget: int) -> tuple[list[Chunk], str]:

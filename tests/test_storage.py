@@ -127,7 +127,8 @@ def test_globs_become_anchored_regexes() -> None:
 def test_an_old_sqlite_catalog_is_upgraded_in_place(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "catalog.sqlite3") as db:
         db.executescript(FIRST_RELEASE_SCHEMA)
-        for doc, text in (("d1", "检索增强生成把检索到的段落交给模型。"), ("d2", "Retrieval hands passages to the model.")):
+        for doc, text in (("d1", "检索增强生成把检索到的段落交给模型。"),
+                          ("d2", "Retrieval hands passages to the model.")):
             db.execute("INSERT INTO documents VALUES ('old1', ?, ?, 'x', 'ready', 2, '2026-01-01T00:00:00+00:00')",
                        (doc, f"{doc}.txt"))
             for position in range(2):

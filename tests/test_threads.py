@@ -28,9 +28,15 @@ def test_importing_rag_service_sets_the_wait_policy_unless_given() -> None:
     assert _policy_after_import({"RAG_OMP_WAIT_POLICY": "active"}) == "ACTIVE"
     assert _policy_after_import({"RAG_OMP_WAIT_POLICY": "default"}) == "<unset>"  # the runtime's own
     assert _policy_after_import({"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"  # an operator's choice stands
-    env: dict[str, str] = {"RAG_OMP_WAIT_POLICY": "bogus"}
+    env: dict[str, str] = {"RAG_OMP_WAIT_POLICY": "bogus", "RAG_EMBED_THREADS": "0"}
     configure_openmp(env)
-    assert "OMP_WAIT_POLICY" not in env  # Settings reports the bad value; nothing half-applied
+    assert "OMP_WAIT_POLICY" not in env and "OMP_NUM_THREADS" not in env  # Settings reports bad values
+    env = {"RAG_EMBED_THREADS": "1"}
+    configure_openmp(env)
+    assert env == {"RAG_EMBED_THREADS": "1", "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {"RAG_EMBED_THREADS": "1", "OMP_NUM_THREADS": "2"}
+    configure_openmp(env)
+    assert env["OMP_NUM_THREADS"] == "2"
 
 
 def test_lower_thread_priority_is_per_thread_and_never_lowers() -> None:
