@@ -80,6 +80,8 @@ class Question:
     ttft: float
     total: float
     tokens: int
+    prompt_tokens: int = 0
+    messages: list[dict[str, str]] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -178,8 +180,10 @@ def ask(url: str, question: str, timeout: float) -> Question:
     started = time.monotonic()
     first = None
     tokens = 0
+    done: dict[str, Any] = {}
     with client(url, timeout=timeout) as c, c.stream("POST", f"/v1/kbs/{KB}/chat",
-                                                      json={"question": question, "stream": True}) as resp:
+                                                      json={"question": question, "stream": True,
+                                                            "explain": True}) as resp:
         resp.raise_for_status()
         event = ""
         for line in resp.iter_lines():
@@ -191,9 +195,11 @@ def ask(url: str, question: str, timeout: float) -> Question:
             elif line.startswith("data:") and event in ("done", "error"):
                 if event == "error":
                     raise RuntimeError(f"chat failed: {line}")
+                done = json.loads(line.split(":", 1)[1])
                 break
     end = time.monotonic()
-    q = Question(question, started, (first or end) - started, end - started, tokens)
+    q = Question(question, started, (first or end) - started, end - started, tokens,
+                 int(done.get("usage", {}).get("prompt_tokens", 0)), done.get("trace", {}).get("messages", []))
     log(f"  ttft {q.ttft:6.2f} s  total {q.total:6.2f} s  {tokens:3d} tokens  {question}")
     return q
 
@@ -243,6 +249,43 @@ def run_config(name: str, env: dict[str, str], args: argparse.Namespace, root: P
     return result
 
 
+def bare_llama(questions: Sequence[Question], llm: str, model_cache: str | None) -> dict[str, Any]:
+    """The same prompts (the messages each chat sent) through a bare ``llama_cpp.Llama`` with our thread count, one
+    after another as the chats ran (the library's prefix cache at work, as in ``rag serve``) and each from an empty
+    cache: time to first token and prompt tokens per second, to compare with the pipeline's."""
+    import os
+
+    from llama_cpp import Llama
+
+    from rag_service.models import llm_model_path
+    from rag_service.settings import load_settings
+
+    if model_cache:
+        os.environ["RAG_MODEL_CACHE_DIR"] = model_cache
+    else:
+        os.environ.setdefault("RAG_MODEL_CACHE_DIR", str(ROOT / "data" / "models"))
+    settings = load_settings(llm=llm)
+    path = llm_model_path(settings.llm_model_path, settings.models_dir, settings.llm)
+    model = Llama(model_path=str(path), n_ctx=settings.llm_context_size, n_threads=settings.llm_threads,
+                  verbose=False)
+    prompts = [q for q in questions if q.messages]
+    out: dict[str, Any] = {"prompts": len(prompts)}
+    for label, reset in (("in sequence (prefix cache)", False), ("each from an empty cache", True)):
+        ttfts = []
+        for q in prompts:
+            if reset:
+                model.reset()
+            started = time.monotonic()
+            for _ in model.create_chat_completion(messages=q.messages, max_tokens=1, temperature=0.0,  # type: ignore[arg-type]
+                                                  stream=True):
+                break
+            ttfts.append(time.monotonic() - started)
+        tokens = [q.prompt_tokens for q in prompts]
+        out[label] = {"ttft p50 s": p50(ttfts), "ttft p95 s": p95(ttfts),
+                      "prompt tokens/s (p50 over prompts)": p50([t / s for t, s in zip(tokens, ttfts, strict=True)])}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default="new,old", help="comma-separated: new, old, niceN (new with "
@@ -254,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds one question may take")
     parser.add_argument("--model-cache", help="RAG_MODEL_CACHE_DIR (default: data/models of the project)")
     parser.add_argument("--out", type=Path, help="write every measurement as JSON")
+    parser.add_argument("--bare", action="store_true", help="also replay the chat-alone prompts through a bare "
+                        "llama_cpp.Llama (prompt-evaluation rate of the pipeline vs the library)")
     args = parser.parse_args(argv)
     random.seed(0)
     results: list[ConfigResult] = []
@@ -265,8 +310,20 @@ def main(argv: list[str] | None = None) -> int:
             for key, value in results[-1].summary().items():
                 print(f"- {key}: {value}")
             sys.stdout.flush()
+    bare: dict[str, Any] = {}
+    if args.bare:
+        alone = next((r for r in results if r.name == "new"), results[-1]).chat_alone
+        bare = bare_llama(alone, args.llm, args.model_cache)
+        print(f"\n## the same prompts through a bare llama_cpp.Llama ({args.llm})")
+        pipeline = [q for q in alone if q.messages]
+        print(f"- pipeline (chat alone, new): ttft p50 {p50([q.ttft for q in pipeline])} s, prompt tokens p50 "
+              f"{p50([q.prompt_tokens for q in pipeline])}, prompt tokens/s of TTFT p50 "
+              f"{p50([q.prompt_tokens / q.ttft for q in pipeline])}")
+        for key, value in bare.items():
+            print(f"- bare, {key}: {value}")
     if args.out:
-        args.out.write_text(json.dumps([{**asdict(r), "summary": r.summary()} for r in results], indent=2) + "\n")
+        args.out.write_text(json.dumps({"configs": [{**asdict(r), "summary": r.summary()} for r in results],
+                                        "bare_llama": bare}, indent=2) + "\n")
     final = next((r for r in results if r.name == "new"), results[-1]).summary()
     print(f"\nttft_ratio={final['ttft_ratio']} ingest_ratio={final['ingest_ratio']}")
     return 0

@@ -48,7 +48,7 @@ class FusionChoice:
 def fusion_choice(ws: Workspace, kb: KnowledgeBase, requested: Fusion | None = None) -> FusionChoice:
     """The fusion a search uses: the request's, else the KB's stored option, else ``RAG_FUSION``, else the default
     for the KB's language; the BM25 weight from ``RAG_BM25_WEIGHT``, else the language default."""
-    language = ws.catalog.kb_language(kb.id)
+    language = ws.catalog.kb_language(kb)
     defaults = defaults_for(language)
     method = requested or kb.options.get("fusion") or ws.settings.fusion or defaults.fusion
     weight = ws.settings.bm25_weight if ws.settings.bm25_weight is not None else defaults.bm25_weight

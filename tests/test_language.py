@@ -60,11 +60,26 @@ def test_fusion_follows_the_kb_language_unless_set(tmp_path: Path) -> None:
     finally:
         ws.close()
 
+    # The KB's language follows its documents: English added and the Chinese deleted, it becomes en (the per-process
+    # cache is keyed by the KB's revision, so a long-lived process sees the change too).
+    ws = Workspace(Settings(data_dir=data))
+    try:
+        kb = ws.catalog.get_kb("zh")
+        assert ws.catalog.kb_language(kb) == "zh"
+        run_rag("ingest", "--kb", "zh", str(SAMPLES / "en"), data_dir=data)
+        for doc in rag_json("docs", "list", "--kb", "zh", data_dir=data)["documents"]:
+            assert doc["language"] in ("zh", "en")
+            if doc["language"] == "zh":
+                run_rag("docs", "delete", "--kb", "zh", doc["id"], data_dir=data)
+        assert ws.catalog.kb_language(ws.catalog.get_kb("zh")) == "en"
+    finally:
+        ws.close()
+
     # An explicit RAG_FUSION / RAG_BM25_WEIGHT wins over the language default.
     zh_kb = rag_json("kbs", data_dir=data, env={"RAG_FUSION": "rrf"})["kbs"][1]
     assert (zh_kb["name"], zh_kb["fusion"]["method"]) == ("zh", "rrf")
     zh_kb = rag_json("kbs", data_dir=data, env={"RAG_BM25_WEIGHT": "0.9"})["kbs"][1]
-    assert zh_kb["fusion"] == {"method": zh.fusion, "bm25_weight": 0.9}
+    assert zh_kb["fusion"] == {"method": "weighted", "bm25_weight": 0.9}
     env = {"RAG_FUSION": "weighted", "RAG_BM25_WEIGHT": "0.8"}
     fusion = {k["name"]: k["fusion"] for k in rag_json("kbs", data_dir=data, env=env)["kbs"]}
     assert fusion == {name: {"method": "weighted", "bm25_weight": 0.8} for name in ("en", "zh")}
