@@ -300,13 +300,14 @@ def _header(results: dict[str, Any]) -> list[str]:
                        f"sha256 {m.get('sha256', '?')[:12]}" for name, m in rec["models"]["embedders"].items()
                        if any(r.get("embedder") == name for r in results["cells"]))
     s = rec["settings"]
+    fusion = s["fusion"] or "by the KB's language (rag_service/language.py)"
     return [
         f"Data: {rec['dataset']} (sha256 {rec['dataset_sha256'][:12]}): {rec['queries']} queries, "
         f"{rec['documents']} documents indexed; chunk sizes in {s['chunk_unit']}.",
         f"Run {rec['timestamp']}, code {commit}, Python {rec['python']}, chromadb {rec['packages']['chromadb']}, "
         f"sentence-transformers {rec['packages']['sentence-transformers']}.",
         f"Embedders: {models}.",
-        f"Search: {s['search_candidates']} candidates per retriever, fusion {s['fusion']} (rrf_k {s['rrf_k']}), "
+        f"Search: {s['search_candidates']} candidates per retriever, fusion {fusion} (rrf_k {s['rrf_k']}), "
         f"rerank {s['rerank']}; ranked 100 deep, scored per document (a document at its best chunk's rank).",
         "Context chars: characters of the top search_k hits (what the LLM would read); build s: index build time.",
     ]

@@ -24,6 +24,31 @@ from rag_service.errors import (
 from rag_service.language import Language, detect_language, majority_language
 from rag_service.records import Chunk
 
+# Characters of a document's chunks read to detect its language (plenty to tell scripts apart).
+LANGUAGE_SAMPLE_CHARS = 20_000
+
+
+def _sample(texts: Iterable[str]) -> str:
+    """The first ``LANGUAGE_SAMPLE_CHARS`` characters of ``texts``, joined."""
+    parts: list[str] = []
+    size = 0
+    for text in texts:
+        parts.append(text)
+        size += len(text)
+        if size >= LANGUAGE_SAMPLE_CHARS:
+            break
+    return "\n".join(parts)[:LANGUAGE_SAMPLE_CHARS]
+
+
+def _backfill_languages(tx: Executor) -> None:
+    """Detect the language of documents stored before it was recorded, from their chunks as stored."""
+    for (kb_id, doc_id) in tx.execute("SELECT kb_id, id FROM documents WHERE language IS NULL").rows:
+        texts = (r[0] for r in tx.execute("SELECT text FROM chunks WHERE kb_id = ? AND doc_id = ? ORDER BY position",
+                                          (kb_id, doc_id)))
+        tx.execute("UPDATE documents SET language = ? WHERE kb_id = ? AND id = ?",
+                   (detect_language(_sample(texts)), kb_id, doc_id))
+
+
 # Versioned: a catalog of any age is brought up to date on open. Version 1 is the first schema as shipped;
 # later columns arrive as steps that skip what older builds had already added (SQLite files predate versioning).
 MIGRATIONS = (
@@ -80,11 +105,9 @@ CREATE TABLE IF NOT EXISTS changes (
     )),
     Migration(3, "document language (search defaults follow the KB's language)", (
         AddColumn("documents", "language", "TEXT"),
-        lambda tx: _backfill_languages(tx),
+        _backfill_languages,
     )),
 )
-# Characters of a document's chunks read to detect its language (plenty to tell scripts apart).
-LANGUAGE_SAMPLE_CHARS = 20_000
 _DOC_COLUMNS = "id, source, sha256, status, chunks, created, chars, language"  # the fields of DocumentRecord
 CHUNK_UNITS = ("chars", "tokens")
 
@@ -133,27 +156,6 @@ class DocumentRecord:
 
 _KB_FIELDS = ("id", "name", "embedder", "dim", "splitter", "chunk_size", "chunk_overlap", "created", "revision",
               "chunk_unit")
-
-
-def _sample(texts: Iterable[str]) -> str:
-    """The first ``LANGUAGE_SAMPLE_CHARS`` characters of ``texts``, joined."""
-    parts: list[str] = []
-    size = 0
-    for text in texts:
-        parts.append(text)
-        size += len(text)
-        if size >= LANGUAGE_SAMPLE_CHARS:
-            break
-    return "\n".join(parts)[:LANGUAGE_SAMPLE_CHARS]
-
-
-def _backfill_languages(tx: Executor) -> None:
-    """Detect the language of documents stored before it was recorded, from their chunks as stored."""
-    for (kb_id, doc_id) in tx.execute("SELECT kb_id, id FROM documents WHERE language IS NULL").rows:
-        texts = (r[0] for r in tx.execute("SELECT text FROM chunks WHERE kb_id = ? AND doc_id = ? ORDER BY position",
-                                          (kb_id, doc_id)))
-        tx.execute("UPDATE documents SET language = ? WHERE kb_id = ? AND id = ?",
-                   (detect_language(_sample(texts)), kb_id, doc_id))
 
 
 def _now() -> str:

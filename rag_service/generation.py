@@ -256,15 +256,15 @@ class Answerer:
         if not hits or len(hits[0].ranks) < 2:
             return hits
         settings = self.ws.settings
-        rank_score = {id(h): sum(1.0 / (settings.rrf_k + r) for r in h.ranks.values()) for h in hits}
-        floor = settings.context_min_relative_score * max(rank_score.values())
+        rank_scores = [sum(1.0 / (settings.rrf_k + r) for r in h.ranks.values()) for h in hits]
+        floor = settings.context_min_relative_score * max(rank_scores)
         margin = settings.context_vector_margin
         if margin is None:
             margin = CONTEXT_VECTOR_MARGIN.get(self.kb.embedder)
         best_vector = max((h.scores.get("vector", -1.0) for h in hits), default=-1.0)
         return [hits[0]] + [
-            h for h in hits[1:]
-            if rank_score[id(h)] >= floor and (margin is None or h.scores.get("vector", -1.0) >= best_vector - margin)
+            h for h, score in zip(hits[1:], rank_scores[1:], strict=True)
+            if score >= floor and (margin is None or h.scores.get("vector", -1.0) >= best_vector - margin)
         ]
 
     def pack(self, hits: list[Hit], budget: int) -> tuple[list[Chunk], str]:

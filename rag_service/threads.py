@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import MutableMapping
 from typing import Literal
 
@@ -45,7 +46,7 @@ def lower_thread_priority(nice: int) -> int:
     later inherit it). Returns the niceness now in effect; never lowers it (that needs privileges)."""
     if nice <= 0 or not hasattr(os, "getpriority"):
         return 0
-    tid = _native_id()
+    tid = threading.get_native_id()
     try:
         current = os.getpriority(os.PRIO_PROCESS, tid)
         if current < nice:
@@ -54,9 +55,3 @@ def lower_thread_priority(nice: int) -> int:
     except OSError as exc:  # a container may forbid it: ingestion still works, at the chat's priority
         log.warning("cannot lower the ingestion thread's priority: %s", exc)
         return 0
-
-
-def _native_id() -> int:
-    import threading
-
-    return threading.get_native_id()
