@@ -680,13 +680,15 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         "catalog_mb": round(sum(f.stat().st_size for f in data_dir.glob("catalog.sqlite3*")) / 1e6, 1),
         "chroma_mb": round(dir_mb(data_dir / "chroma"), 1), "langchain_p50_ms": None, "langchain_p95_ms": None,
     }
+    add_line = (f"  add one document: BM25 catch-up {catchup_ms:.0f} ms vs full build {build_ms:.0f} ms "
+                f"({build_ms / max(catchup_ms, 1e-3):.0f}x less; whole add incl. Chroma {add_ms:.0f} ms), replayed "
+                f"not rebuilt (build calls {add_builds}, revision +{index_rev_step})     "
+                f"{verdict(add_builds == 0 and index_rev_step == 1 and catchup_ms * 10 < build_ms)}")
     if args.lc_queries <= 0:
         say("\n[6] LangChain comparison skipped (--lc-queries 0)")
         say("\n[7] targets")
         say(f"  hybrid p50 {p50:.2f} ms at {len(index)} chunks")
-        say(f"  add one document: BM25 catch-up {catchup_ms:.0f} ms vs full build {build_ms:.0f} ms, replayed not "
-            f"rebuilt (build calls {add_builds}, revision +{index_rev_step})     "
-            f"{verdict(add_builds == 0 and index_rev_step == 1 and catchup_ms * 10 < build_ms)}")
+        say(add_line)
         say(json.dumps(record))
         ws.close()
         return record
@@ -719,10 +721,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     say(f"  EnsembleRetriever p50 / ours p50 (the larger of all {len(queries)} and the same {len(lc_queries)} queries) "
         f"= {lc_p50:.1f} / {ours_p50:.2f} = {ratio:.1f}x   target >= 20x     "
         f"{verdict(ratio >= 20)}")
-    say(f"  add one document: BM25 catch-up {catchup_ms:.0f} ms vs full build {build_ms:.0f} ms "
-        f"({build_ms / catchup_ms:.0f}x less; whole add incl. Chroma {add_ms:.0f} ms), replayed not rebuilt "
-        f"(build calls {add_builds}, revision +{index_rev_step})     "
-        f"{verdict(add_builds == 0 and index_rev_step == 1 and catchup_ms * 10 < build_ms)}")
+    say(add_line)
     record |= {"langchain_p50_ms": round(lc_p50, 1), "langchain_p95_ms": round(pct(lc, 95), 1)}
     say(json.dumps(record))
     say(f"p50_ms={p50:.2f} ratio_vs_langchain={ratio:.1f}")

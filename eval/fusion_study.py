@@ -29,7 +29,7 @@ from eval.datasets import load_beir
 from eval.metrics import mean, ndcg_at_k, recall_at_k
 from eval.retrieval import RetrievalConfig, build_index, default_cache_dir
 from rag_service.fusion import reciprocal_rank_fusion, weighted_fusion
-from rag_service.retrieval import Retriever, Terms
+from rag_service.retrieval import Retriever
 
 Scored = list[tuple[str, float]]
 DEPTH = 100
@@ -51,11 +51,10 @@ def pipeline_lists(beir: Path, split: str) -> tuple[dict[str, dict[str, Scored]]
     lists: dict[str, dict[str, Scored]] = {}
     try:
         retriever = Retriever(index.ws, index.kb)
-        terms = Terms(index.ws.tokenizer_for(index.kb), [])
         for query in dataset.queries:
             if not query.judged:
                 continue
-            found = retriever._candidates(query.text, "hybrid", DEPTH, None, terms)
+            found = retriever.candidate_lists(query.text, DEPTH)
             chunks = index.ws.catalog.ready_chunks(index.kb.id, [c for lst in found.values() for c, _ in lst])
             lists[query.id] = {name: _per_document([(chunks[c].source, s) for c, s in lst if c in chunks])
                                for name, lst in found.items()}

@@ -376,8 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ingest", help="add files or directories to a knowledge base (created if new)")
     s.add_argument("--kb", required=True, help="knowledge base name")
-    s.add_argument("--splitter", help="recursive | sentence | markdown | semantic | parent_child; stored with a "
-                   "new knowledge base, a one-off override for an existing one")
+    s.add_argument("--splitter", help="recursive | sentence | markdown | structure | semantic | parent_child; "
+                   "stored with a new knowledge base, a one-off override for an existing one")
     s.add_argument("--chunk-size", type=int, help="chunk size (stored for a new KB, override for an existing one)")
     s.add_argument("--chunk-overlap", type=int, help="chunk overlap (same rule as --chunk-size)")
     s.add_argument("--chunk-unit", choices=["chars", "tokens"], help="unit of chunk sizes for a new KB")

@@ -51,6 +51,17 @@ def _is_header(line: str) -> bool:
     return bool(_QUESTION_END.search(line) or LEAD_IN.search(line))
 
 
+def with_heading(chunk: Chunk) -> Chunk:
+    """``chunk`` with its heading path as a first line when the splitter kept the path in metadata only
+    (``markdown``, ``structure``): a section body read without its question or title line ("- within 5
+    business days") answers nothing the model can recognise. ``metadata['heading_shown']`` marks it."""
+    headings = [h for h in chunk.metadata.get("headings") or () if h.strip()]
+    if not headings or chunk.text.lstrip().startswith(headings[-1].strip()):
+        return chunk
+    return replace(chunk, text=" > ".join(headings) + "\n" + chunk.text,
+                   metadata={**chunk.metadata, "heading_shown": True})
+
+
 def with_neighbours(chunk: Chunk, before: Chunk | None, after: Chunk | None) -> Chunk:
     """``chunk`` with the lines a list needs from its neighbours: when it opens with list items, the
     previous chunk's last question or lead-in line and whatever follows it; when it ends inside a list that

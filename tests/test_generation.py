@@ -60,6 +60,37 @@ def test_packing_keeps_whole_passages_within_budget_and_drops_near_duplicates(sa
     assert [c.id for c in packed] == [hits[0].chunk.id] and text.endswith(hits[0].chunk.text)
 
 
+SECTIONED_FAQ = """Harbour Garden FAQ
+
+How quickly do maintainers answer a new issue?
+- a first response within 5 business days
+- security reports the same day
+
+Can I keep bees on my plot?
+- only with a permit from the committee
+- at most two hives per plot
+"""
+
+
+def test_a_section_is_packed_under_its_heading_path_and_borrows_nothing_from_the_next(tmp_path: Path) -> None:
+    """``structure`` chunks keep the question line in metadata only; the model must read it with the items."""
+    doc = tmp_path / "garden.txt"
+    doc.write_text(SECTIONED_FAQ, encoding="utf-8")
+    data = tmp_path / "data"
+    rag_json("ingest", "--kb", "garden", "--splitter", "structure", str(doc), data_dir=data)
+    answerer = _answerer(data, "garden")
+    hits = answerer.retriever.search("How long until a maintainer replies to an issue?", k=2)
+    assert hits[0].chunk.text.startswith("- a first response")  # the stored chunk is the bare body
+    packed, text = answerer.pack(hits, budget=10_000)
+    first = packed[0]
+    assert first.text == ("How quickly do maintainers answer a new issue?\n"
+                          "- a first response within 5 business days\n- security reports the same day")
+    assert first.metadata["heading_shown"] is True and "context" not in first.metadata
+    bees = next(c for c in packed if "hives" in c.text)
+    assert bees.text.startswith("Can I keep bees on my plot?\n- only") and "5 business" not in bees.text
+    assert "(garden.txt) How quickly do maintainers" in text
+
+
 @pytest.mark.llm
 def test_documents_are_data_not_instructions(tmp_path: Path) -> None:
     doc = tmp_path / "museum.txt"
