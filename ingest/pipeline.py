@@ -13,6 +13,7 @@ import bisect
 import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -165,17 +166,23 @@ class Ingestor:
         return self._run([(doc.source, doc.source, functools.partial(_same, doc)) for doc in docs])
 
     def _run(self, items: list[tuple[str, str, Callable[[], Document]]]) -> list[FileResult]:
+        """One file after another; the next file is read and parsed in a helper thread while this one is
+        embedded (the embedders release the GIL), so parsing a PDF costs no embedding time."""
         results = []
         with self.ws.write_lock():
             self.recover()
             ensure_tokens(self.ws, self.kb)
         bar = tqdm(items, desc="ingesting", unit="file", disable=not self.progress or len(items) < 2)
-        for label, source, get_doc in bar:
-            bar.set_postfix_str(source[-40:], refresh=False)
-            try:
-                results.append(self._ingest(label, get_doc()))
-            except RagError as exc:
-                results.append(FileResult(path=label, status="failed", source=source, error=str(exc)))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-load") as loader:
+            following = loader.submit(items[0][2]) if items else None
+            for i, (label, source, _) in enumerate(bar):
+                bar.set_postfix_str(source[-40:], refresh=False)
+                current, following = following, loader.submit(items[i + 1][2]) if i + 1 < len(items) else None
+                assert current is not None
+                try:
+                    results.append(self._ingest(label, current.result()))
+                except RagError as exc:
+                    results.append(FileResult(path=label, status="failed", source=source, error=str(exc)))
         return results
 
     def _load_file(self, path: Path, source: str) -> Document:

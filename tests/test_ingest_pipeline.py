@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rag_service.retrieval import Retriever
@@ -123,3 +126,38 @@ def test_pdf_chunks_carry_their_page(tmp_path: Path) -> None:
     assert "roof garden" in hits[0].chunk.text and hits[0].chunk.metadata["page"] == 2
     hits = Retriever(ws, _kb(ws, "pdf")).search("boiler room basement", mode="bm25", k=1)
     assert hits[0].chunk.metadata["page"] == 1
+
+
+def test_the_next_file_is_read_while_this_one_is_embedded(tmp_path: Path) -> None:
+    """Loading (parsing) overlaps embedding: the second document is being read before the first one's last
+    batch is embedded, in the loader thread; a file that fails to load fails alone and the rest go on."""
+    from ingest.pipeline import Ingestor
+    from rag_service.errors import InvalidInputError
+    from rag_service.records import Document
+
+    events: list[tuple[str, str, float]] = []
+    ws = Workspace(Settings(data_dir=tmp_path / "data", embed_batch_size=2))
+    try:
+        ingestor, _ = Ingestor.open(ws, "overlap")
+        ingestor.on_progress = lambda share: events.append(("embedded", f"{share:.2f}", time.perf_counter()))
+
+        def loader(name: str, text: str | None) -> Callable[[], Document]:
+            def load() -> Document:
+                events.append(("load", name, time.perf_counter()))
+                if text is None:
+                    raise InvalidInputError(f"{name}: unreadable")
+                digest = hashlib.sha256(text.encode()).hexdigest()
+                return Document(id=digest, source=name, text=text, sha256=digest)
+            return load
+
+        first = LONG_ZH  # several chunks: several batches of 2
+        results = ingestor._run([("a.txt", "a.txt", loader("a.txt", first)),
+                                 ("bad.txt", "bad.txt", loader("bad.txt", None)),
+                                 ("b.txt", "b.txt", loader("b.txt", LONG_ZH.replace("图书馆", "博物馆")))])
+    finally:
+        ws.close()
+    assert [r.status for r in results] == ["added", "failed", "added"] and "unreadable" in (results[1].error or "")
+    loads = {name: t for kind, name, t in events if kind == "load"}
+    first_done = next(t for kind, share, t in events if kind == "embedded" and share == "1.00")
+    assert loads["bad.txt"] < first_done  # read during a.txt's embedding, not after it
+    assert [name for kind, name, _ in events if kind == "load"] == ["a.txt", "bad.txt", "b.txt"]
