@@ -15,9 +15,9 @@ offsets, when its text contains the whole span (case and whitespace ignored). hi
 holds the answer (chunks are ranked as returned, not merged per document); MRR@10 uses the first such chunk.
 
 Prints a Markdown table per mode: all questions, by question language (``zh``, ``en``), ``split`` (no indexed chunk
-holds both the answer, by the rule above, and the whole question line the question paraphrases: the chunking cut
-them apart) against ``intact``, and by where the answer sits (``kind:list`` an answer item, ``kind:prose``,
-``kind:table``). It ends with ``structure: hybrid_hit5=...``.
+holds both the answer, by the rule above, and the whole question line the question paraphrases, in its text or in
+the heading path it is indexed with: the chunking cut them apart) against ``intact``, and by where the answer sits
+(``kind:list`` an answer item, ``kind:prose``, ``kind:table``). It ends with ``structure: hybrid_hit5=...``.
 """
 
 from __future__ import annotations
@@ -151,9 +151,13 @@ def evaluate(data_dir: Path, texts: dict[str, str], questions: list[Question],
                  "chunk_unit": kb.chunk_unit, "embedder": kb.embedder, "documents": len(records),
                  "chunks": sum(r.chunks for r in records)}
         spans: dict[str, list[tuple[int, int, str]]] = {}
+        headed: dict[str, list[tuple[int, int, list[str]]]] = {}  # each chunk's heading path (structure, markdown)
         for record in records:  # the indexed chunks (parents kept for context only are not searched)
             spans[record.source] = [(c.start, c.end, c.text)
                                     for c, tokens in ws.catalog.document_chunks(kb.id, record.id) if tokens is not None]
+            headed[record.source] = [(c.start, c.end, [_squash(h) for h in c.metadata.get("headings") or ()])
+                                     for c, tokens in ws.catalog.document_chunks(kb.id, record.id)
+                                     if tokens is not None]
         # Offsets are trusted only where every indexed chunk is the slice of the text extracted here that its
         # offsets name (the index was built from the same loader output); elsewhere containment alone decides.
         trusted = {source for source, chunks in spans.items()
@@ -165,9 +169,17 @@ def evaluate(data_dir: Path, texts: dict[str, str], questions: list[Question],
         def judge(q: Question, source: str, start: int, end: int, text: str) -> bool:
             return holds_answer(q, source, *((start, end) if source in trusted else (-1, -1)), text)
 
+        def keeps_line(q: Question, start: int, end: int, headings: list[str]) -> bool:
+            """The chunk holds the question line in its text, or in the heading path it is indexed (and packed)
+            with."""
+            line = _squash(q.line)
+            return (start <= q.line_start and q.line_start + len(q.line) <= end) or any(
+                len(h) >= 4 and (h in line or line in h) for h in headings)
+
         split = {q.id: q.line_start >= 0 and not any(
-            judge(q, q.doc, start, end, text) and start <= q.line_start and q.line_start + len(q.line) <= end
-            for start, end, text in spans.get(q.doc, [])) for q in questions}
+            judge(q, q.doc, start, end, text) and keeps_line(q, start, end, headings)
+            for (start, end, text), (_, _, headings) in zip(spans.get(q.doc, []), headed.get(q.doc, []), strict=True))
+            for q in questions}
         retriever = Retriever(ws, kb)
         results: dict[str, Any] = {}
         for mode in modes:
