@@ -14,9 +14,10 @@ Per configuration, on a fresh data dir (e5 embedder, the bundled LLM named by ``
 Ratios: ``ttft_ratio`` = p50 time to first token of the questions *asked while the upload was being ingested*
 (they started before its job finished) over the p50 of chat alone; ``ingest_ratio`` = chunks/s during the chats
 over chunks/s alone. Questions asked after the upload finished are reported but not in the ratio (they would
-hide the contention). Configurations: ``old`` = the OpenMP runtime's own wait policy and ingestion at the chat's
-priority (``RAG_OMP_WAIT_POLICY=default RAG_INGEST_NICE=0``: the state before this change), ``new`` = the
-defaults. The last line reads ``ttft_ratio=… ingest_ratio=…`` for the new defaults.
+hide the contention). Configurations: ``old`` = the OpenMP runtime's own wait policy, ingestion at the chat's
+priority and generation on every LLM thread (``RAG_OMP_WAIT_POLICY=default RAG_INGEST_NICE=0
+RAG_LLM_THREADS_INGESTING=64``, capped at RAG_LLM_THREADS: the state before issue 16), ``new`` = the defaults.
+The last line reads ``ttft_ratio=… ingest_ratio=…`` for the new defaults.
 
     PYTHONPATH=. .venv/bin/python bench/concurrency_bench.py [--configs new,old] [--questions 10]
         [--llm qwen2.5-coder-0.5b] [--out FILE]
@@ -59,17 +60,19 @@ QUESTIONS = [
     "How did the tea farm cut its diesel use?",
 ]
 CONFIGS: dict[str, dict[str, str]] = {
-    "old": {"RAG_OMP_WAIT_POLICY": "default", "RAG_INGEST_NICE": "0"},
+    "old": {"RAG_OMP_WAIT_POLICY": "default", "RAG_INGEST_NICE": "0", "RAG_LLM_THREADS_INGESTING": "64"},
     "new": {},
 }
 
 
 def config_env(name: str) -> dict[str, str]:
-    """``old``, ``new``, or ``niceN``: the new defaults with ``RAG_INGEST_NICE=N`` (to choose N)."""
-    if name.startswith("nice") and name[4:].isdigit():
-        return {"RAG_INGEST_NICE": name[4:]}
+    """``old``, ``new``, ``niceN`` (the new defaults with ``RAG_INGEST_NICE=N``) or ``genN`` (the new defaults with
+    ``RAG_LLM_THREADS_INGESTING=N``: generation threads while an upload is ingested), to choose N."""
+    for prefix, variable in (("nice", "RAG_INGEST_NICE"), ("gen", "RAG_LLM_THREADS_INGESTING")):
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            return {variable: name[len(prefix):]}
     if name not in CONFIGS:
-        raise SystemExit(f"unknown configuration {name!r}: old, new or niceN")
+        raise SystemExit(f"unknown configuration {name!r}: old, new, niceN or genN")
     return CONFIGS[name]
 
 
@@ -289,7 +292,7 @@ def bare_llama(questions: Sequence[Question], llm: str, model_cache: str | None)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default="new,old", help="comma-separated: new, old, niceN (new with "
-                        "RAG_INGEST_NICE=N)")
+                        "RAG_INGEST_NICE=N), genN (new with RAG_LLM_THREADS_INGESTING=N)")
     parser.add_argument("--questions", type=int, default=10)
     parser.add_argument("--chunks", type=int, default=200, help="chunks of each uploaded document")
     parser.add_argument("--llm", default="qwen2.5-coder-0.5b", help="bundled LLM (default: the small one)")

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag_service.db import AddColumn, Database, Migration, now_text
 from rag_service.errors import RagError
-from rag_service.threads import lower_thread_priority
+from rag_service.threads import ingesting, lower_thread_priority
 
 if TYPE_CHECKING:
     from ingest.sandbox import ParseWorker
@@ -348,6 +348,10 @@ class JobWorker:
                 log.exception("ingest worker %s: renewing the lease of job %s failed", self.name, job.id)
 
     def _run(self, job: ClaimedJob, lost: threading.Event) -> None:
+        with ingesting():  # the LLM of this process generates with fewer threads meanwhile (threads.py)
+            self._ingest_files(job, lost)
+
+    def _ingest_files(self, job: ClaimedJob, lost: threading.Event) -> None:
         """Each file on its own (so progress moves and a KB deleted mid-job stops the job); a bad file fails the
         job with its reason while the other files are still ingested."""
         from ingest.pipeline import Ingestor

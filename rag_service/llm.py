@@ -19,6 +19,7 @@ import httpx
 from rag_service.errors import LLMError, ModelError
 from rag_service.models import llm_model_path
 from rag_service.settings import Settings
+from rag_service.threads import ingest_active
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,20 +92,37 @@ class LlamaCppLLM(LLM):
     a whole stream); the library reuses the KV cache for the longest common prompt prefix, which is
     why templates put the fixed system prompt and example first."""
 
-    def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int) -> None:
+    def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int, n_threads_ingesting: int | None = None) -> None:
         from llama_cpp import Llama
 
         self.name = model_path.name
         self._lock = threading.Lock()
+        self._threads = n_threads
+        self._threads_ingesting = min(n_threads_ingesting or n_threads, n_threads)
+        self._generation_threads = n_threads
         try:
             with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
                 self._llama = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads,
-                                    verbose=False)
+                                    n_threads_batch=n_threads, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp cannot load {model_path}: {exc}") from exc
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    @property
+    def generation_threads(self) -> int:
+        """Threads the next generated token is computed with (prompt evaluation always uses all of them)."""
+        return self._generation_threads
+
+    def _pick_threads(self) -> None:
+        """Fewer generation threads while this process ingests (rag_service/threads.py); called under the lock."""
+        wanted = self._threads_ingesting if ingest_active() else self._threads
+        if wanted != self._generation_threads:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(self._llama.ctx, wanted, self._threads)
+            self._generation_threads = wanted
 
     @functools.cached_property
     def _yes_no_tokens(self) -> tuple[list[int], list[int]]:
@@ -122,6 +140,7 @@ class LlamaCppLLM(LLM):
 
         captured, processor = _first_logits()
         with self._lock:
+            self._pick_threads()
             try:
                 self._llama.create_chat_completion(messages=cast(Any, messages), max_tokens=1, temperature=0.0,
                                                    seed=0, logits_processor=processor)
@@ -141,6 +160,7 @@ class LlamaCppLLM(LLM):
         first, processor = _first_logits()
         processors = processor if watch else None
         with self._lock:
+            self._pick_threads()
             pieces: list[str] = []
             try:
                 chunks: Iterator[Any] = cast(Any, self._llama.create_chat_completion(
@@ -231,8 +251,8 @@ class OpenAIHttpLLM(LLM):
 
 
 @functools.lru_cache(maxsize=2)
-def _load(model_path: Path, n_ctx: int, n_threads: int) -> LlamaCppLLM:
-    return LlamaCppLLM(model_path, n_ctx=n_ctx, n_threads=n_threads)
+def _load(model_path: Path, n_ctx: int, n_threads: int, n_threads_ingesting: int) -> LlamaCppLLM:
+    return LlamaCppLLM(model_path, n_ctx=n_ctx, n_threads=n_threads, n_threads_ingesting=n_threads_ingesting)
 
 
 def get_llm(settings: Settings) -> LLM:
@@ -240,4 +260,4 @@ def get_llm(settings: Settings) -> LLM:
     if settings.llm_base_url:
         return OpenAIHttpLLM(settings.llm_base_url, settings.llm_model, settings.llm_api_key)
     path = llm_model_path(settings.llm_model_path, settings.models_dir, settings.llm)
-    return _load(path.resolve(), settings.llm_context_size, settings.llm_threads)
+    return _load(path.resolve(), settings.llm_context_size, settings.llm_threads, settings.llm_threads_ingesting)

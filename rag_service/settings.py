@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     llm_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, description="CPU threads for llama.cpp."
     )
+    llm_threads_ingesting: int = Field(
+        1, ge=1, description="llama.cpp generation threads while this process ingests an upload (prompt evaluation "
+        "keeps RAG_LLM_THREADS, so time to first token is unchanged). Generation is memory-bound: 1 thread keeps ~3/4 "
+        "of its 2-thread speed here and the other core embeds (bench/concurrency_bench.py, rag_service/threads.py).")
     omp_wait_policy: Literal["passive", "active", "default"] = Field(
         DEFAULT_WAIT_POLICY, description="OpenMP wait policy of llama.cpp and the embedder, applied when rag_service "
         "is imported (an OMP_WAIT_POLICY already set wins). 'active' spins idle threads ('default': the runtime's own, "

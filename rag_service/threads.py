@@ -8,6 +8,10 @@ bench/concurrency_bench.py and README "Chat while documents index"):
 - The default policy spins idle OpenMP threads; under other CPU load generation fell from ~12 to 0.3 tokens/s (the
   figure issue 16 measured on this machine kind).
   ``passive`` makes idle threads sleep, and the two engines then share the cores fairly (each ~half its speed).
+- Generation (one token at a time) is memory-bound: 1 thread keeps ~3/4 of its 2-thread speed (7.2 vs 9.5 tokens/s,
+  bench/threads_micro.py), prompt evaluation is not (29 vs 59 tokens/s). While this process ingests, llama.cpp
+  generates with ``RAG_LLM_THREADS_INGESTING`` threads (default 1) and evaluates prompts with all of
+  ``RAG_LLM_THREADS``: time to first token is untouched and the freed core embeds.
 - Fair is not what a user wants: a chat's prompt evaluation at half speed doubles its time to first token. The
   threads that ingest uploads therefore run at a lower scheduling priority (``RAG_INGEST_NICE``): the kernel gives
   the chat the cores while it computes and ingestion whatever the chat leaves idle, with nothing paused or polled.
@@ -18,7 +22,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Literal
 
 log = logging.getLogger(__name__)
@@ -56,3 +61,25 @@ def lower_thread_priority(nice: int) -> int:
     except OSError as exc:  # a container may forbid it: ingestion still works, at the chat's priority
         log.warning("cannot lower the ingestion thread's priority: %s", exc)
         return 0
+
+
+_ingesting = 0
+_ingesting_lock = threading.Lock()
+
+
+@contextmanager
+def ingesting() -> Iterator[None]:
+    """Marks this process as ingesting for the duration (an upload job's worker wraps each job in it)."""
+    global _ingesting
+    with _ingesting_lock:
+        _ingesting += 1
+    try:
+        yield
+    finally:
+        with _ingesting_lock:
+            _ingesting -= 1
+
+
+def ingest_active() -> bool:
+    """Whether an upload job of this process is being ingested now (what the LLM reads before generating)."""
+    return _ingesting > 0

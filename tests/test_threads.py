@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -9,9 +10,12 @@ import threading
 import time
 from pathlib import Path
 
-from rag_service.jobs import JobWorker
+import pytest
+
+from rag_service.jobs import JobWorker, UploadedFile
+from rag_service.llm import LlamaCppLLM, get_llm
 from rag_service.settings import Settings
-from rag_service.threads import configure_openmp, lower_thread_priority
+from rag_service.threads import configure_openmp, ingest_active, ingesting, lower_thread_priority
 from rag_service.workspace import Workspace
 
 
@@ -72,3 +76,56 @@ def test_ingest_worker_thread_runs_at_the_configured_niceness(tmp_path: Path) ->
     finally:
         worker.stop(5)
         ws.close()
+
+
+@pytest.mark.llm
+def test_generation_uses_fewer_threads_while_this_process_ingests() -> None:
+    """llama.cpp's own thread counts, read back from its context: all threads for prompts always, the
+    ingesting count for generated tokens only while an upload job of this process runs."""
+    import llama_cpp
+
+    llm = get_llm(Settings(llm="qwen2.5-coder-0.5b", llm_threads=2, llm_threads_ingesting=1))
+    assert isinstance(llm, LlamaCppLLM)
+    messages = [{"role": "user", "content": "Reply with one word: hello."}]
+
+    def ask() -> tuple[int, int]:
+        list(llm.stream(messages, max_tokens=2, temperature=0.0))
+        ctx = llm._llama.ctx
+        return llama_cpp.llama_n_threads(ctx), llama_cpp.llama_n_threads_batch(ctx)
+
+    assert ask() == (2, 2) and not ingest_active()
+    with ingesting():
+        assert ingest_active() and ask() == (1, 2) and llm.generation_threads == 1
+    assert ask() == (2, 2)
+
+
+def test_an_upload_job_marks_the_process_as_ingesting(tmp_path: Path) -> None:
+    """While the worker ingests a job, ``ingest_active()`` holds (the LLM reads it); before and after, not."""
+    ws = Workspace(Settings(data_dir=tmp_path))
+    seen: list[bool] = []
+    try:
+        kb = ws.create_kb("jobs", splitter="recursive", chunk_size=400, chunk_overlap=60)
+        upload = tmp_path / "rules.txt"
+        upload.write_text("".join(f"第{i}条：读者借书需要出示校园卡，每次最多借十本。" for i in range(200)),
+                          encoding="utf-8")
+        data = upload.read_bytes()
+        ws.jobs.create("job1", kb.id, kb.name,
+                       [UploadedFile(upload, "rules.txt", hashlib.sha256(data).hexdigest(), len(data))])
+        worker = JobWorker(lambda: ws, None, lease_s=30, poll_s=0.05, max_attempts=3, nice=0)
+        watcher_stop = threading.Event()
+
+        def watch() -> None:
+            while not watcher_stop.is_set():
+                seen.append(ingest_active())
+                time.sleep(0.01)
+
+        watcher = threading.Thread(target=watch)
+        assert not ingest_active()
+        watcher.start()
+        assert worker.run_once()
+        watcher_stop.set()
+        watcher.join()
+        assert ws.jobs.get("job1")["status"] == "succeeded"  # type: ignore[index]
+    finally:
+        ws.close()
+    assert any(seen) and not ingest_active()
