@@ -109,20 +109,20 @@ def run_cell(embedder: str, language: str, chunks: int, files: int, batches: lis
             texts = [c.index_text for d in ws.catalog.documents(kb.id)
                      for c in ws.catalog.ready_chunks(kb.id, ws.catalog.chunk_ids(kb.id, d.id)).values()]
             tokens = sum(ingestor.embedder.count_tokens(t) for t in texts)
+            default = settings.embed_batch_size or ingestor.embedder.batch_size  # what the pipeline used
             raw: dict[str, float] = {}
-            for batch in batches:
+            for batch in sorted({*batches, default}):
                 started = time.perf_counter()
                 for start in range(0, len(texts), batch):
                     ingestor.embedder.embed_documents(texts[start:start + batch])
                 raw[str(batch)] = time.perf_counter() - started
         finally:
             ws.close()
-    default = str(settings.embed_batch_size)
     return {"embedder": embedder, "language": language, "files": files, "bytes": nbytes, "chunks": len(texts),
             "tokens": tokens, "pipeline_s": round(pipeline_s, 2), "raw_s": {b: round(s, 2) for b, s in raw.items()},
-            "default_batch": int(default), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "default_batch": default, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "pipeline_chunks_per_s": round(len(texts) / pipeline_s, 2),
-            "raw_chunks_per_s": round(len(texts) / raw[default], 2) if default in raw else None}
+            "raw_chunks_per_s": round(len(texts) / raw[str(default)], 2)}
 
 
 def busy_loop() -> subprocess.Popen[bytes]:
@@ -134,21 +134,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chunks", type=int, default=120, help="about this many chunks per cell")
     ap.add_argument("--files", type=int, default=12)
-    ap.add_argument("--batches", default="8,16,32,64", help="raw embedder batch sizes (idle cells)")
+    ap.add_argument("--batches", default="8,16,32,64", help="raw embedder batch sizes (idle cells; every cell also "
+                    "measures the pipeline's own: RAG_EMBED_BATCH_SIZE, else the embedder's default)")
     ap.add_argument("--cells", help="only these cells, by label, separated by ';' (e.g. 'e5 zh idle;minilm en idle')")
     ap.add_argument("--cell", help=argparse.SUPPRESS)  # internal: "embedder,language"
     ap.add_argument("--out", type=Path, help="also write every cell as JSON")
     args = ap.parse_args()
-    batches = [int(b) for b in args.batches.split(",")]
+    batches = [int(b) for b in args.batches.split(",") if b.strip()]
 
     if args.cell:
         embedder, language = args.cell.split(",")
         print(json.dumps(run_cell(embedder, language, args.chunks, args.files, batches)))
         return
 
-    from rag_service.settings import Settings
-
-    default_batch = Settings().embed_batch_size
     wanted = None if not args.cells else {c.strip() for c in args.cells.split(";")}
     rows: list[dict[str, Any]] = []
     for label, embedder, language, loaded, threads, sweep in CELLS:
@@ -158,9 +156,7 @@ def main() -> None:
         env.pop("OMP_NUM_THREADS", None)
         if threads is not None:
             env["RAG_EMBED_THREADS"] = str(threads)
-        cell_batches = batches if sweep else [default_batch]
-        if default_batch not in cell_batches:
-            cell_batches = [*cell_batches, default_batch]
+        cell_batches = batches if sweep else []  # a cell always measures the batch size the pipeline used too
         hog = busy_loop() if loaded else None
         try:
             out = subprocess.run([sys.executable, __file__, "--cell", f"{embedder},{language}", "--chunks",
@@ -180,18 +176,18 @@ def main() -> None:
               f"{row['pipeline_chunks_per_s']:.2f} chunks/s; raw by batch "
               + ", ".join(f"{b}: {r:.2f}" for b, r in raw_rates.items()), flush=True)
 
-    print("\n| cell | chunks | pipeline chunks/s | pipeline tokens/s | raw chunks/s (batch "
-          f"{default_batch}) | raw tokens/s | pipeline / raw |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| cell | chunks | batch | pipeline chunks/s | pipeline tokens/s | raw chunks/s | raw tokens/s | "
+          "pipeline / raw |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     ratios = []
     for row in rows:
-        raw_s = row["raw_s"][str(default_batch)]
+        raw_s = row["raw_s"][str(row["default_batch"])]  # the raw engine at the pipeline's batch size
         ratio = row["pipeline_chunks_per_s"] / (row["chunks"] / raw_s)
         ratios.append(ratio)
-        print(f"| {row['label']} | {row['chunks']} | {row['pipeline_chunks_per_s']:.2f} | "
+        print(f"| {row['label']} | {row['chunks']} | {row['default_batch']} | {row['pipeline_chunks_per_s']:.2f} | "
               f"{row['tokens'] / row['pipeline_s']:.0f} | {row['chunks'] / raw_s:.2f} | {row['tokens'] / raw_s:.0f} | "
               f"{ratio:.2f} |")
-    sweeps = [r for r in rows if len(r["raw_s"]) > 1]
+    sweeps = [r for r in rows if len(r["raw_s"]) > 2]
     if sweeps:
         sizes = sorted({int(b) for r in sweeps for b in r["raw_s"]})
         print("\nraw chunks/s by batch size (idle):\n| cell | " + " | ".join(map(str, sizes)) + " |\n|---|"

@@ -255,7 +255,7 @@ class Ingestor:
         return FileResult(label, "replaced" if older else "added", doc.id, doc.source, len(indexed))
 
     def _embed(self, texts: list[str], source: str) -> np.ndarray:
-        batch = self.ws.settings.embed_batch_size
+        batch = self.ws.settings.embed_batch_size or self.embedder.batch_size
         parts = []
         with tqdm(total=len(texts), desc=f"embedding {source[-30:]}", unit="chunk", leave=False,
                   disable=not self.progress or len(texts) <= batch) as bar:

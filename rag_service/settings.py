@@ -38,7 +38,9 @@ class Settings(BaseSettings):
         description="Embedder for new knowledge bases: 'e5' (multilingual, default), 'minilm' (English "
         "only) or a path to any sentence-transformers model directory.",
     )
-    embed_batch_size: int = Field(32, ge=1, le=1024, description="Chunks embedded per batch.")
+    embed_batch_size: int | None = Field(
+        None, ge=1, le=1024, description="Chunks embedded per batch. Unset: the embedder's fastest measured (e5 16, "
+        "MiniLM 64; bench/ingest_bench.py). Progress and ETA move once per batch.")
     llm: str = Field(
         DEFAULT_LLM,
         description="The generator: a bundled model by name ('qwen2.5-coder-1.5b' or 'qwen2.5-coder-0.5b'; "
