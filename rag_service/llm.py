@@ -92,8 +92,9 @@ class LlamaCppLLM(LLM):
     a whole stream); the library reuses the KV cache for the longest common prompt prefix, which is
     why templates put the fixed system prompt and example first."""
 
-    def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int, n_threads_ingesting: int | None = None) -> None:
-        from llama_cpp import Llama
+    def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int, n_threads_ingesting: int | None = None,
+                 prompt_cache_mb: int = 0) -> None:
+        from llama_cpp import Llama, LlamaRAMCache
 
         self.name = model_path.name
         self._lock = threading.Lock()
@@ -106,6 +107,10 @@ class LlamaCppLLM(LLM):
                                     n_threads_batch=n_threads, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp cannot load {model_path}: {exc}") from exc
+        if prompt_cache_mb > 0:
+            # The library saves the state after each completion and, before the next, restores the saved state
+            # sharing the longest token prefix with it: answers keep their system prompt's KV between questions.
+            self._llama.set_cache(LlamaRAMCache(capacity_bytes=prompt_cache_mb << 20))
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -251,8 +256,9 @@ class OpenAIHttpLLM(LLM):
 
 
 @functools.lru_cache(maxsize=2)
-def _load(model_path: Path, n_ctx: int, n_threads: int, n_threads_ingesting: int) -> LlamaCppLLM:
-    return LlamaCppLLM(model_path, n_ctx=n_ctx, n_threads=n_threads, n_threads_ingesting=n_threads_ingesting)
+def _load(model_path: Path, n_ctx: int, n_threads: int, n_threads_ingesting: int, prompt_cache_mb: int) -> LlamaCppLLM:
+    return LlamaCppLLM(model_path, n_ctx=n_ctx, n_threads=n_threads, n_threads_ingesting=n_threads_ingesting,
+                       prompt_cache_mb=prompt_cache_mb)
 
 
 def get_llm(settings: Settings) -> LLM:
@@ -260,4 +266,5 @@ def get_llm(settings: Settings) -> LLM:
     if settings.llm_base_url:
         return OpenAIHttpLLM(settings.llm_base_url, settings.llm_model, settings.llm_api_key)
     path = llm_model_path(settings.llm_model_path, settings.models_dir, settings.llm)
-    return _load(path.resolve(), settings.llm_context_size, settings.llm_threads, settings.llm_threads_ingesting)
+    return _load(path.resolve(), settings.llm_context_size, settings.llm_threads, settings.llm_threads_ingesting,
+                 settings.llm_prompt_cache_mb)

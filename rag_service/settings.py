@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     llm_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, description="CPU threads for llama.cpp."
     )
+    llm_prompt_cache_mb: int = Field(
+        256, ge=0, description="RAM for saved llama.cpp states (KV cache) of earlier prompts, so a question's prompt "
+        "starts from the saved state of the longest matching earlier prompt (the fixed system prompt and examples) "
+        "even after the evidence checks used the context for prompts of their own. 0: off (prefix reuse only from "
+        "the last prompt).")
     llm_threads_ingesting: int = Field(
         1, ge=1, description="llama.cpp generation threads while this process ingests an upload (prompt evaluation "
         "keeps RAG_LLM_THREADS, so time to first token is unchanged). Generation is memory-bound: 1 thread keeps ~3/4 "

@@ -1,4 +1,5 @@
-"""CPU sharing settings: the OpenMP wait policy is set before the engines load, ingestion threads run niced."""
+"""CPU sharing and prompt reuse: the wait policy set before the engines load, ingestion niced, fewer generation
+threads while ingesting, saved prompt states."""
 
 from __future__ import annotations
 
@@ -129,3 +130,32 @@ def test_an_upload_job_marks_the_process_as_ingesting(tmp_path: Path) -> None:
     finally:
         ws.close()
     assert any(seen) and not ingest_active()
+
+
+@pytest.mark.llm
+def test_a_question_after_other_prompts_starts_from_the_saved_state_of_the_fixed_prompt() -> None:
+    """The evidence checks put prompts of their own into the one llama.cpp context between two answers; with the
+    prompt cache the next answer still evaluates only what follows the fixed system prompt (llama.cpp's own count
+    of evaluated prompt tokens), without it the whole prompt again."""
+    import llama_cpp
+
+    fixed = [{"role": "system", "content": "Answer from the numbered passages only. " * 40}]
+
+    def evaluated(llm: LlamaCppLLM, messages: list[dict[str, str]]) -> int:
+        llama_cpp.llama_perf_context_reset(llm._llama.ctx)
+        list(llm.stream(messages, max_tokens=1, temperature=0.0))
+        return int(llama_cpp.llama_perf_context(llm._llama.ctx).n_p_eval)
+
+    counts = {}
+    for mb in (64, 0):
+        llm = get_llm(Settings(llm="qwen2.5-coder-0.5b", llm_prompt_cache_mb=mb))
+        assert isinstance(llm, LlamaCppLLM)
+        first = evaluated(llm, [*fixed, {"role": "user", "content": "Passages: [1] The shed opens at 9.\nQuestion: "
+                                                                     "When does the shed open?"}])
+        evaluated(llm, [{"role": "user", "content": "Is the sky green? Reply yes or no."}])
+        second = evaluated(llm, [*fixed, {"role": "user", "content": "Passages: [1] Bees need a permit.\nQuestion: "
+                                                                      "Can I keep bees?"}])
+        counts[mb] = (first, second)
+    (first, second), (_, second_off) = counts[64], counts[0]
+    assert first > 300 and second < 60, counts  # only the question's own turn was evaluated
+    assert second_off > 300, counts  # without the cache the fixed part is evaluated again
