@@ -16,7 +16,7 @@ Ratios: ``ttft_ratio`` = p50 time to first token of the questions *asked while t
 over chunks/s alone. Questions asked after the upload finished are reported but not in the ratio (they would
 hide the contention). Configurations: ``old`` = the OpenMP runtime's own wait policy, ingestion at the chat's
 priority and generation on every LLM thread (``RAG_OMP_WAIT_POLICY=default RAG_INGEST_NICE=0
-RAG_LLM_THREADS_INGESTING=64``, capped at RAG_LLM_THREADS: the state before issue 16), ``new`` = the defaults.
+RAG_LLM_THREADS_INGESTING=64 RAG_LLM_PROMPT_CACHE_MB=0``: the state before issue 16), ``new`` = the defaults.
 The last line reads ``ttft_ratio=… ingest_ratio=…`` for the new defaults.
 
     PYTHONPATH=. .venv/bin/python bench/concurrency_bench.py [--configs new,old] [--questions 10]
@@ -60,19 +60,22 @@ QUESTIONS = [
     "How did the tea farm cut its diesel use?",
 ]
 CONFIGS: dict[str, dict[str, str]] = {
-    "old": {"RAG_OMP_WAIT_POLICY": "default", "RAG_INGEST_NICE": "0", "RAG_LLM_THREADS_INGESTING": "64"},
+    "old": {"RAG_OMP_WAIT_POLICY": "default", "RAG_INGEST_NICE": "0", "RAG_LLM_THREADS_INGESTING": "64",
+            "RAG_LLM_PROMPT_CACHE_MB": "0"},
     "new": {},
 }
 
 
 def config_env(name: str) -> dict[str, str]:
-    """``old``, ``new``, ``niceN`` (the new defaults with ``RAG_INGEST_NICE=N``) or ``genN`` (the new defaults with
-    ``RAG_LLM_THREADS_INGESTING=N``: generation threads while an upload is ingested), to choose N."""
-    for prefix, variable in (("nice", "RAG_INGEST_NICE"), ("gen", "RAG_LLM_THREADS_INGESTING")):
+    """``old``, ``new``, ``niceN`` (the new defaults with ``RAG_INGEST_NICE=N``), ``genN`` (with
+    ``RAG_LLM_THREADS_INGESTING=N``: generation threads while an upload is ingested) or ``cacheN`` (with
+    ``RAG_LLM_PROMPT_CACHE_MB=N``; 0: no saved prompt states), to choose N."""
+    for prefix, variable in (("nice", "RAG_INGEST_NICE"), ("gen", "RAG_LLM_THREADS_INGESTING"),
+                             ("cache", "RAG_LLM_PROMPT_CACHE_MB")):
         if name.startswith(prefix) and name[len(prefix):].isdigit():
             return {variable: name[len(prefix):]}
     if name not in CONFIGS:
-        raise SystemExit(f"unknown configuration {name!r}: old, new, niceN or genN")
+        raise SystemExit(f"unknown configuration {name!r}: old, new, niceN, genN or cacheN")
     return CONFIGS[name]
 
 
@@ -292,7 +295,7 @@ def bare_llama(questions: Sequence[Question], llm: str, model_cache: str | None)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default="new,old", help="comma-separated: new, old, niceN (new with "
-                        "RAG_INGEST_NICE=N), genN (new with RAG_LLM_THREADS_INGESTING=N)")
+                        "RAG_INGEST_NICE=N), genN (RAG_LLM_THREADS_INGESTING=N), cacheN (RAG_LLM_PROMPT_CACHE_MB=N)")
     parser.add_argument("--questions", type=int, default=10)
     parser.add_argument("--chunks", type=int, default=200, help="chunks of each uploaded document")
     parser.add_argument("--llm", default="qwen2.5-coder-0.5b", help="bundled LLM (default: the small one)")
