@@ -3,6 +3,7 @@ HTTP server (llama.cpp server, vLLM) when ``llm_base_url`` is set."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import json
@@ -259,6 +260,13 @@ class OpenAIHttpLLM(LLM):
 def _load(model_path: Path, n_ctx: int, n_threads: int, n_threads_ingesting: int, prompt_cache_mb: int) -> LlamaCppLLM:
     return LlamaCppLLM(model_path, n_ctx=n_ctx, n_threads=n_threads, n_threads_ingesting=n_threads_ingesting,
                        prompt_cache_mb=prompt_cache_mb)
+
+
+@atexit.register
+def _unload_models() -> None:
+    """Drop the loaded models while the interpreter is whole: left to its teardown, llama_cpp's ``__del__`` runs
+    after its own module globals are gone and prints a TypeError."""
+    _load.cache_clear()
 
 
 def get_llm(settings: Settings) -> LLM:
