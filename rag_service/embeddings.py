@@ -67,15 +67,14 @@ class SentenceTransformerEmbedder(Embedder):
     # MiniLM raw chunks/s by batch 8/16/32/64: 94/103/107/121 on English chunks (torch gains from bigger batches).
     batch_size = 64
 
-    def __init__(self, name: str, path: Path, batch_size: int = 64) -> None:
+    def __init__(self, name: str, path: Path) -> None:
         self._model = load_sentence_transformers("SentenceTransformer", path, f"embedder '{name}'")
         self.name = name
         self.dim = int(self._model.get_embedding_dimension() or 0)
-        self._batch_size = batch_size
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         vecs = self._model.encode(
-            texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True
+            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
         )
         return np.asarray(vecs, dtype=np.float32)
 

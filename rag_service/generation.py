@@ -17,7 +17,7 @@ from rag_service.citations import strip_markers
 from rag_service.filters import SearchFilter
 from rag_service.llm import LLM, Completion, get_llm
 from rag_service.models import BUNDLED_LLMS
-from rag_service.passages import complete_lists, is_question_list, with_heading, with_neighbours
+from rag_service.passages import complete_lists, is_question_list, with_neighbours
 from rag_service.records import Answer, Chunk, Citation, Claim, Hit, Usage
 from rag_service.retrieval import Retriever
 from rag_service.tokenize import has_cjk
@@ -270,8 +270,8 @@ class Answerer:
     def pack(self, hits: list[Hit], budget: int) -> tuple[list[Chunk], str]:
         """Best-ranked passages first, each whole or not at all, within ``budget`` tokens. A list of
         questions (a table of contents) is no evidence and is left out; a passage whose list starts or
-        continues in a neighbouring chunk gets those lines (``passages.with_neighbours``), a section its
-        heading path (``passages.with_heading``); near-duplicates are skipped."""
+        continues in a neighbouring chunk gets those lines, a section its heading path
+        (``passages.with_neighbours``); near-duplicates are skipped."""
         passage = self._template("passage")
         packed: list[Chunk] = []
         rendered: list[str] = []
@@ -299,13 +299,7 @@ class Answerer:
         if chunk.metadata.get("role"):  # parent-child sections are whole already
             return chunk
         near = self.ws.catalog.chunks_at(self.kb.id, chunk.doc_id, (chunk.position - 1, chunk.position + 1))
-        before, after = near.get(chunk.position - 1), near.get(chunk.position + 1)
-        headings = chunk.metadata.get("headings")
-        if headings:  # a section: introduced by its own heading line; a neighbour counts only within it
-            chunk = with_heading(chunk)
-            before = before if before is not None and before.metadata.get("headings") == headings else None
-            after = after if after is not None and after.metadata.get("headings") == headings else None
-        return with_neighbours(chunk, before, after)
+        return with_neighbours(chunk, near.get(chunk.position - 1), near.get(chunk.position + 1))
 
     def _finish(self, turn: _Turn, text: str, usage: Usage, *, refused: bool,
                 citations: list[Citation] | None = None, claims: list[Claim] | None = None) -> Answer:

@@ -116,11 +116,6 @@ class LlamaCppLLM(LLM):
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    @property
-    def generation_threads(self) -> int:
-        """Threads the next generated token is computed with (prompt evaluation always uses all of them)."""
-        return self._generation_threads
-
     def _pick_threads(self) -> None:
         """Fewer generation threads while this process ingests (rag_service/threads.py); called under the lock."""
         wanted = self._threads_ingesting if ingest_active() else self._threads

@@ -63,12 +63,20 @@ def with_heading(chunk: Chunk) -> Chunk:
 
 
 def with_neighbours(chunk: Chunk, before: Chunk | None, after: Chunk | None) -> Chunk:
-    """``chunk`` with the lines a list needs from its neighbours: when it opens with list items, the
+    """``chunk`` with its heading path when it is a section (``with_heading``) and the lines a list needs from its
+    neighbours in the same section: when it opens with list items, the
     previous chunk's last question or lead-in line and whatever follows it; when it ends inside a list that
     the next chunk continues, the next chunk's leading items. Each addition is at most
     ``NEIGHBOUR_MAX_CHARS``; ``metadata['context']`` records what was added."""
+    if chunk.metadata.get("role"):  # parent-child sections are whole already
+        return chunk
+    headings = chunk.metadata.get("headings")
+    if headings:  # a section is introduced by its own heading line; a neighbour counts only within the section
+        chunk = with_heading(chunk)
+        before = before if before is not None and before.metadata.get("headings") == headings else None
+        after = after if after is not None and after.metadata.get("headings") == headings else None
     lines = _lines(chunk.text)
-    if not lines or chunk.metadata.get("role"):
+    if not lines:
         return chunk
     text = chunk.text
     added: list[str] = []
