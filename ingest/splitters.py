@@ -334,8 +334,18 @@ class _Line:
 
 def _lines(text: str) -> list[_Line]:
     out, offset = [], 0
+    fence = ""
     for raw in text.split("\n"):
-        kind, level = _line_kind(raw)
+        marker = _FENCE.match(raw)
+        if fence or marker:
+            # Fenced code is body text: a '# comment' or a line ending in '?' there opens no section.
+            if not fence:
+                fence = marker.group(1) if marker else ""
+            elif marker and marker.group(1)[0] == fence[0] and len(marker.group(1)) >= len(fence):
+                fence = ""
+            kind, level = "code", 0
+        else:
+            kind, level = _line_kind(raw)
         out.append(_Line(offset, offset + len(raw), kind, level))
         offset += len(raw) + 1
     # A short unpunctuated line between a blank line (or the start) and content is a heading too.
@@ -344,7 +354,7 @@ def _lines(text: str) -> list[_Line]:
             continue
         before = i == 0 or out[i - 1].kind == "blank"
         after = next((n for n in out[i + 1:] if n.kind != "blank"), None)
-        if before and after is not None and after.kind in ("text", "item"):
+        if before and after is not None and after.kind in ("text", "item", "code"):
             out[i] = _Line(line.start, line.end, "heading", 1)
     return out
 
@@ -353,7 +363,7 @@ def _tables_of_contents(text: str, lines: list[_Line]) -> set[int]:
     """Indexes of lines that form a table of contents: at least 3 consecutive short lines (blank lines between
     allowed) that each reappear later in the document as a line of their own, the entries they list (a title line
     such as 目录 / Contents just before joins them). PDF text often has no blank lines, so nothing here needs any."""
-    keys = [_key(text[line.start:line.end]) if line.kind != "blank" else "" for line in lines]
+    keys = [_key(text[line.start:line.end]) if line.kind not in ("blank", "code") else "" for line in lines]
     last: dict[str, int] = {}
     for i, key in enumerate(keys):
         if key:
@@ -397,13 +407,24 @@ def _structure_sections(text: str) -> Iterator[tuple[list[str], int, int]]:
     for i, line in enumerate(lines):
         if i not in toc and line.kind in ("text", "item") and _key(text[line.start:line.end]) in listed:
             lines[i] = _Line(line.start, line.end, "heading", _toc_level(text[line.start:line.end]))
-    path: list[tuple[int, str]] = []
+    # The open headings: (level, title, the heading line, whether a body has been yielded under it).
+    path: list[tuple[int, str, _Line, bool]] = []
     body_start: int | None = None
     body_end = 0
 
     def flush() -> Iterator[tuple[list[str], int, int]]:
         if body_start is not None and body_end > body_start:
-            yield [title for _, title in path], body_start, body_end
+            yield [title for _, title, _, _ in path], body_start, body_end
+            path[:] = [(lvl, t, ln, True) for lvl, t, ln, _ in path]
+
+    def close(level: int) -> Iterator[tuple[list[str], int, int]]:
+        """Close the headings at ``level`` and below; one that never got a body (a question followed by the
+        next question, a list of bare questions) becomes its own piece, or its text would be in no chunk."""
+        while path and path[-1][0] >= level:
+            _, _, heading, had_body = path.pop()
+            if not had_body:
+                yield [title for _, title, _, _ in path], heading.start, heading.end
+                path[:] = [(lvl, t, ln, True) for lvl, t, ln, _ in path]
 
     for i, line in enumerate(lines):
         if i in toc:
@@ -417,7 +438,8 @@ def _structure_sections(text: str) -> Iterator[tuple[list[str], int, int]]:
             atx = _HEADING.fullmatch(text[line.start:line.end])
             if atx:
                 title = _heading_title(atx.group(2))
-            path = [(lvl, t) for lvl, t in path if lvl < line.level] + [(line.level, title)]
+            yield from close(line.level)
+            path.append((line.level, title, line, False))
             continue
         if line.kind == "blank":
             continue
@@ -425,6 +447,7 @@ def _structure_sections(text: str) -> Iterator[tuple[list[str], int, int]]:
             body_start = line.start
         body_end = line.end
     yield from flush()
+    yield from close(0)
 
 
 class StructureSplitter(SentenceSplitter):

@@ -278,11 +278,35 @@ def test_structure_splitter_reads_pdf_text_without_blank_lines_and_markdown_stil
                 "- The card has expired\n- The bank blocked it\n")
     chunks = split("structure", pdf_text, 200, 0)
     assert [(c.metadata.get("headings"), c.text) for c in chunks] == [
+        (None, "Admin Help"),  # a title with no body of its own is kept, not dropped
         (["1 Getting Started", "Q: How do I invite people?"], "Open Admin Console and paste the addresses."),
         (["2 Billing", "Q: Why was my card declined?"], "- The card has expired\n- The bank blocked it"),
     ]
     md = split("structure", "# Guide\n\n## Setup\n\nRun the installer.\n", 200, 0)
     assert [(c.metadata.get("headings"), c.text) for c in md] == [(["Guide", "Setup"], "Run the installer.")]
+
+
+def test_structure_splitter_loses_no_line_and_reads_no_code_as_structure() -> None:
+    # Questions with no answer under them (a list of open questions) were in no chunk at all.
+    questions = "Open questions\n\nWho owns the budget?\nWhen is the review?\n- next week\nWhy?\n"
+    bare = split("structure", questions, 200, 0)
+    assert [(c.metadata.get("headings"), c.text) for c in bare] == [
+        (None, "Open questions"),  # followed by a question, not by content: not a heading
+        (None, "Who owns the budget?"),
+        (["When is the review?"], "- next week"),
+        (None, "Why?"),
+    ]
+    # A '# comment' or a line ending in '?' inside fenced code opens no section.
+    code = "Run this:\n```python\n# count the rows\nrows = query('any rows?')\n```\nThen restart."
+    assert [(c.metadata.get("headings"), c.text) for c in split("structure", code, 200, 0)] == [(None, code)]
+    # Every non-blank line outside a table of contents is in a chunk's text or its heading path.
+    for text in (SCRAPED_FAQ, MIXED, ZH, "Q: a?\nQ: b?\n\n第一章 总则\n第二章 附则\n一、范围\n"):
+        chunks = split("structure", text, 60, 0)
+        indexed = "\n".join(c.index_text for c in chunks)
+        toc = {"目录", "💡 为什么RLHF之后模型话变多了?", "💡 SFT 数据要准备多少条?", "第二章 集群"}
+        for line in text.split("\n"):
+            body = re.sub(r"^[#\s💡]+", "", line.strip())
+            assert not body or line.strip() in toc or body[:12] in indexed, line
 
 
 def test_structure_splitter_leaves_plain_prose_as_sentences() -> None:
