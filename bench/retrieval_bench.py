@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import cProfile
+import gc
 import hashlib
 import io
 import itertools
@@ -311,6 +312,49 @@ def latencies(fn: Callable[[str], Any], queries: Sequence[str]) -> list[float]:
 def summary(ms: Sequence[float]) -> str:
     return (f"p50 {pct(ms, 50):8.2f} ms   p95 {pct(ms, 95):8.2f} ms   mean {statistics.fmean(ms):8.2f} ms"
             f"   (n={len(ms)})")
+
+
+def gc_check(search: Callable[[str], Any], queries: Sequence[str], say: Callable[[str], None]) -> dict[str, Any]:
+    """Does Python's cyclic garbage collector add pauses to searches at this size, and would ``gc.freeze()`` (move
+    every live object out of the collector's reach, as servers do after loading) remove them? Counts the tracked
+    objects, times a full collection, and times the same searches with the collector's pauses recorded, before and
+    after a freeze."""
+    pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    started: list[float] = []
+
+    def watch(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            pauses[info["generation"]].append((time.perf_counter() - started.pop()) * 1000)
+
+    def one_pass(label: str) -> dict[str, Any]:
+        for gen in pauses:
+            pauses[gen].clear()
+        gc.callbacks.append(watch)
+        try:
+            ms = latencies(search, list(queries) * 2)
+        finally:
+            gc.callbacks.remove(watch)
+        say(f"  {label:<22} {summary(ms)}; collections gen0/1/2 {len(pauses[0])}/{len(pauses[1])}/"
+            f"{len(pauses[2])}, longest {max((p for v in pauses.values() for p in v), default=0.0):.1f} ms")
+        return {"p50_ms": round(pct(ms, 50), 3), "p95_ms": round(pct(ms, 95), 3), "gen2": len(pauses[2]),
+                "longest_pause_ms": round(max((p for v in pauses.values() for p in v), default=0.0), 2)}
+
+    tracked = len(gc.get_objects())
+    full_ms, _ = timed(gc.collect)
+    say(f"  garbage collector: {tracked:,} tracked objects, a full collection {full_ms:.1f} ms; "
+        f"{len(queries) * 2} hybrid searches:")
+    before = one_pass("collector as is")
+    gc.freeze()
+    try:
+        frozen_full_ms, _ = timed(gc.collect)
+        after = one_pass("after gc.freeze()")
+    finally:
+        gc.unfreeze()
+    say(f"  a full collection after the freeze: {frozen_full_ms:.1f} ms")
+    return {"gc_tracked_objects": tracked, "gc_full_ms": round(full_ms, 1),
+            "gc_full_frozen_ms": round(frozen_full_ms, 1), "gc_as_is": before, "gc_frozen": after}
 
 
 def verdict(ok: bool) -> str:
@@ -609,6 +653,8 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
                     queries)
     say(f"    {'  of which Chroma collection.query alone':<40} {pct(raw, 50):8.2f} ms")
 
+    gc_record = gc_check(lambda q: retriever.search(q, k=5), queries, say)
+
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
@@ -679,7 +725,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         "peak_rss_mb": round(hwm_ours), "bm25_disk_mb": round(disk_mb, 1),
         "catalog_mb": round(sum(f.stat().st_size for f in data_dir.glob("catalog.sqlite3*")) / 1e6, 1),
         "chroma_mb": round(dir_mb(data_dir / "chroma"), 1), "langchain_p50_ms": None, "langchain_p95_ms": None,
-    }
+    } | gc_record
     add_line = (f"  add one document: BM25 catch-up {catchup_ms:.0f} ms vs full build {build_ms:.0f} ms "
                 f"({build_ms / max(catchup_ms, 1e-3):.0f}x less; whole add incl. Chroma {add_ms:.0f} ms), replayed "
                 f"not rebuilt (build calls {add_builds}, revision +{index_rev_step})     "
