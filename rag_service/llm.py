@@ -94,14 +94,16 @@ class LlamaCppLLM(LLM):
     why templates put the fixed system prompt and example first."""
 
     def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int, n_threads_ingesting: int | None = None,
-                 prompt_cache_mb: int = 0) -> None:
+                 n_prompt_threads_ingesting: int | None = None, prompt_cache_mb: int = 0) -> None:
         from llama_cpp import Llama, LlamaRAMCache
 
         self.name = model_path.name
         self._lock = threading.Lock()
         self._threads = n_threads
-        self._threads_ingesting = min(n_threads_ingesting or n_threads, n_threads)
-        self._generation_threads = n_threads
+        # (generation, prompt evaluation) threads, as llama_set_n_threads takes them.
+        self._threads_ingesting = (min(n_threads_ingesting or n_threads, n_threads),
+                                   min(n_prompt_threads_ingesting or n_threads, n_threads))
+        self._threads_now = (n_threads, n_threads)
         try:
             with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
                 self._llama = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads,
@@ -118,12 +120,12 @@ class LlamaCppLLM(LLM):
 
     def _pick_threads(self) -> None:
         """Fewer generation threads while this process ingests (rag_service/threads.py); called under the lock."""
-        wanted = self._threads_ingesting if ingest_active() else self._threads
-        if wanted != self._generation_threads:
+        wanted = self._threads_ingesting if ingest_active() else (self._threads, self._threads)
+        if wanted != self._threads_now:
             import llama_cpp
 
-            llama_cpp.llama_set_n_threads(self._llama.ctx, wanted, self._threads)
-            self._generation_threads = wanted
+            llama_cpp.llama_set_n_threads(self._llama.ctx, *wanted)
+            self._threads_now = wanted
 
     @functools.cached_property
     def _yes_no_tokens(self) -> tuple[list[int], list[int]]:
@@ -252,9 +254,10 @@ class OpenAIHttpLLM(LLM):
 
 
 @functools.lru_cache(maxsize=2)
-def _load(model_path: Path, n_ctx: int, n_threads: int, n_threads_ingesting: int, prompt_cache_mb: int) -> LlamaCppLLM:
+def _load(model_path: Path, n_ctx: int, n_threads: int, n_threads_ingesting: int,
+          n_prompt_threads_ingesting: int | None, prompt_cache_mb: int) -> LlamaCppLLM:
     return LlamaCppLLM(model_path, n_ctx=n_ctx, n_threads=n_threads, n_threads_ingesting=n_threads_ingesting,
-                       prompt_cache_mb=prompt_cache_mb)
+                       n_prompt_threads_ingesting=n_prompt_threads_ingesting, prompt_cache_mb=prompt_cache_mb)
 
 
 @atexit.register
@@ -270,4 +273,4 @@ def get_llm(settings: Settings) -> LLM:
         return OpenAIHttpLLM(settings.llm_base_url, settings.llm_model, settings.llm_api_key)
     path = llm_model_path(settings.llm_model_path, settings.models_dir, settings.llm)
     return _load(path.resolve(), settings.llm_context_size, settings.llm_threads, settings.llm_threads_ingesting,
-                 settings.llm_prompt_cache_mb)
+                 settings.llm_prompt_threads_ingesting, settings.llm_prompt_cache_mb)

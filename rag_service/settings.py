@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         1, ge=1, description="llama.cpp generation threads while this process ingests an upload (prompt evaluation "
         "keeps RAG_LLM_THREADS, so time to first token is unchanged). Generation is memory-bound: 1 thread keeps ~3/4 "
         "of its 2-thread speed here and the other core embeds (bench/concurrency_bench.py, rag_service/threads.py).")
+    llm_prompt_threads_ingesting: int | None = Field(
+        None, ge=1, description="llama.cpp prompt-evaluation threads while this process ingests an upload. Unset: "
+        "RAG_LLM_THREADS (time to first token first). 1 leaves a core to the embedder during prompts too, at the cost "
+        "of slower prompts (bench/README 'concurrency_bench.py').")
     omp_wait_policy: Literal["passive", "active", "default"] = Field(
         DEFAULT_WAIT_POLICY, description="OpenMP wait policy of llama.cpp and the embedder, applied when rag_service "
         "is imported (an OMP_WAIT_POLICY already set wins). 'active' spins idle threads ('default': the runtime's own, "

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ingest.splitters import SPLITTERS
 from tests.conftest import ROOT, run_rag
 from tests.test_api import KEY, LIBRARY, TRAVEL, Server, rag_server
 
@@ -77,6 +78,9 @@ def test_sign_in_rejects_a_wrong_key_and_accepts_the_right_one(page: Any, server
 def test_create_a_kb_and_upload_files_each_with_its_own_outcome(page: Any, tmp_path: Path) -> None:
     check = expect
     page.locator("#kb-name").fill("console")
+    # The console offers every splitter the service has, no more.
+    offered = page.locator("#kb-splitter option").all_inner_texts()
+    assert offered[0] == "default" and sorted(offered[1:]) == sorted(SPLITTERS)
     page.get_by_label("Splitter").select_option("sentence")
     page.get_by_role("button", name="Create").click()
     check(page.locator("#kbs-rows tr[data-kb='console']")).to_be_visible()

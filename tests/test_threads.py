@@ -98,6 +98,14 @@ def test_generation_uses_fewer_threads_while_this_process_ingests() -> None:
     with ingesting():
         assert ingest_active() and ask() == (1, 2)
     assert ask() == (2, 2)
+    # RAG_LLM_PROMPT_THREADS_INGESTING: prompts yield a core too.
+    both = get_llm(Settings(llm="qwen2.5-coder-0.5b", llm_threads=2, llm_threads_ingesting=1,
+                            llm_prompt_threads_ingesting=1))
+    assert isinstance(both, LlamaCppLLM) and both is not llm
+    llm = both
+    with ingesting():
+        assert ask() == (1, 1)
+    assert ask() == (2, 2)
 
 
 def test_an_upload_job_marks_the_process_as_ingesting(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ class _Strict(BaseModel):
 
 class CreateKnowledgeBase(_Strict):
     name: str = Field(min_length=1, max_length=MAX_KB_NAME)
-    splitter: str | None = Field(None, description="recursive, sentence, markdown, semantic or parent_child")
+    splitter: str | None = Field(None, description="structure, recursive, sentence, markdown, semantic or "
+                                   "parent_child (default: the server's RAG_SPLITTER)")
     chunk_size: int | None = Field(None, ge=20)
     chunk_overlap: int | None = Field(None, ge=0)
     chunk_unit: Literal["chars", "tokens"] | None = None
