@@ -277,28 +277,37 @@ def _initials_match(phrase: str, acronym: str, *, head: bool = False) -> str | N
     return None
 
 
+def _count_pairs(text: str, counts: Counter[tuple[str, str]], examples: dict[tuple[str, str], str]) -> None:
+    """Count the abbreviation-expansion pairs ``text`` writes out, keeping the first example of each."""
+    for pattern, acronym_group, head in _PAIRS:
+        for m in pattern.finditer(text):
+            acronym, term = m.group(acronym_group), m.group(3 - acronym_group)
+            if has_cjk(term):
+                term = _CN_STOP_PREFIX.sub("", term)
+                if len(term) < 2:
+                    continue
+            else:
+                matched = _initials_match(term, acronym, head=head)
+                if matched is None:
+                    continue
+                term = matched
+            key = (acronym, term)
+            counts[key] += 1
+            examples.setdefault(key, text[max(0, m.start() - 20):m.end() + 20].replace("\n", " "))
+
+
 def suggest(ws: Workspace, kb: KnowledgeBase, limit: int = 50) -> list[Suggestion]:
     """Abbreviation-expansion pairs the KB's own documents write out, most frequent first, minus the pairs the
     glossary already has."""
     counts: Counter[tuple[str, str]] = Counter()
     examples: dict[tuple[str, str], str] = {}
+    seen_headings: set[tuple[str, str]] = set()
     for chunk in ws.catalog.indexed_chunks(kb.id):
-        text = chunk.text
-        for pattern, acronym_group, head in _PAIRS:
-            for m in pattern.finditer(text):
-                acronym, term = m.group(acronym_group), m.group(3 - acronym_group)
-                if has_cjk(term):
-                    term = _CN_STOP_PREFIX.sub("", term)
-                    if len(term) < 2:
-                        continue
-                else:
-                    matched = _initials_match(term, acronym, head=head)
-                    if matched is None:
-                        continue
-                    term = matched
-                key = (acronym, term)
-                counts[key] += 1
-                examples.setdefault(key, text[max(0, m.start() - 20):m.end() + 20].replace("\n", " "))
+        # A section's heading/question line is indexed with each of its chunks but written once: read it once.
+        headings = [h for h in chunk.metadata.get("headings", ()) if (chunk.doc_id, h) not in seen_headings]
+        seen_headings.update((chunk.doc_id, h) for h in headings)
+        for text in (*headings, chunk.text):
+            _count_pairs(text, counts, examples)
     known = {normalise(t) for e in entries(kb) for t in e.terms}
     grouped: dict[str, list[tuple[str, int]]] = {}
     for (acronym, term), n in counts.most_common():

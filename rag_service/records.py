@@ -59,6 +59,8 @@ class Hit:
         }
         if "page" in self.chunk.metadata:
             out["page"] = self.chunk.metadata["page"]
+        if self.chunk.metadata.get("headings"):  # the section the text sits under (structure, markdown)
+            out["headings"] = list(self.chunk.metadata["headings"])
         if explain:
             out["explain"] = {
                 **{name: {"rank": self.ranks[name], "score": self.scores[name]} for name in self.ranks},
@@ -78,13 +80,16 @@ class Citation:
     chunk: Chunk
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "n": self.n,
             "chunk_id": self.chunk.id,
             "doc_id": self.chunk.doc_id,
             "source": self.chunk.source,
             "text": self.chunk.text,
         }
+        if self.chunk.metadata.get("headings"):
+            out["headings"] = list(self.chunk.metadata["headings"])
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -348,8 +348,9 @@ def test_search_english_and_chinese(client: httpx.Client, handbook: dict[str, An
     en = client.post("/v1/kbs/handbook/search", json={"query": "daily meal allowance on business trips", "k": 3})
     hits = en.json()["hits"]
     assert en.status_code == 200 and 1 <= len(hits) <= 3
-    assert set(hits[0]) == {"chunk_id", "doc_id", "source", "text", "score"}  # the `rag search --json` shape
-    assert "45 euros" in hits[0]["text"]
+    # the `rag search --json` shape; "headings": the section's heading path (absent when the chunk has none)
+    assert set(hits[0]) == {"chunk_id", "doc_id", "source", "text", "score", "headings"}
+    assert "45 euros" in hits[0]["text"] and hits[0]["headings"][-1] == "Travel and expenses"
 
     zh = client.post("/v1/kbs/handbook/search", json={"query": "图书馆每人最多可以借几本书", "k": 3}).json()["hits"]
     assert "八本书" in zh[0]["text"] and zh[0]["source"] == "xinghe-library.md"
@@ -546,7 +547,7 @@ def test_glossary_over_http(client: httpx.Client) -> None:
     found = client.post("/v1/kbs/terms/search", json={"query": "人类反馈强化学习之后为什么啰嗦", "mode": "bm25",
                                                       "explain": True}).json()
     assert found["expansions"] == [{"matched": "人类反馈强化学习", "added": ["RLHF"]}]
-    assert "RLHF" in found["hits"][0]["text"]
+    assert found["hits"][0]["headings"] == ["为什么RLHF之后模型话变多了?"] and "奖励模型" in found["hits"][0]["text"]
     assert_problem(client.post("/v1/kbs/terms/glossary", json={"entries": ["lonely"]}), 400, "invalid_input")
     assert client.delete(f"/v1/kbs/terms/glossary/{entries[0]['id']}").status_code == 204
     assert_problem(client.delete(f"/v1/kbs/terms/glossary/{entries[0]['id']}"), 404, "glossary_entry_not_found")

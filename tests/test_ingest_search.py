@@ -19,8 +19,9 @@ def test_search_json_contract_english(sample_dir: Path) -> None:
                    data_dir=sample_dir)
     hits = out["hits"]
     assert 1 <= len(hits) <= 3
-    assert set(hits[0]) == {"chunk_id", "doc_id", "source", "text", "score"}
+    assert set(hits[0]) == {"chunk_id", "doc_id", "source", "text", "score", "headings"}
     assert "45 euros" in hits[0]["text"]
+    assert hits[0]["headings"] == ["Aurora Robotics Employee Handbook", "Travel and expenses"]  # the section
     assert hits[0]["source"] == "samples/en/aurora-robotics-handbook.md"
     assert hits[0]["chunk_id"].startswith(hits[0]["doc_id"])
 

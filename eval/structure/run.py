@@ -134,7 +134,7 @@ def has_kb(data_dir: Path) -> bool:
 
 
 def evaluate(data_dir: Path, texts: dict[str, str], questions: list[Question],
-             modes: Sequence[str]) -> tuple[dict[str, Any], dict[str, bool], dict[str, Any]]:
+             modes: Sequence[str], expand: str | None = None) -> tuple[dict[str, Any], dict[str, bool], dict[str, Any]]:
     """(index description, question id -> whether the chunking split the answer from its question line,
     per-mode per-question first relevant rank and top-5 chunk offsets)."""
     from rag_service.models import force_offline
@@ -187,7 +187,7 @@ def evaluate(data_dir: Path, texts: dict[str, str], questions: list[Question],
             per_query: dict[str, Any] = {}
             started = time.perf_counter()
             for q in questions:
-                hits = retriever.search(q.text, k=DEPTH, mode=mode)
+                hits = retriever.search(q.text, k=DEPTH, mode=mode, expand=expand)
                 ranks = [n for n, hit in enumerate(hits, start=1)
                          if judge(q, hit.chunk.source, hit.chunk.start, hit.chunk.end, hit.chunk.text)]
                 per_query[q.id] = {"rank": ranks[0] if ranks else None,
@@ -239,6 +239,8 @@ def main() -> None:
                              "default: a temporary directory, removed afterwards")
     parser.add_argument("--out", type=Path, help="also write the index settings, numbers and per-question ranks "
                                                  "as JSON")
+    parser.add_argument("--expand", choices=["multi", "hyde"], help="also expand each query with the LLM "
+                        "(rag search --expand): paraphrases or a hypothetical passage")
     parser.add_argument("--glossary", type=Path, help="add this glossary file to the KB before searching "
                                                       "(e.g. eval/structure/glossary.txt)")
     args = parser.parse_args()
@@ -260,9 +262,10 @@ def main() -> None:
                   file=sys.stderr)
         if args.glossary:
             add_glossary(data_dir, args.glossary)
-        index, split, results = evaluate(data_dir, texts, questions, modes)
+        index, split, results = evaluate(data_dir, texts, questions, modes, args.expand)
     markdown, numbers = table(questions, split, results)
-    print(f"index: {', '.join(f'{k}={v}' for k, v in index.items())}")
+    print(f"index: {', '.join(f'{k}={v}' for k, v in index.items())}" + (f"; queries expanded: {args.expand}"
+                                                                          if args.expand else ""))
     by_lang = ", ".join(f"{lang} {sum(q.lang == lang for q in questions)}" for lang in ("zh", "en"))
     print(f"questions: {len(questions)} ({by_lang})")
     print()

@@ -223,6 +223,8 @@ class CitationOut(BaseModel):
     doc_id: str
     source: str
     text: str
+    headings: list[str] | None = Field(None, description="the heading or question path of the text's section "
+                                       "(structure and markdown splitters)")
 
 
 class PassageOut(BaseModel):
@@ -232,6 +234,7 @@ class PassageOut(BaseModel):
     text: str
     score: float
     page: int | None = None
+    headings: list[str] | None = Field(None, description="the heading or question path of the text's section")
 
 
 class ClaimOut(BaseModel):
