@@ -119,7 +119,8 @@ class LlamaCppLLM(LLM):
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def _pick_threads(self) -> None:
-        """Fewer generation threads while this process ingests (rag_service/threads.py); called under the lock."""
+        """Fewer generation (and, if configured, prompt) threads while this process ingests (rag_service/threads.py);
+        called under the lock."""
         wanted = self._threads_ingesting if ingest_active() else (self._threads, self._threads)
         if wanted != self._threads_now:
             import llama_cpp
