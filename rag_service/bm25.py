@@ -40,6 +40,9 @@ class BM25Index:
         self.revision = -1
         self.tokenizer = ""
         self._floor: float | None = None  # epsilon x mean idf over the vocabulary: cached until df changes
+        # Each row's length normalisation k1 * (1 - b + b * len / avgdl): cached until rows change, so a query
+        # does not average a million lengths again (bench/retrieval_bench.py at 1M chunks).
+        self._norm: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self._live.sum())
@@ -87,7 +90,7 @@ class BM25Index:
         self._segments.append((first, segment))
         self._df = np.concatenate([self._df, np.zeros(n_terms - len(self._df), dtype=np.int64)])
         np.add.at(self._df, np.asarray(cols, dtype=np.int64), 1)
-        self._floor = None
+        self._floor = self._norm = None
         self._live = np.concatenate([self._live, np.ones(len(docs), dtype=bool)])
         self._len = np.concatenate([self._len, np.asarray(lengths, dtype=np.float64)])
 
@@ -100,7 +103,7 @@ class BM25Index:
         if not rows.size:
             return
         self._live[rows] = False
-        self._floor = None
+        self._floor = self._norm = None
         for first, segment in self._segments:
             local = rows[(rows >= first) & (rows < first + segment.shape[0])] - first
             if local.size:
@@ -129,6 +132,7 @@ class BM25Index:
         self._live = np.ones(len(keep), dtype=bool)
         self._len = self._len[keep]
         self._segments = [(0, merged.tocsc())] if len(keep) else []
+        self._norm = None
         self._index_rows()
 
     def _index_rows(self) -> None:
@@ -166,8 +170,11 @@ class BM25Index:
         cols = np.asarray([self._vocab[t] for t in counts], dtype=np.int64)
         mult = np.asarray(list(counts.values()), dtype=np.float64)
         idf = self._idf(cols) * mult
-        avgdl = self._len[self._live].mean()
-        matched = []
+        if self._norm is None:
+            avgdl = self._len[self._live].mean()
+            self._norm = self.k1 * (1 - self.b + self.b * self._len / avgdl)
+        norms = self._norm
+        matched = np.zeros(len(self.ids), dtype=bool)  # a mask, not a sort of every posting (np.unique)
         for first, segment in self._segments:
             for j, col in enumerate(cols):
                 if col >= segment.shape[1]:
@@ -177,14 +184,12 @@ class BM25Index:
                     continue
                 rows = segment.indices[lo:hi] + first
                 tf = segment.data[lo:hi].astype(np.float64)
-                norm = self.k1 * (1 - self.b + self.b * self._len[rows] / avgdl)
-                scores[rows] += idf[j] * tf * (self.k1 + 1) / (tf + norm)  # rows are unique per column
-                matched.append(rows)
-        hit = np.unique(np.concatenate(matched)) if matched else np.zeros(0, dtype=np.int64)
-        hit = hit[self._live[hit]]
+                scores[rows] += idf[j] * tf * (self.k1 + 1) / (tf + norms[rows])  # rows are unique per column
+                matched[rows] = True
+        matched &= self._live
         if allowed is not None:
-            hit = hit[allowed[hit]]
-        return scores, hit
+            matched &= allowed
+        return scores, np.flatnonzero(matched)
 
     def scores(self, query_tokens: list[str]) -> np.ndarray:
         """BM25 score of every live document, in insertion order (dead rows are dropped)."""

@@ -71,6 +71,7 @@ def test_incremental_add_and_remove_equal_a_fresh_build(tmp_path) -> None:
     index.add([("d0", "c0", docs["c0"]), ("d0", "c1", docs["c1"])])
     for i in range(2, len(CORPUS)):
         index.add([(f"d{i}", f"c{i}", docs[f"c{i}"])])
+    assert index.top(["cat"], 3)  # a query first: its cached per-row normalisation must not outlive the removals
     index.remove_document("d0")  # removes c0 and c1 together
     index.remove(["c5"])
     live = {k: v for k, v in docs.items() if k not in ("c0", "c1", "c5")}
