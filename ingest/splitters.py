@@ -225,23 +225,30 @@ class SentenceSplitter(RecursiveSplitter):
         return previous[keep:]
 
 
+def _fenced(lines: list[str]) -> list[bool]:
+    """Whether each line is part of a fenced code block (its fence lines included): code, never structure."""
+    out, fence = [], ""
+    for line in lines:
+        marker = _FENCE.match(line)
+        if fence:
+            out.append(True)
+            if marker and marker.group(1)[0] == fence[0] and len(marker.group(1)) >= len(fence):
+                fence = ""
+        else:
+            out.append(marker is not None)
+            fence = marker.group(1) if marker else ""
+    return out
+
+
 def _sections(text: str) -> Iterator[tuple[list[str], int, int]]:
     """(heading path, body start, body end) for the text before the first heading and under each ATX
     heading; heading lines themselves are not part of any body, and '#' lines inside code fences are code."""
     path: list[tuple[int, str]] = []
-    fence = ""
     body_start = offset = 0
-    for line in text.split("\n"):
+    lines = text.split("\n")
+    for line, code in zip(lines, _fenced(lines), strict=True):
         line_start, offset = offset, offset + len(line) + 1
-        marker = _FENCE.match(line)
-        if fence:
-            if marker and marker.group(1)[0] == fence[0] and len(marker.group(1)) >= len(fence):
-                fence = ""
-            continue
-        if marker:
-            fence = marker.group(1)
-            continue
-        heading = _HEADING.fullmatch(line)
+        heading = None if code else _HEADING.fullmatch(line)
         if heading:
             yield [title for _, title in path], body_start, line_start
             level = len(heading.group(1))
@@ -334,18 +341,10 @@ class _Line:
 
 def _lines(text: str) -> list[_Line]:
     out, offset = [], 0
-    fence = ""
-    for raw in text.split("\n"):
-        marker = _FENCE.match(raw)
-        if fence or marker:
-            # Fenced code is body text: a '# comment' or a line ending in '?' there opens no section.
-            if not fence:
-                fence = marker.group(1) if marker else ""
-            elif marker and marker.group(1)[0] == fence[0] and len(marker.group(1)) >= len(fence):
-                fence = ""
-            kind, level = "code", 0
-        else:
-            kind, level = _line_kind(raw)
+    raws = text.split("\n")
+    for raw, code in zip(raws, _fenced(raws), strict=True):
+        # Fenced code is body text: a '# comment' or a line ending in '?' there opens no section.
+        kind, level = ("code", 0) if code else _line_kind(raw)
         out.append(_Line(offset, offset + len(raw), kind, level))
         offset += len(raw) + 1
     # A short unpunctuated line between a blank line (or the start) and content is a heading too.
@@ -407,24 +406,27 @@ def _structure_sections(text: str) -> Iterator[tuple[list[str], int, int]]:
     for i, line in enumerate(lines):
         if i not in toc and line.kind in ("text", "item") and _key(text[line.start:line.end]) in listed:
             lines[i] = _Line(line.start, line.end, "heading", _toc_level(text[line.start:line.end]))
-    # The open headings: (level, title, the heading line, whether a body has been yielded under it).
-    path: list[tuple[int, str, _Line, bool]] = []
+    # The open headings (level, title, the heading line); the first ``bodied`` of them have had a body yielded.
+    path: list[tuple[int, str, _Line]] = []
+    bodied = 0
     body_start: int | None = None
     body_end = 0
 
     def flush() -> Iterator[tuple[list[str], int, int]]:
+        nonlocal bodied
         if body_start is not None and body_end > body_start:
-            yield [title for _, title, _, _ in path], body_start, body_end
-            path[:] = [(lvl, t, ln, True) for lvl, t, ln, _ in path]
+            yield [title for _, title, _ in path], body_start, body_end
+            bodied = len(path)
 
     def close(level: int) -> Iterator[tuple[list[str], int, int]]:
         """Close the headings at ``level`` and below; one that never got a body (a question followed by the
         next question, a list of bare questions) becomes its own piece, or its text would be in no chunk."""
+        nonlocal bodied
         while path and path[-1][0] >= level:
-            _, _, heading, had_body = path.pop()
-            if not had_body:
-                yield [title for _, title, _, _ in path], heading.start, heading.end
-                path[:] = [(lvl, t, ln, True) for lvl, t, ln, _ in path]
+            _, _, heading = path.pop()
+            if len(path) >= bodied:
+                yield [title for _, title, _ in path], heading.start, heading.end
+            bodied = len(path)
 
     for i, line in enumerate(lines):
         if i in toc:
@@ -439,7 +441,7 @@ def _structure_sections(text: str) -> Iterator[tuple[list[str], int, int]]:
             if atx:
                 title = _heading_title(atx.group(2))
             yield from close(line.level)
-            path.append((line.level, title, line, False))
+            path.append((line.level, title, line))
             continue
         if line.kind == "blank":
             continue

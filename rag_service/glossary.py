@@ -74,8 +74,16 @@ class Suggestion:
         return {"terms": list(self.terms), "count": self.count, "example": self.example}
 
 
+# Hyphens (ASCII and Unicode) join words the way spaces do: "know-your-business" is "know your business".
+_HYPHENS = re.compile(r"[\-\u2010\u2011\u2012\u2013]")
+_JOINER = r"[\s\-\u2010\u2011\u2012\u2013]+"
+# Part of the tokenizer version: a change to how terms are matched or normalised re-tokenises every KB.
+SCHEME = "g2"
+
+
 def normalise(term: str) -> str:
-    return " ".join(term.split()).lower()
+    """A term's key and whole-term token: lower case, hyphens and runs of spaces as one space."""
+    return " ".join(_HYPHENS.sub(" ", term).split()).lower()
 
 
 def parse_entry(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -165,11 +173,11 @@ def remove(ws: Workspace, kb: KnowledgeBase, entry_id: str, *, lock_timeout: flo
 
 # -- tokens ---------------------------------------------------------------------------------------------------
 def _pattern(terms: Iterable[str]) -> re.Pattern[str] | None:
-    """Every term, longest first, case-insensitive; Latin terms only at word boundaries (so 'SFT' is not found
-    inside 'SFTP')."""
+    """Every term, longest first, case-insensitive, its words joined by spaces or hyphens; Latin terms only at word
+    boundaries (so 'SFT' is not found inside 'SFTP')."""
     parts = []
     for term in sorted({normalise(t) for t in terms}, key=len, reverse=True):
-        body = r"\s+".join(re.escape(w) for w in term.split())
+        body = _JOINER.join(re.escape(w) for w in term.split())
         parts.append(body if has_cjk(term) else rf"(?<![^\W_]){body}(?![^\W_])")
     return re.compile("|".join(parts), re.IGNORECASE) if parts else None
 
@@ -182,7 +190,7 @@ class GlossaryTokenizer:
         self.entries = list(items)
         self._pattern = _pattern(t for e in self.entries for t in e.terms)
         digest = hashlib.sha256(json.dumps([e.terms for e in self.entries], ensure_ascii=False).encode())
-        self.version = f"{base.version}+g{digest.hexdigest()[:12]}" if self.entries else base.version
+        self.version = f"{base.version}+{SCHEME}{digest.hexdigest()[:12]}" if self.entries else base.version
 
     def __call__(self, text: str) -> list[str]:
         tokens = self.base(text)

@@ -37,6 +37,16 @@ class Chunk:
         headings = self.metadata.get("headings")
         return f"{' > '.join(headings)}\n{self.text}" if headings else self.text
 
+    def place_json(self) -> dict[str, Any]:
+        """Where the text sits, for hits and citations alike: its PDF page and its section's heading path
+        (structure, markdown), each only when known."""
+        out: dict[str, Any] = {}
+        if "page" in self.metadata:
+            out["page"] = self.metadata["page"]
+        if self.metadata.get("headings"):
+            out["headings"] = list(self.metadata["headings"])
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class Hit:
@@ -56,11 +66,8 @@ class Hit:
             "source": self.chunk.source,
             "text": self.chunk.text,
             "score": self.score,
+            **self.chunk.place_json(),
         }
-        if "page" in self.chunk.metadata:
-            out["page"] = self.chunk.metadata["page"]
-        if self.chunk.metadata.get("headings"):  # the section the text sits under (structure, markdown)
-            out["headings"] = list(self.chunk.metadata["headings"])
         if explain:
             out["explain"] = {
                 **{name: {"rank": self.ranks[name], "score": self.scores[name]} for name in self.ranks},
@@ -80,16 +87,14 @@ class Citation:
     chunk: Chunk
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+        return {
             "n": self.n,
             "chunk_id": self.chunk.id,
             "doc_id": self.chunk.doc_id,
             "source": self.chunk.source,
             "text": self.chunk.text,
+            **self.chunk.place_json(),
         }
-        if self.chunk.metadata.get("headings"):
-            out["headings"] = list(self.chunk.metadata["headings"])
-        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -232,6 +232,8 @@ def test_openapi_lists_every_route(server: Server) -> None:
     assert feedback == {"$ref": "#/components/schemas/FeedbackCreated"}
     job = paths["/v1/jobs/{job_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert job == {"$ref": "#/components/schemas/JobOut"}
+    search = paths["/v1/kbs/{kb}/search"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert search == {"$ref": "#/components/schemas/SearchOut"}
     upload_body = paths["/v1/kbs/{kb}/documents"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in upload_body
 
@@ -358,6 +360,10 @@ def test_search_english_and_chinese(client: httpx.Client, handbook: dict[str, An
     explained = client.post("/v1/kbs/handbook/search", json={"query": "借阅", "mode": "bm25", "explain": True})
     body = explained.json()
     assert body["queries"] == ["借阅"] and body["hits"] and "bm25" in body["hits"][0]["explain"]
+    # the declared response model keeps the shape: explain's keys only with explain, no key added as null
+    assert set(body) == {"hits", "queries", "expansions", "fusion"}
+    assert set(body["fusion"]) == {"method", "bm25_weight", "kb_language"}
+    assert set(body["hits"][0]["explain"]) >= {"bm25", "fused_score", "matched_terms"}
 
     only = client.post("/v1/kbs/handbook/search",
                        json={"query": "allowance", "filter": {"source": "*.txt"}, "fusion": "weighted"}).json()

@@ -55,7 +55,11 @@ def test_terms_stay_whole_and_queries_are_expanded() -> None:
                                    GlossaryEntry("b", ("RLHF", "人类反馈强化学习"))])
     assert "有监督微调" not in base("有监督微调需要多少数据")  # jieba alone cuts it into pieces
     assert "有监督微调" in tok("有监督微调需要多少数据")
-    assert "supervised fine-tuning" in tok("How much data does Supervised  Fine-Tuning need?")
+    assert "supervised fine tuning" in tok("How much data does Supervised  Fine-Tuning need?")
+    # hyphens join words as spaces do, both ways: one whole-term token for every spelling
+    assert "supervised fine tuning" in tok("supervised fine tuning") and "sft" in tok.query_tokens(
+        "how long does supervised-fine-tuning take")
+    assert [e.matched for e in tok.expand("supervised fine–tuning")] == ["supervised fine-tuning"]
     assert "sft" not in tok("upload it over SFTP")  # Latin terms only at word boundaries
     assert tok.version != base.version and GlossaryTokenizer(base, []).version == base.version
     expansions = tok.expand("做完人类反馈强化学习以后，模型为什么更啰嗦了？")

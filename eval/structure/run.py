@@ -119,6 +119,17 @@ def add_glossary(data_dir: Path, path: Path) -> None:
         raise SystemExit(f"rag glossary add failed ({done.returncode}):\n{done.stderr[-2000:]}")
 
 
+def accept_suggestions(data_dir: Path) -> None:
+    """``rag glossary suggest --kb structure --accept``: the pairs the documents write out, accepted unread."""
+    rag = Path(sys.executable).with_name("rag")
+    command = [str(rag) if rag.exists() else "rag", "glossary", "suggest", "--kb", KB, "--accept"]
+    done = subprocess.run(command, env={**os.environ, "RAG_DATA_DIR": str(data_dir)}, capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"rag glossary suggest failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    print(done.stdout, file=sys.stderr)
+
+
 def has_kb(data_dir: Path) -> bool:
     """Whether ``data_dir`` already holds the benchmark's knowledge base."""
     from rag_service.settings import load_settings
@@ -243,6 +254,8 @@ def main() -> None:
                         "(rag search --expand): paraphrases or a hypothetical passage")
     parser.add_argument("--glossary", type=Path, help="add this glossary file to the KB before searching "
                                                       "(e.g. eval/structure/glossary.txt)")
+    parser.add_argument("--glossary-suggest", action="store_true", help="accept every glossary suggestion mined "
+                        "from the documents (rag glossary suggest --accept) before searching")
     args = parser.parse_args()
     options: list[str] = []
     for flag, value in (("--splitter", args.splitter), ("--chunk-size", args.chunk_size),
@@ -262,6 +275,8 @@ def main() -> None:
                   file=sys.stderr)
         if args.glossary:
             add_glossary(data_dir, args.glossary)
+        if args.glossary_suggest:
+            accept_suggestions(data_dir)
         index, split, results = evaluate(data_dir, texts, questions, modes, args.expand)
     markdown, numbers = table(questions, split, results)
     print(f"index: {', '.join(f'{k}={v}' for k, v in index.items())}" + (f"; queries expanded: {args.expand}"

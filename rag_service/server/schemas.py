@@ -223,6 +223,7 @@ class CitationOut(BaseModel):
     doc_id: str
     source: str
     text: str
+    page: int | None = Field(None, description="the PDF page the text starts on")
     headings: list[str] | None = Field(None, description="the heading or question path of the text's section "
                                        "(structure and markdown splitters)")
 
@@ -235,6 +236,31 @@ class PassageOut(BaseModel):
     score: float
     page: int | None = None
     headings: list[str] | None = Field(None, description="the heading or question path of the text's section")
+
+
+class SearchHitOut(PassageOut):
+    explain: dict[str, Any] | None = Field(None, description="with explain: each retriever's rank and score "
+                                           "(bm25, vector, feedback, ...), fused_score, matched_terms, rerank and "
+                                           "matched_chunk_id when they apply")
+
+
+class ExpansionOut(BaseModel):
+    matched: str = Field(description="the glossary term the query named")
+    added: list[str] = Field(description="the entry's other terms BM25 also looked for")
+
+
+class FusionUsedOut(FusionOut):
+    kb_language: Literal["zh", "en"] | None = Field(description="the KB language that chose the default fusion")
+
+
+class SearchOut(BaseModel):
+    """``rag search --json``; the explain-only keys are absent without explain."""
+
+    hits: list[SearchHitOut]
+    queries: list[str] | None = Field(None, description="with explain: the query, then any paraphrases searched")
+    expansions: list[ExpansionOut] | None = Field(None, description="with explain: glossary expansions")
+    fusion: FusionUsedOut | None = Field(None, description="with explain: the fusion used")
+    hypothetical: str | None = Field(None, description="with explain and a HyDE search: the passage written")
 
 
 class ClaimOut(BaseModel):

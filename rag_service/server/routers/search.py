@@ -5,11 +5,13 @@ from typing import Any
 from fastapi import APIRouter
 
 from rag_service.server.deps import AppServices
-from rag_service.server.schemas import SearchRequest
+from rag_service.server.schemas import SearchOut, SearchRequest
 
 router = APIRouter(tags=["search"])
 
 
-@router.post("/kbs/{kb}/search", summary="Hybrid search; the same JSON as `rag search --json`")
+# exclude_unset: keys the result leaves out (explain's, a hit's page) stay absent instead of coming back as null.
+@router.post("/kbs/{kb}/search", response_model=SearchOut, response_model_exclude_unset=True,
+             summary="Hybrid search; the same JSON as `rag search --json`")
 def search(kb: str, body: SearchRequest, services: AppServices) -> dict[str, Any]:
     return services.search.search(kb, **body.model_dump())
