@@ -71,13 +71,15 @@ def config_env(name: str) -> dict[str, str]:
     """``old``, ``new``, ``niceN`` (the new defaults with ``RAG_INGEST_NICE=N``), ``genN`` (with
     ``RAG_LLM_THREADS_INGESTING=N``: generation threads while an upload is ingested), ``cacheN`` (with
     ``RAG_LLM_PROMPT_CACHE_MB=N``; 0: no saved prompt states) or ``promptN`` (with
-    ``RAG_LLM_PROMPT_THREADS_INGESTING=N``: prompt-evaluation threads while an upload is ingested), to choose N."""
+    ``RAG_LLM_PROMPT_THREADS_INGESTING=N``: prompt-evaluation threads while an upload is ingested) or ``checkN``
+    (with ``RAG_LLM_CHECK_THREADS_INGESTING=N``: the evidence checks' prompt threads then), to choose N."""
     for prefix, variable in (("nice", "RAG_INGEST_NICE"), ("gen", "RAG_LLM_THREADS_INGESTING"),
-                             ("cache", "RAG_LLM_PROMPT_CACHE_MB"), ("prompt", "RAG_LLM_PROMPT_THREADS_INGESTING")):
+                             ("cache", "RAG_LLM_PROMPT_CACHE_MB"), ("prompt", "RAG_LLM_PROMPT_THREADS_INGESTING"),
+                             ("check", "RAG_LLM_CHECK_THREADS_INGESTING")):
         if name.startswith(prefix) and name[len(prefix):].isdigit():
             return {variable: name[len(prefix):]}
     if name not in CONFIGS:
-        raise SystemExit(f"unknown configuration {name!r}: old, new, niceN, genN, cacheN or promptN")
+        raise SystemExit(f"unknown configuration {name!r}: old, new, niceN, genN, cacheN, promptN or checkN")
     return CONFIGS[name]
 
 

@@ -88,12 +88,12 @@ class CachedLLM(LLM):
                 first = time.perf_counter() - started
             yield item
 
-    def yes_probability(self, messages: list[dict[str, str]]) -> float:
-        key = self._key("yes", messages)
+    def yes_probability(self, messages: list[dict[str, str]], *, after_answer: bool = False) -> float:
+        key = self._key("yes", messages)  # threads change no result: the key ignores after_answer
         cached = self._get(key)
         if cached is not None:
             return float(cached)
-        value = self.inner.yes_probability(messages)
+        value = self.inner.yes_probability(messages, after_answer=after_answer)
         self._put(key, value)
         return value
 

@@ -153,7 +153,7 @@ class Answerer:
         gate, check = self._template(f"gate_passage.{lang}"), self._template(f"check_evidence.{lang}")
 
         def passage_gate(n: int) -> float:  # asked after the answer prompt: its KV cache is reused
-            return self.llm.yes_probability([*turn.messages, *gate.messages(n=str(n))])
+            return self.llm.yes_probability([*turn.messages, *gate.messages(n=str(n))], after_answer=True)
 
         def evidence_check(sentence: str, n: int) -> float:
             # The sentence with where it stands (file name, the passage's first line: a title, a heading or
@@ -164,7 +164,8 @@ class Answerer:
             return self.llm.yes_probability(check.messages(
                 sentence=sentence, question=turn.standalone,
                 source=chunk.source.rsplit("/", 1)[-1] if chunk else "",
-                opening="" if not opening or opening in sentence or sentence in opening else opening))
+                opening="" if not opening or opening in sentence or sentence in opening else opening),
+                after_answer=True)
 
         return Verifier(model, trust_min=settings.trust_min, passage_gate=passage_gate, evidence_check=evidence_check)
 

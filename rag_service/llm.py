@@ -53,9 +53,11 @@ class LLM(ABC):
         """Tokens ``text`` costs in this model's tokenizer."""
 
     @abstractmethod
-    def yes_probability(self, messages: list[dict[str, str]]) -> float:
+    def yes_probability(self, messages: list[dict[str, str]], *, after_answer: bool = False) -> float:
         """P(yes) / (P(yes) + P(no)) for the reply's first token: a graded yes/no judgement that a
-        threshold can be calibrated on, instead of one sampled word."""
+        threshold can be calibrated on, instead of one sampled word. ``after_answer``: a check of a draft
+        the user is already reading, so nobody waits on its first token (a backend may give it fewer threads
+        while ingesting)."""
 
 
 YES_WORDS = ("yes", "Yes", "YES", "是", "对")
@@ -94,7 +96,8 @@ class LlamaCppLLM(LLM):
     why templates put the fixed system prompt and example first."""
 
     def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int, n_threads_ingesting: int | None = None,
-                 n_prompt_threads_ingesting: int | None = None, prompt_cache_mb: int = 0) -> None:
+                 n_prompt_threads_ingesting: int | None = None, n_check_threads_ingesting: int | None = None,
+                 prompt_cache_mb: int = 0) -> None:
         from llama_cpp import Llama, LlamaRAMCache
 
         self.name = model_path.name
@@ -103,6 +106,9 @@ class LlamaCppLLM(LLM):
         # (generation, prompt evaluation) threads, as llama_set_n_threads takes them.
         self._threads_ingesting = (min(n_threads_ingesting or n_threads, n_threads),
                                    min(n_prompt_threads_ingesting or n_threads, n_threads))
+        # Checks after the answer: their prompts on these threads while ingesting (unset: as answer prompts).
+        self._check_threads_ingesting = (self._threads_ingesting[0], min(
+            n_check_threads_ingesting or self._threads_ingesting[1], n_threads))
         self._threads_now = (n_threads, n_threads)
         try:
             with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
@@ -118,10 +124,13 @@ class LlamaCppLLM(LLM):
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def _pick_threads(self) -> None:
+    def _pick_threads(self, *, after_answer: bool = False) -> None:
         """Fewer generation (and, if configured, prompt) threads while this process ingests (rag_service/threads.py);
         called under the lock."""
-        wanted = self._threads_ingesting if ingest_active() else (self._threads, self._threads)
+        if not ingest_active():
+            wanted = (self._threads, self._threads)
+        else:
+            wanted = self._check_threads_ingesting if after_answer else self._threads_ingesting
         if wanted != self._threads_now:
             import llama_cpp
 
@@ -136,7 +145,7 @@ class LlamaCppLLM(LLM):
 
         return first(YES_WORDS), first(NO_WORDS)
 
-    def yes_probability(self, messages: list[dict[str, str]]) -> float:
+    def yes_probability(self, messages: list[dict[str, str]], *, after_answer: bool = False) -> float:
         """One forward pass over the prompt (llama.cpp reuses the KV cache of the longest common prefix,
         so a check that extends the answer's prompt costs only its own tokens); the next-token logits of
         the yes and no words are read, nothing is sampled that matters."""
@@ -144,7 +153,7 @@ class LlamaCppLLM(LLM):
 
         captured, processor = _first_logits()
         with self._lock:
-            self._pick_threads()
+            self._pick_threads(after_answer=after_answer)
             try:
                 self._llama.create_chat_completion(messages=cast(Any, messages), max_tokens=1, temperature=0.0,
                                                    seed=0, logits_processor=processor)
@@ -203,7 +212,7 @@ class OpenAIHttpLLM(LLM):
     def count_tokens(self, text: str) -> int:
         return len(text.encode("utf-8")) // 3 + 1
 
-    def yes_probability(self, messages: list[dict[str, str]]) -> float:
+    def yes_probability(self, messages: list[dict[str, str]], *, after_answer: bool = False) -> float:
         """From the server's top log-probabilities of the first token when it reports them (llama.cpp
         server, vLLM, OpenAI); otherwise the one word it writes decides (1.0 or 0.0)."""
         body = {"model": self._model, "messages": messages, "max_tokens": 1, "temperature": 0.0,
@@ -256,9 +265,11 @@ class OpenAIHttpLLM(LLM):
 
 @functools.lru_cache(maxsize=2)
 def _load(model_path: Path, n_ctx: int, n_threads: int, n_threads_ingesting: int,
-          n_prompt_threads_ingesting: int | None, prompt_cache_mb: int) -> LlamaCppLLM:
+          n_prompt_threads_ingesting: int | None, n_check_threads_ingesting: int | None,
+          prompt_cache_mb: int) -> LlamaCppLLM:
     return LlamaCppLLM(model_path, n_ctx=n_ctx, n_threads=n_threads, n_threads_ingesting=n_threads_ingesting,
-                       n_prompt_threads_ingesting=n_prompt_threads_ingesting, prompt_cache_mb=prompt_cache_mb)
+                       n_prompt_threads_ingesting=n_prompt_threads_ingesting,
+                       n_check_threads_ingesting=n_check_threads_ingesting, prompt_cache_mb=prompt_cache_mb)
 
 
 @atexit.register
@@ -274,4 +285,5 @@ def get_llm(settings: Settings) -> LLM:
         return OpenAIHttpLLM(settings.llm_base_url, settings.llm_model, settings.llm_api_key)
     path = llm_model_path(settings.llm_model_path, settings.models_dir, settings.llm)
     return _load(path.resolve(), settings.llm_context_size, settings.llm_threads, settings.llm_threads_ingesting,
-                 settings.llm_prompt_threads_ingesting, settings.llm_prompt_cache_mb)
+                 settings.llm_prompt_threads_ingesting, settings.llm_check_threads_ingesting,
+                 settings.llm_prompt_cache_mb)

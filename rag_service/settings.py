@@ -72,6 +72,10 @@ class Settings(BaseSettings):
         None, ge=1, description="llama.cpp prompt-evaluation threads while this process ingests an upload. Unset: "
         "RAG_LLM_THREADS (time to first token first). 1 leaves a core to the embedder during prompts too, at the cost "
         "of slower prompts (bench/README 'concurrency_bench.py').")
+    llm_check_threads_ingesting: int | None = Field(
+        None, ge=1, description="llama.cpp prompt-evaluation threads of the evidence checks that run after an answer "
+        "(the draft is already streaming; nobody waits on their first token) while this process ingests an upload. "
+        "Unset: as answer prompts (RAG_LLM_PROMPT_THREADS_INGESTING).")
     omp_wait_policy: Literal["passive", "active", "default"] = Field(
         DEFAULT_WAIT_POLICY, description="OpenMP wait policy of llama.cpp and the embedder, applied when rag_service "
         "is imported (an OMP_WAIT_POLICY already set wins). 'active' spins idle threads ('default': the runtime's own, "
