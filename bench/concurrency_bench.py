@@ -7,15 +7,18 @@ Per configuration, on a fresh data dir (e5 embedder, the bundled LLM named by ``
 1. **chat alone**: ``--questions`` (default 10) questions over the sample documents, one after another, streamed
    (``POST /v1/kbs/{kb}/chat`` with ``stream=true``): time to first token (request sent -> first ``token`` event)
    and total (-> ``done`` event);
-2. **ingest alone**: one generated English document of ~200 chunks uploaded (``POST /v1/kbs/{kb}/documents``),
-   the job polled every 0.2 s: chunks/s from the upload to the job's ``succeeded``;
-3. **both**: on a restarted server (warmed up by one other question, as at the start), the same kind of upload
-   (another document), and the same questions asked from the moment it is sent.
+2. **ingest alone**: ``--rounds`` (default 3) generated English documents of ~200 chunks uploaded one after another
+   (``POST /v1/kbs/{kb}/documents``), each job polled every 0.2 s: chunks/s from the upload to the job's
+   ``succeeded``;
+3. **both**, ``--rounds`` times: on a restarted server (warmed up by one other question, as at the start), the same
+   kind of upload (another document), and the same questions asked from the moment it is sent.
 
-Ratios: ``ttft_ratio`` = p50 time to first token of the questions *asked while the upload was being ingested*
-(they started before its job finished) over the p50 of chat alone; ``ingest_ratio`` = chunks/s during the chats
-over chunks/s alone. Questions asked after the upload finished are reported but not in the ratio (they would
-hide the contention). Configurations: ``old`` = the OpenMP runtime's own wait policy, ingestion at the chat's
+Ratios: ``ttft_ratio`` = the median, over the questions *asked while a round's upload was being ingested* (they
+started before its job finished; about 3 per round), of each one's time to first token over the same question's
+alone (paired: the questions differ threefold in time to first token, so an unpaired p50 of 3 of them against the
+p50 of all 10 mostly measured which 3 fell inside the upload; it is still printed as ``ttft_ratio_unpaired``);
+``ingest_ratio`` = median chunks/s during the chats over median chunks/s alone. Questions asked after an upload
+finished are reported but not in the ratio (they would hide the contention). Configurations: ``old`` = the OpenMP runtime's own wait policy, ingestion at the chat's
 priority and generation on every LLM thread (``RAG_OMP_WAIT_POLICY=default RAG_INGEST_NICE=0
 RAG_LLM_THREADS_INGESTING=64 RAG_LLM_PROMPT_CACHE_MB=0``: the state before issue 16), ``new`` = the defaults.
 The last line reads ``ttft_ratio=… ingest_ratio=…`` for the new defaults.
@@ -107,17 +110,33 @@ class Upload:
 
 
 @dataclass
+class Round:
+    """One "both" round: an upload and the questions asked from the moment it was sent."""
+
+    chat: list[Question] = field(default_factory=list)
+    ingest: Upload | None = None
+
+
+@dataclass
 class ConfigResult:
     name: str
     env: dict[str, str]
     chat_alone: list[Question] = field(default_factory=list)
-    ingest_alone: Upload | None = None
-    both_chat: list[Question] = field(default_factory=list)
-    both_ingest: Upload | None = None
+    ingest_alone: list[Upload] = field(default_factory=list)
+    both: list[Round] = field(default_factory=list)
+
+    def during(self) -> list[tuple[Question, Question]]:
+        """(question asked while a round's upload was ingested, the same question asked alone): the same
+        question at the same place in its series, so the pair differs only by the upload."""
+        return [(q, alone) for r in self.both if r.ingest
+                for q, alone in zip(r.chat, self.chat_alone, strict=False) if q.started < r.ingest.finished]
 
     def summary(self) -> dict[str, Any]:
-        during = [q for q in self.both_chat if self.both_ingest and q.started < self.both_ingest.finished]
+        pairs = self.during()
+        during = [q for q, _ in pairs]
         alone_ttft = p50([q.ttft for q in self.chat_alone])
+        alone_rate = statistics.median(u.rate for u in self.ingest_alone) if self.ingest_alone else None
+        both_rates = [r.ingest.rate for r in self.both if r.ingest]
 
         def spread(values: list[float]) -> tuple[float, float]:
             return p50(values), p95(values)
@@ -125,16 +144,23 @@ class ConfigResult:
         out: dict[str, Any] = {
             "chat alone ttft p50/p95 s": spread([q.ttft for q in self.chat_alone]),
             "chat alone total p50/p95 s": spread([q.total for q in self.chat_alone]),
+            "rounds": len(self.both),
             "during upload: questions": len(during),
             "during upload ttft p50/p95 s": spread([q.ttft for q in during]),
+            "the same questions alone ttft p50 s": p50([a.ttft for _, a in pairs]),
             "during upload total p50/p95 s": spread([q.total for q in during]),
-            "all 'both' questions ttft p50/p95 s": spread([q.ttft for q in self.both_chat]),
-            "ingest alone chunks/s": round(self.ingest_alone.rate, 2) if self.ingest_alone else None,
-            "ingest during chats chunks/s": round(self.both_ingest.rate, 2) if self.both_ingest else None,
+            "the same questions alone total p50 s": p50([a.total for _, a in pairs]),
+            "all 'both' questions ttft p50/p95 s": spread([q.ttft for r in self.both for q in r.chat]),
+            "ingest alone chunks/s (per upload)": [round(u.rate, 2) for u in self.ingest_alone],
+            "ingest during chats chunks/s (per round)": [round(x, 2) for x in both_rates],
         }
-        out["ttft_ratio"] = round(p50([q.ttft for q in during]) / alone_ttft, 2) if during and alone_ttft else None
-        out["ingest_ratio"] = (round(self.both_ingest.rate / self.ingest_alone.rate, 2)
-                               if self.both_ingest and self.ingest_alone else None)
+        # Paired: each question asked during an upload against itself asked alone (questions differ threefold in
+        # time to first token, and which of them fall inside the upload varies from run to run).
+        out["ttft_ratio"] = round(statistics.median(q.ttft / a.ttft for q, a in pairs), 2) if pairs else None
+        out["ttft_ratio_unpaired"] = (round(p50([q.ttft for q in during]) / alone_ttft, 2)
+                                      if during and alone_ttft else None)
+        out["ingest_ratio"] = (round(statistics.median(both_rates) / alone_rate, 2)
+                               if both_rates and alone_rate else None)
         return out
 
 
@@ -184,6 +210,11 @@ def upload(url: str, name: str, data: bytes, timeout: float = 1800) -> Upload:
         chunks = next(d["chunks"] for d in docs if d["source"] == name)
     log(f"  upload {name}: {chunks} chunks in {finished - started:.1f} s (job {job['id'][:8]})")
     return Upload(chunks, finished - started, started, finished)
+
+
+def upload_into(box: list[Upload], url: str, name: str, data: bytes) -> None:
+    """``upload`` for a thread: the result goes into ``box``."""
+    box.append(upload(url, name, data))
 
 
 def ask(url: str, question: str, timeout: float) -> Question:
@@ -244,23 +275,25 @@ def run_config(name: str, env: dict[str, str], args: argparse.Namespace, root: P
         log(f"[{name}] chat alone")
         result.chat_alone = chat_series(proc.url, questions, args.timeout)
         log(f"[{name}] ingest alone")
-        result.ingest_alone = upload(proc.url, "alone.txt", document(1, args.chunks))
-        # A fresh server for the third phase: the same questions again would find their whole prompts among the
+        for r in range(args.rounds):
+            result.ingest_alone.append(upload(proc.url, f"alone-{r}.txt", document(100 + r, args.chunks)))
+        # A fresh server for each "both" round: the same questions again would find their whole prompts among the
         # saved prompt states (RAG_LLM_PROMPT_CACHE_MB) and skip the work whose contention is measured. One other
         # question warms it up as before (the model, and the fixed system prompt's state, as in a running server).
-        procs.stop(proc)
-        proc = procs.start("serve-both", serve, full, url=f"http://127.0.0.1:{port}")
-        wait_http(proc.url + "/healthz", proc)
-        ask(proc.url, "What does the handbook say about equipment?", args.timeout)
-        log(f"[{name}] both")
-        box: list[Upload] = []
-        uploader = threading.Thread(target=lambda: box.append(upload(proc.url, "during.txt",
-                                                                      document(2, args.chunks))))
-        uploader.start()
-        time.sleep(0.5)  # the upload is received and claimed before the first question
-        result.both_chat = chat_series(proc.url, questions, args.timeout)
-        uploader.join()
-        result.both_ingest = box[0] if box else None
+        for r in range(args.rounds):
+            procs.stop(proc)
+            proc = procs.start(f"serve-both-{r}", serve, full, url=f"http://127.0.0.1:{port}")
+            wait_http(proc.url + "/healthz", proc)
+            ask(proc.url, "What does the handbook say about equipment?", args.timeout)
+            log(f"[{name}] both, round {r + 1} of {args.rounds}")
+            box: list[Upload] = []
+            uploader = threading.Thread(target=upload_into, args=(box, proc.url, f"during-{r}.txt",
+                                                                  document(200 + r, args.chunks)))
+            uploader.start()
+            time.sleep(0.5)  # the upload is received and claimed before the first question
+            chat = chat_series(proc.url, questions, args.timeout)
+            uploader.join()
+            result.both.append(Round(chat, box[0] if box else None))
     finally:
         procs.close()
     return result
@@ -308,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default="new,old", help="comma-separated: new, old, niceN (new with "
                         "RAG_INGEST_NICE=N), genN (RAG_LLM_THREADS_INGESTING=N), cacheN (RAG_LLM_PROMPT_CACHE_MB=N)")
     parser.add_argument("--questions", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="uploads alone, and 'both' rounds (each on a "
+                        "restarted server): about 3 of the 10 questions fall inside one upload")
     parser.add_argument("--chunks", type=int, default=200, help="chunks of each uploaded document")
     parser.add_argument("--llm", default="qwen2.5-coder-0.5b", help="bundled LLM (default: the small one)")
     parser.add_argument("--max-tokens", type=int, default=160, help="RAG_LLM_MAX_TOKENS for the answers")
