@@ -4,21 +4,23 @@ the old thread defaults and the new ones (rag_service/threads.py, README "Chat w
 
 Per configuration, on a fresh data dir (e5 embedder, the bundled LLM named by ``--llm``):
 
-1. **chat alone**: ``--questions`` (default 10) questions over the sample documents, one after another, streamed
-   (``POST /v1/kbs/{kb}/chat`` with ``stream=true``): time to first token (request sent -> first ``token`` event)
-   and total (-> ``done`` event);
-2. **ingest alone**: ``--rounds`` (default 3) generated English documents of ~200 chunks uploaded one after another
+1. **ingest alone**: ``--rounds`` (default 3) generated English documents of ~200 chunks uploaded one after another
    (``POST /v1/kbs/{kb}/documents``), each job polled every 0.2 s: chunks/s from the upload to the job's
    ``succeeded``;
-3. **both**, ``--rounds`` times: on a restarted server (warmed up by one other question, as at the start), the same
-   kind of upload (another document), and the same questions asked from the moment it is sent.
+2. **chat alone**, ``--rounds`` times, each on a restarted server warmed up by one other question: ``--questions``
+   (default 10) questions over the sample documents, one after another, streamed (``POST /v1/kbs/{kb}/chat`` with
+   ``stream=true``): time to first token (request sent -> first ``token`` event) and total (-> ``done`` event);
+3. **both**, ``--rounds`` times, each on a server restarted the same way: the same kind of upload (another
+   document), and the same questions asked from the moment it is sent.
 
 Ratios: ``ttft_ratio`` = the median, over the questions *asked while a round's upload was being ingested* (they
 started before its job finished; about 3 per round), of each one's time to first token over the same question's
-alone (paired: the questions differ threefold in time to first token, so an unpaired p50 of 3 of them against the
-p50 of all 10 mostly measured which 3 fell inside the upload; it is still printed as ``ttft_ratio_unpaired``);
-``ingest_ratio`` = median chunks/s during the chats over median chunks/s alone. Questions asked after an upload
-finished are reported but not in the ratio (they would hide the contention). Configurations: ``old`` = the OpenMP runtime's own wait policy, ingestion at the chat's
+median alone (paired: the questions differ threefold in time to first token, so an unpaired p50 of 3 of them
+against the p50 of all 10 mostly measured which 3 fell inside the upload; it is still printed as
+``ttft_ratio_unpaired``); ``ingest_ratio`` = median chunks/s during the chats over median chunks/s alone. Questions
+asked after an upload finished are reported but not in the ratio (they would hide the contention).
+
+Configurations: ``old`` = the OpenMP runtime's own wait policy, ingestion at the chat's
 priority and generation on every LLM thread (``RAG_OMP_WAIT_POLICY=default RAG_INGEST_NICE=0
 RAG_LLM_THREADS_INGESTING=64 RAG_LLM_PROMPT_CACHE_MB=0``: the state before issue 16), ``new`` = the defaults.
 The last line reads ``ttft_ratio=… ingest_ratio=…`` for the new defaults.
@@ -47,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.scale_bench import KEY, Corpus, Processes, base_env, client, free_port, log, wait_http  # noqa: E402
+from bench.scale_bench import KEY, Corpus, Proc, Processes, base_env, client, free_port, log, wait_http  # noqa: E402
 
 KB = "chat"
 SAMPLES = ROOT / "samples"
@@ -121,19 +123,27 @@ class Round:
 class ConfigResult:
     name: str
     env: dict[str, str]
-    chat_alone: list[Question] = field(default_factory=list)
+    alone: list[list[Question]] = field(default_factory=list)  # the questions alone, one series per round
     ingest_alone: list[Upload] = field(default_factory=list)
     both: list[Round] = field(default_factory=list)
 
-    def during(self) -> list[tuple[Question, Question]]:
-        """(question asked while a round's upload was ingested, the same question asked alone): the same
-        question at the same place in its series, so the pair differs only by the upload."""
-        return [(q, alone) for r in self.both if r.ingest
-                for q, alone in zip(r.chat, self.chat_alone, strict=False) if q.started < r.ingest.finished]
+    @property
+    def chat_alone(self) -> list[Question]:
+        return [q for series in self.alone for q in series]
+
+    def during(self) -> list[tuple[Question, float, float]]:
+        """(question asked while a round's upload was ingested, the same question's median time to first token
+        and total alone): the same question at the same place in a series on a server started the same way, so
+        the pair differs only by the upload."""
+        def alone(j: int, attr: str) -> float:
+            return statistics.median(getattr(series[j], attr) for series in self.alone if j < len(series))
+
+        return [(q, alone(j, "ttft"), alone(j, "total")) for r in self.both if r.ingest
+                for j, q in enumerate(r.chat) if q.started < r.ingest.finished]
 
     def summary(self) -> dict[str, Any]:
         pairs = self.during()
-        during = [q for q, _ in pairs]
+        during = [q for q, _, _ in pairs]
         alone_ttft = p50([q.ttft for q in self.chat_alone])
         alone_rate = statistics.median(u.rate for u in self.ingest_alone) if self.ingest_alone else None
         both_rates = [r.ingest.rate for r in self.both if r.ingest]
@@ -147,16 +157,16 @@ class ConfigResult:
             "rounds": len(self.both),
             "during upload: questions": len(during),
             "during upload ttft p50/p95 s": spread([q.ttft for q in during]),
-            "the same questions alone ttft p50 s": p50([a.ttft for _, a in pairs]),
+            "the same questions alone ttft p50 s": p50([a for _, a, _ in pairs]),
             "during upload total p50/p95 s": spread([q.total for q in during]),
-            "the same questions alone total p50 s": p50([a.total for _, a in pairs]),
+            "the same questions alone total p50 s": p50([a for _, _, a in pairs]),
             "all 'both' questions ttft p50/p95 s": spread([q.ttft for r in self.both for q in r.chat]),
             "ingest alone chunks/s (per upload)": [round(u.rate, 2) for u in self.ingest_alone],
             "ingest during chats chunks/s (per round)": [round(x, 2) for x in both_rates],
         }
         # Paired: each question asked during an upload against itself asked alone (questions differ threefold in
         # time to first token, and which of them fall inside the upload varies from run to run).
-        out["ttft_ratio"] = round(statistics.median(q.ttft / a.ttft for q, a in pairs), 2) if pairs else None
+        out["ttft_ratio"] = round(statistics.median(q.ttft / a for q, a, _ in pairs), 2) if pairs else None
         out["ttft_ratio_unpaired"] = (round(p50([q.ttft for q in during]) / alone_ttft, 2)
                                       if during and alone_ttft else None)
         out["ingest_ratio"] = (round(statistics.median(both_rates) / alone_rate, 2)
@@ -270,21 +280,30 @@ def run_config(name: str, env: dict[str, str], args: argparse.Namespace, root: P
             c.post("/v1/kbs", json={"name": KB}).raise_for_status()
             files = [("file", (p.name, p.read_bytes(), "text/plain")) for p in sorted(SAMPLES.rglob("*.*"))]
             wait_job(c, c.post(f"/v1/kbs/{KB}/documents", files=files).json()["job_id"], 600)
-        ask(proc.url, "What does the handbook say about equipment?", args.timeout)  # warm: model, caches
         questions = (QUESTIONS * 3)[: args.questions]
-        log(f"[{name}] chat alone")
-        result.chat_alone = chat_series(proc.url, questions, args.timeout)
+
+        def restart(label: str) -> Proc:
+            """A fresh server, warmed up by one other question (the model, and the fixed system prompt's state,
+            as in a running server). Every series runs on one: the same questions again would find their whole
+            prompts among the saved prompt states (RAG_LLM_PROMPT_CACHE_MB) and skip the work measured."""
+            nonlocal proc
+            procs.stop(proc)
+            proc = procs.start(label, serve, full, url=f"http://127.0.0.1:{port}")
+            wait_http(proc.url + "/healthz", proc)
+            ask(proc.url, "What does the handbook say about equipment?", args.timeout)
+            return proc
+
+        # The uploads alone first, so every series below searches the same documents (plus, in "both", the one
+        # being uploaded).
         log(f"[{name}] ingest alone")
         for r in range(args.rounds):
             result.ingest_alone.append(upload(proc.url, f"alone-{r}.txt", document(100 + r, args.chunks)))
-        # A fresh server for each "both" round: the same questions again would find their whole prompts among the
-        # saved prompt states (RAG_LLM_PROMPT_CACHE_MB) and skip the work whose contention is measured. One other
-        # question warms it up as before (the model, and the fixed system prompt's state, as in a running server).
         for r in range(args.rounds):
-            procs.stop(proc)
-            proc = procs.start(f"serve-both-{r}", serve, full, url=f"http://127.0.0.1:{port}")
-            wait_http(proc.url + "/healthz", proc)
-            ask(proc.url, "What does the handbook say about equipment?", args.timeout)
+            restart(f"serve-alone-{r}")
+            log(f"[{name}] chat alone, round {r + 1} of {args.rounds}")
+            result.alone.append(chat_series(proc.url, questions, args.timeout))
+        for r in range(args.rounds):
+            restart(f"serve-both-{r}")
             log(f"[{name}] both, round {r + 1} of {args.rounds}")
             box: list[Upload] = []
             uploader = threading.Thread(target=upload_into, args=(box, proc.url, f"during-{r}.txt",
@@ -364,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
     bare: dict[str, Any] = {}
     if args.bare:
-        alone = next((r for r in results if r.name == "new"), results[-1]).chat_alone
+        alone = next((r for r in results if r.name == "new"), results[-1]).alone[0]
         bare = bare_llama(alone, args.llm, args.model_cache)
         print(f"\n## the same prompts through a bare llama_cpp.Llama ({args.llm})")
         pipeline = [q for q in alone if q.messages]
