@@ -22,7 +22,8 @@ asked after an upload finished are reported but not in the ratio (they would hid
 
 Configurations: ``old`` = the OpenMP runtime's own wait policy, ingestion at the chat's
 priority and generation on every LLM thread (``RAG_OMP_WAIT_POLICY=default RAG_INGEST_NICE=0
-RAG_LLM_THREADS_INGESTING=64 RAG_LLM_PROMPT_CACHE_MB=0``: the state before issue 16), ``new`` = the defaults.
+RAG_LLM_THREADS_INGESTING=64 RAG_LLM_CHECK_THREADS_INGESTING=64 RAG_LLM_PROMPT_CACHE_MB=0``: the state before
+issue 16), ``new`` = the defaults.
 The last line reads ``ttft_ratio=… ingest_ratio=…`` for the new defaults.
 
     PYTHONPATH=. .venv/bin/python bench/concurrency_bench.py [--configs new,old] [--questions 10]
@@ -67,7 +68,7 @@ QUESTIONS = [
 ]
 CONFIGS: dict[str, dict[str, str]] = {
     "old": {"RAG_OMP_WAIT_POLICY": "default", "RAG_INGEST_NICE": "0", "RAG_LLM_THREADS_INGESTING": "64",
-            "RAG_LLM_PROMPT_CACHE_MB": "0"},
+            "RAG_LLM_CHECK_THREADS_INGESTING": "64", "RAG_LLM_PROMPT_CACHE_MB": "0"},
     "new": {},
 }
 

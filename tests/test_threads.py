@@ -107,19 +107,20 @@ def test_generation_uses_fewer_threads_while_this_process_ingests() -> None:
     with ingesting():
         assert ask() == (1, 1)
     assert ask() == (2, 2)
-    # RAG_LLM_CHECK_THREADS_INGESTING: checks after the answer on fewer threads; the answer's prompt keeps all.
-    checks = get_llm(Settings(llm="qwen2.5-coder-0.5b", llm_threads=2, llm_threads_ingesting=1,
-                              llm_check_threads_ingesting=1))
-    assert isinstance(checks, LlamaCppLLM) and checks not in (both, llm)
-    llm = checks
+    # RAG_LLM_CHECK_THREADS_INGESTING (default 1): the checks after an answer yield a core; its prompt keeps all.
+    llm = get_llm(Settings(llm="qwen2.5-coder-0.5b", llm_threads=2, llm_threads_ingesting=1))
 
     def check(after_answer: bool) -> tuple[int, int]:
-        checks.yes_probability(messages, after_answer=after_answer)
-        return llama_cpp.llama_n_threads(checks._llama.ctx), llama_cpp.llama_n_threads_batch(checks._llama.ctx)
+        llm.yes_probability(messages, after_answer=after_answer)
+        return llama_cpp.llama_n_threads(llm._llama.ctx), llama_cpp.llama_n_threads_batch(llm._llama.ctx)
 
     with ingesting():
         assert check(True) == (1, 1) and ask() == (1, 2) and check(False) == (1, 2) and check(True) == (1, 1)
     assert check(True) == (2, 2)
+    llm = get_llm(Settings(llm="qwen2.5-coder-0.5b", llm_threads=2, llm_threads_ingesting=1,
+                           llm_check_threads_ingesting=2))
+    with ingesting():
+        assert check(True) == (1, 2)
 
 
 def test_an_upload_job_marks_the_process_as_ingesting(tmp_path: Path) -> None:
