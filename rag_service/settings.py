@@ -75,9 +75,8 @@ class Settings(BaseSettings):
     llm_check_threads_ingesting: int | None = Field(
         1, ge=1, description="llama.cpp prompt-evaluation threads of the evidence checks that run after an answer "
         "while this process ingests an upload (the draft is already streaming: nobody waits on their first token), "
-        "so ingestion keeps a core during them: ingest_ratio 0.44 -> 0.54 at an unchanged time to first token "
-        "(bench/concurrency_bench.py --configs new,check2). Unset: as answer prompts "
-        "(RAG_LLM_PROMPT_THREADS_INGESTING).")
+        "so ingestion keeps a core during them: a fifth more chunks/s during chats at an unchanged time to first "
+        "token (README 'Chat while documents index'). RAG_LLM_THREADS: as answer prompts.")
     omp_wait_policy: Literal["passive", "active", "default"] = Field(
         DEFAULT_WAIT_POLICY, description="OpenMP wait policy of llama.cpp and the embedder, applied when rag_service "
         "is imported (an OMP_WAIT_POLICY already set wins). 'active' spins idle threads ('default': the runtime's own, "
