@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     llm_check_threads_ingesting: int | None = Field(
         1, ge=1, description="llama.cpp prompt-evaluation threads of the evidence checks that run after an answer "
         "while this process ingests an upload (the draft is already streaming: nobody waits on their first token), "
-        "so ingestion keeps a core during them: a fifth more chunks/s during chats at an unchanged time to first "
+        "so ingestion keeps a core during them: 12-20 % more chunks/s during chats at an unchanged time to first "
         "token (README 'Chat while documents index'). RAG_LLM_THREADS: as answer prompts.")
     omp_wait_policy: Literal["passive", "active", "default"] = Field(
         DEFAULT_WAIT_POLICY, description="OpenMP wait policy of llama.cpp and the embedder, applied when rag_service "

@@ -98,36 +98,21 @@ def holds_answer(question: Question, source: str, start: int, end: int, text: st
     return _squash(question.span) in _squash(text)
 
 
+def rag(data_dir: Path, *args: str) -> str:
+    """``rag ARGS`` with ``RAG_DATA_DIR=data_dir``, in a child process (the real CLI); its standard output."""
+    exe = Path(sys.executable).with_name("rag")
+    command = [str(exe) if exe.exists() else "rag", *args]
+    print(f"$ RAG_DATA_DIR={data_dir} rag {' '.join(args)}", file=sys.stderr)
+    done = subprocess.run(command, env={**os.environ, "RAG_DATA_DIR": str(data_dir)}, capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"rag {' '.join(args[:2])} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
 def ingest(data_dir: Path, options: Sequence[str]) -> None:
-    """``rag ingest --kb structure docs/`` into ``data_dir`` by the CLI, in a child process."""
-    rag = Path(sys.executable).with_name("rag")
-    command = [str(rag) if rag.exists() else "rag", "ingest", "--kb", KB, *options, str(DOCS)]
-    env = {**os.environ, "RAG_DATA_DIR": str(data_dir)}
-    print(f"$ RAG_DATA_DIR={data_dir} {' '.join(command[1:])}", file=sys.stderr)
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"rag ingest failed ({done.returncode}):\n{done.stderr[-2000:]}")
-
-
-def add_glossary(data_dir: Path, path: Path) -> None:
-    """``rag glossary add --kb structure --file FILE``: a user's domain glossary for the KB."""
-    rag = Path(sys.executable).with_name("rag")
-    command = [str(rag) if rag.exists() else "rag", "glossary", "add", "--kb", KB, "--file", str(path)]
-    done = subprocess.run(command, env={**os.environ, "RAG_DATA_DIR": str(data_dir)}, capture_output=True,
-                          text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"rag glossary add failed ({done.returncode}):\n{done.stderr[-2000:]}")
-
-
-def accept_suggestions(data_dir: Path) -> None:
-    """``rag glossary suggest --kb structure --accept``: the pairs the documents write out, accepted unread."""
-    rag = Path(sys.executable).with_name("rag")
-    command = [str(rag) if rag.exists() else "rag", "glossary", "suggest", "--kb", KB, "--accept"]
-    done = subprocess.run(command, env={**os.environ, "RAG_DATA_DIR": str(data_dir)}, capture_output=True,
-                          text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"rag glossary suggest failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    print(done.stdout, file=sys.stderr)
+    """``rag ingest --kb structure docs/`` into ``data_dir``."""
+    rag(data_dir, "ingest", "--kb", KB, *options, str(DOCS))
 
 
 def has_kb(data_dir: Path) -> bool:
@@ -273,10 +258,10 @@ def main() -> None:
         elif options:
             print(f"{data_dir} already holds the '{KB}' KB: ingest skipped, {' '.join(options)} ignored",
                   file=sys.stderr)
-        if args.glossary:
-            add_glossary(data_dir, args.glossary)
-        if args.glossary_suggest:
-            accept_suggestions(data_dir)
+        if args.glossary:  # a user's domain glossary for the KB
+            rag(data_dir, "glossary", "add", "--kb", KB, "--file", str(args.glossary))
+        if args.glossary_suggest:  # the pairs the documents write out, accepted unread
+            print(rag(data_dir, "glossary", "suggest", "--kb", KB, "--accept"), file=sys.stderr)
         index, split, results = evaluate(data_dir, texts, questions, modes, args.expand)
     markdown, numbers = table(questions, split, results)
     print(f"index: {', '.join(f'{k}={v}' for k, v in index.items())}" + (f"; queries expanded: {args.expand}"
