@@ -65,7 +65,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     ws = _workspace()
     result = Retriever(ws, ws.catalog.get_kb(args.kb)).run(
         args.query, k=args.k, mode=args.mode, fusion=args.fusion, filter=SearchFilter.parse(args.filter),
-        expand=args.expand, rerank=args.rerank, explain=args.explain)
+        expand=args.expand, rerank=args.rerank, pseudo_feedback=args.pseudo_feedback, explain=args.explain)
     if args.json:
         _print_json(result.to_json(explain=args.explain))
         return 0
@@ -75,6 +75,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         f = result.fusion
         print(f"fusion: {f.method}" + (f" (bm25 weight {f.bm25_weight})" if f.method == "weighted" else "")
               + f"; KB language {f.language or 'unknown'}")
+        if result.feedback_chunks:
+            print(f"pseudo-relevance feedback: vector query moved towards {', '.join(result.feedback_chunks)} "
+                  f"(weight {f.pseudo_feedback_weight})")
     if args.explain and result.expansions:
         print("glossary: " + "; ".join(f"{e.matched} -> {' = '.join(e.added)}" for e in result.expansions))
     if not result.hits:
@@ -265,6 +268,8 @@ def cmd_kbs(args: argparse.Namespace) -> int:
         for k in kbs:
             fusion = k["fusion"]["method"] + (f" {k['fusion']['bm25_weight']}" if k["fusion"]["method"] == "weighted"
                                               else "")
+            if k["fusion"]["pseudo_feedback"]:
+                fusion += f", pseudo-relevance feedback {k['fusion']['pseudo_feedback']}"
             print(f"{k['id']}  {k['name']}  (embedder {k['embedder']}, {k['splitter']} {k['chunk_size']}/"
                   f"{k['chunk_overlap']}, language {k['language'] or '-'}, fusion {fusion})")
     return 0
@@ -393,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: the KB's, else RAG_FUSION, else by the KB's language (rag config)")
     s.add_argument("--expand", choices=["multi", "hyde"], help="LLM query expansion (slower)")
     s.add_argument("--rerank", help="none | e5 | path to a CrossEncoder model (default: RAG_RERANK)")
+    s.add_argument("--pseudo-feedback", type=int, metavar="N", help="search the vectors again with the query "
+                   "moved towards the first N results; 0 off (default: RAG_PSEUDO_FEEDBACK, off)")
     s.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="doc_id=ID[,ID], source=GLOB or a metadata field (page=2); repeatable, all must hold")
     s.add_argument("--json", action="store_true")

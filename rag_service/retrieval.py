@@ -31,6 +31,7 @@ Ranked = dict[str, list[tuple[str, float]]]
 EXACT_SCOPE_MAX = 2000
 # Weighted fusion: the feedback list's weight (the retrievers' weights sum to 1): a nudge, not a takeover.
 FEEDBACK_WEIGHT = 0.2
+PSEUDO_FEEDBACK_MAX = 50  # results a pseudo-relevance feedback may average (Settings.pseudo_feedback's bound too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,19 +41,26 @@ class FusionChoice:
     method: Fusion
     bm25_weight: float
     language: Language | None
+    pseudo_feedback: int = 0  # first fused results the vector query moves towards (0: none)
+    pseudo_feedback_weight: float = 1.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "bm25_weight": self.bm25_weight, "kb_language": self.language}
+        return {"method": self.method, "bm25_weight": self.bm25_weight, "kb_language": self.language,
+                "pseudo_feedback": self.pseudo_feedback, "pseudo_feedback_weight": self.pseudo_feedback_weight}
 
 
-def fusion_choice(ws: Workspace, kb: KnowledgeBase, requested: Fusion | None = None) -> FusionChoice:
+def fusion_choice(ws: Workspace, kb: KnowledgeBase, requested: Fusion | None = None,
+                  pseudo_feedback: int | None = None) -> FusionChoice:
     """The fusion a search uses: the request's, else the KB's stored option, else ``RAG_FUSION``, else the default
-    for the KB's language; the BM25 weight from ``RAG_BM25_WEIGHT``, else the language default."""
+    for the KB's language; the BM25 weight from ``RAG_BM25_WEIGHT``, else the language default; pseudo-relevance
+    feedback as requested, else ``RAG_PSEUDO_FEEDBACK`` (off)."""
     language = ws.catalog.kb_language(kb)
     defaults = defaults_for(language)
-    method = requested or kb.options.get("fusion") or ws.settings.fusion or defaults.fusion
-    weight = ws.settings.bm25_weight if ws.settings.bm25_weight is not None else defaults.bm25_weight
-    return FusionChoice(method, weight, language)
+    settings = ws.settings
+    method = requested or kb.options.get("fusion") or settings.fusion or defaults.fusion
+    weight = settings.bm25_weight if settings.bm25_weight is not None else defaults.bm25_weight
+    depth = settings.pseudo_feedback if pseudo_feedback is None else pseudo_feedback
+    return FusionChoice(method, weight, language, depth, settings.pseudo_feedback_weight)
 
 
 @dataclass(slots=True)
@@ -62,6 +70,7 @@ class SearchResult:
     hypothetical: str | None = None  # the HyDE passage, when one was written
     expansions: list[Expansion] = field(default_factory=list)  # glossary terms the query named, and what was added
     fusion: FusionChoice | None = None
+    feedback_chunks: list[str] = field(default_factory=list)  # the results the vector query moved towards
 
     def to_json(self, *, explain: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"hits": [h.to_json(explain=explain) for h in self.hits]}
@@ -70,6 +79,7 @@ class SearchResult:
             out["expansions"] = [e.to_json() for e in self.expansions]
             if self.fusion is not None:
                 out["fusion"] = self.fusion.to_json()
+            out["pseudo_feedback"] = self.feedback_chunks
             if self.hypothetical is not None:
                 out["hypothetical"] = self.hypothetical
         return out
@@ -95,7 +105,7 @@ class Retriever:
 
     def run(self, query: str, *, k: int | None = None, mode: Mode = "hybrid", fusion: Fusion | None = None,
             filter: SearchFilter | None = None, expand: Expand | None = None, rerank: str | None = None,
-            explain: bool = False) -> SearchResult:
+            pseudo_feedback: int | None = None, explain: bool = False) -> SearchResult:
         """Search the KB. Unset options fall back to the KB's stored options, then to settings."""
         query = query.strip()
         if not query:
@@ -106,6 +116,8 @@ class Retriever:
             raise InvalidInputError(f"unknown fusion '{fusion}' (choose from {', '.join(FUSIONS)})")
         if expand is not None and expand not in EXPANSIONS:
             raise InvalidInputError(f"unknown expansion '{expand}' (choose from {', '.join(EXPANSIONS)})")
+        if pseudo_feedback is not None and not 0 <= pseudo_feedback <= PSEUDO_FEEDBACK_MAX:
+            raise InvalidInputError(f"pseudo_feedback must be between 0 and {PSEUDO_FEEDBACK_MAX} results")
         settings = self.ws.settings
         k = k or settings.search_k
         n = max(settings.search_candidates, k)
@@ -115,7 +127,7 @@ class Retriever:
 
         result = SearchResult([], [query])
         current = self.ws.catalog.get_kb(self.kb.id)  # the current glossary and options
-        result.fusion = fusion_choice(self.ws, current, fusion)
+        result.fusion = fusion_choice(self.ws, current, fusion, pseudo_feedback)
         tokenizer = self.ws.tokenizer_for(current)
         result.expansions = tokenizer.expand(query)
         terms = Terms(tokenizer, [t for e in result.expansions for t in e.added] if settings.glossary_expand_vector
@@ -124,10 +136,13 @@ class Retriever:
         if expand == "multi":
             result.queries += expander.paraphrases(query)
         ranked: Ranked = {}
+        query_vector = None
         for i, q in enumerate(result.queries):
             suffix = f"#{i}" if i else ""
-            for name, found in self._candidates(q, mode, n, scope, terms).items():
-                ranked[name + suffix] = found
+            found, vector = self._candidates(q, mode, n, scope, terms)
+            query_vector = vector if i == 0 else query_vector
+            for name, lst in found.items():
+                ranked[name + suffix] = lst
         if settings.feedback_boost:
             boosted = boosted_chunks(self.ws, self.kb, self.embedder, self.embedder.embed_query(query),
                                      settings.feedback_boost_similarity)
@@ -139,15 +154,11 @@ class Retriever:
             vector = self.embedder.embed_documents([result.hypothetical])[0]
             ranked["hyde"] = self._vector(vector, n, scope)
 
-        if len(ranked) == 1:
-            fused = next(iter(ranked.values()))
-        elif result.fusion.method == "weighted":
-            w = result.fusion.bm25_weight
-            fused = weighted_fusion(ranked, {name: w if name.startswith("bm25") else FEEDBACK_WEIGHT
-                                             if name == "feedback" else 1 - w for name in ranked})
-        else:
-            fused = reciprocal_rank_fusion({name: [i for i, _ in lst] for name, lst in ranked.items()},
-                                           k=settings.rrf_k)
+        fused = self._fuse(ranked, result.fusion)
+        if result.fusion.pseudo_feedback and query_vector is not None:
+            result.feedback_chunks, ranked["vector"] = self._pseudo_feedback(
+                query_vector, fused, result.fusion, n, scope)
+            fused = self._fuse(ranked, result.fusion)
         hits = self._hits(fused[: n * 2], ranked)
         reranker = self._reranker(rerank or self.kb.options.get("rerank") or settings.rerank)
         if reranker is not None:
@@ -167,7 +178,32 @@ class Retriever:
         if mode not in MODES:
             raise InvalidInputError(f"unknown search mode '{mode}' (choose from {', '.join(MODES)})")
         current = self.ws.catalog.get_kb(self.kb.id)
-        return self._candidates(query.strip(), mode, n, None, Terms(self.ws.tokenizer_for(current), []))
+        return self._candidates(query.strip(), mode, n, None, Terms(self.ws.tokenizer_for(current), []))[0]
+
+    # -- fusion -----------------------------------------------------------------------------------
+    def _fuse(self, ranked: Ranked, choice: FusionChoice) -> list[tuple[str, float]]:
+        if len(ranked) == 1:
+            return next(iter(ranked.values()))
+        if choice.method == "weighted":
+            w = choice.bm25_weight
+            return weighted_fusion(ranked, {name: w if name.startswith("bm25") else FEEDBACK_WEIGHT
+                                            if name == "feedback" else 1 - w for name in ranked})
+        return reciprocal_rank_fusion({name: [i for i, _ in lst] for name, lst in ranked.items()},
+                                      k=self.ws.settings.rrf_k)
+
+    def _pseudo_feedback(self, query_vector: np.ndarray, fused: list[tuple[str, float]], choice: FusionChoice,
+                         n: int, scope: Retriever._Scope | None) -> tuple[list[str], list[tuple[str, float]]]:
+        """Rocchio feedback in the embedding space: search the vectors again with the query moved towards the
+        mean of the first fused results. Several reports of one event, or sections of one topic, then lift
+        each other where the question's own wording reaches only some of them (eval/README.md
+        "Pseudo-relevance feedback"). Returns the chunks used and the new vector list."""
+        first = [chunk_id for chunk_id, _ in fused[: choice.pseudo_feedback]]
+        stored = self.ws.vectors.vectors(self.kb.collection, first)
+        used = [chunk_id for chunk_id in first if chunk_id in stored]
+        if not used:
+            return [], self._vector(query_vector, n, scope)
+        moved = query_vector + choice.pseudo_feedback_weight * np.mean([stored[c] for c in used], axis=0)
+        return used, self._vector((moved / np.linalg.norm(moved)).astype(np.float32), n, scope)
 
     # -- candidates -------------------------------------------------------------------------------
     @dataclass(frozen=True, slots=True)
@@ -187,8 +223,11 @@ class Retriever:
         chunk_ids = frozenset(catalog.filtered_chunk_ids(self.kb.id, doc_ids, flt.metadata))
         return self._Scope(chunk_ids, VectorFilter(None if doc_ids is None else tuple(doc_ids), flt.metadata))
 
-    def _candidates(self, query: str, mode: Mode, n: int, scope: Retriever._Scope | None, terms: Terms) -> Ranked:
+    def _candidates(self, query: str, mode: Mode, n: int, scope: Retriever._Scope | None,
+                    terms: Terms) -> tuple[Ranked, np.ndarray | None]:
+        """Each retriever's list, and the query vector when the vectors were searched."""
         ranked: Ranked = {}
+        vector = None
         if mode in ("bm25", "hybrid"):
             tokens = terms.tokenizer.query_tokens(query)
             with bm25_reader(self.ws, self.kb) as index:
@@ -196,8 +235,9 @@ class Retriever:
                 ranked["bm25"] = index.top(tokens, n, allowed)
         if mode in ("vector", "hybrid"):
             text = f"{query} ({'; '.join(terms.vector)})" if terms.vector else query
-            ranked["vector"] = self._vector(self.embedder.embed_query(text), n, scope)
-        return ranked
+            vector = self.embedder.embed_query(text)
+            ranked["vector"] = self._vector(vector, n, scope)
+        return ranked, vector
 
     def _vector(self, vector: np.ndarray, n: int, scope: Retriever._Scope | None) -> list[tuple[str, float]]:
         if scope is not None and len(scope.chunk_ids) <= EXACT_SCOPE_MAX:

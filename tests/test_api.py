@@ -361,8 +361,10 @@ def test_search_english_and_chinese(client: httpx.Client, handbook: dict[str, An
     body = explained.json()
     assert body["queries"] == ["借阅"] and body["hits"] and "bm25" in body["hits"][0]["explain"]
     # the declared response model keeps the shape: explain's keys only with explain, no key added as null
-    assert set(body) == {"hits", "queries", "expansions", "fusion"}
-    assert set(body["fusion"]) == {"method", "bm25_weight", "kb_language"}
+    assert set(body) == {"hits", "queries", "expansions", "fusion", "pseudo_feedback"}
+    assert set(body["fusion"]) == {"method", "bm25_weight", "kb_language", "pseudo_feedback",
+                                   "pseudo_feedback_weight"}
+    assert body["pseudo_feedback"] == [] and body["fusion"]["pseudo_feedback"] == 0  # off by default
     assert set(body["hits"][0]["explain"]) >= {"bm25", "fused_score", "matched_terms"}
 
     only = client.post("/v1/kbs/handbook/search",

@@ -34,6 +34,9 @@ class SearchRequest(_Strict):
     fusion: Literal["rrf", "weighted"] | None = None
     filter: dict[str, str | int | float | bool | list[str]] | None = Field(
         None, description="doc_id (one or a list), source (a glob) or chunk metadata fields by equality")
+    pseudo_feedback: int | None = Field(None, ge=0, le=50, description="search the vectors again with the query "
+                                        "moved towards the first N fused results; 0 off (default: the server's "
+                                        "RAG_PSEUDO_FEEDBACK, off)")
     explain: bool = False
 
 
@@ -87,6 +90,9 @@ class JobFile(BaseModel):
 class FusionOut(BaseModel):
     method: Literal["rrf", "weighted"]
     bm25_weight: float = Field(description="BM25's weight when the method is weighted (the vector list gets the rest)")
+    pseudo_feedback: int = Field(0, description="first fused results the vector query is moved towards before the "
+                                 "vectors are searched again (0: no pseudo-relevance feedback)")
+    pseudo_feedback_weight: float = Field(1.0, description="how far: query + this x their mean vector")
 
 
 class KnowledgeBaseOut(BaseModel):
@@ -261,6 +267,8 @@ class SearchOut(BaseModel):
     expansions: list[ExpansionOut] | None = Field(None, description="with explain: glossary expansions")
     fusion: FusionUsedOut | None = Field(None, description="with explain: the fusion used")
     hypothetical: str | None = Field(None, description="with explain and a HyDE search: the passage written")
+    pseudo_feedback: list[str] | None = Field(None, description="with explain: the chunk ids the vector query was "
+                                              "moved towards (empty without pseudo-relevance feedback)")
 
 
 class ClaimOut(BaseModel):

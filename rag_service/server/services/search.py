@@ -16,8 +16,9 @@ class SearchService:
 
     def search(self, kb_ref: str, query: str, *, k: int | None = None, mode: Mode = "hybrid",
                fusion: Fusion | None = None, filter: dict[str, Any] | None = None,
-               explain: bool = False) -> dict[str, Any]:
+               pseudo_feedback: int | None = None, explain: bool = False) -> dict[str, Any]:
         ws = self.workspaces.current()
         result = Retriever(ws, ws.catalog.get_kb(kb_ref)).run(
-            query, k=k, mode=mode, fusion=fusion, filter=SearchFilter.from_mapping(filter or {}), explain=explain)
+            query, k=k, mode=mode, fusion=fusion, filter=SearchFilter.from_mapping(filter or {}),
+            pseudo_feedback=pseudo_feedback, explain=explain)
         return result.to_json(explain=explain)
