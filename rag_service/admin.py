@@ -20,8 +20,7 @@ def describe_kb(ws: Workspace, kb: KnowledgeBase, *, counts: bool = False) -> di
         "id": kb.id, "name": kb.name, "embedder": kb.embedder, "dim": kb.dim, "splitter": kb.splitter,
         "chunk_size": kb.chunk_size, "chunk_overlap": kb.chunk_overlap, "chunk_unit": kb.chunk_unit,
         "created": kb.created, "language": choice.language,
-        "fusion": {"method": choice.method, "bm25_weight": choice.bm25_weight,
-                   "pseudo_feedback": choice.pseudo_feedback, "pseudo_feedback_weight": choice.pseudo_feedback_weight},
+        "fusion": {k: v for k, v in choice.to_json().items() if k != "kb_language"},
     }
     if counts:
         docs = ws.catalog.documents(kb.id, status="ready")

@@ -363,8 +363,14 @@ def test_search_english_and_chinese(client: httpx.Client, handbook: dict[str, An
     # the declared response model keeps the shape: explain's keys only with explain, no key added as null
     assert set(body) == {"hits", "queries", "expansions", "fusion", "pseudo_feedback"}
     assert set(body["fusion"]) == {"method", "bm25_weight", "kb_language", "pseudo_feedback",
-                                   "pseudo_feedback_weight"}
-    assert body["pseudo_feedback"] == [] and body["fusion"]["pseudo_feedback"] == 0  # off by default
+                                   "pseudo_feedback_weight", "pseudo_feedback_min_coherence"}
+    # on by default for e5, but BM25 alone has no query vector to move: nothing considered, nothing moved
+    assert body["pseudo_feedback"] == [] and body["fusion"]["pseudo_feedback"] == 5
+    refined = client.post("/v1/kbs/handbook/search", json={"query": "借阅", "explain": True, "pseudo_feedback": 2})
+    assert refined.status_code == 200 and refined.json()["fusion"]["pseudo_feedback"] == 2
+    assert 0 < refined.json()["pseudo_feedback_coherence"] <= 1  # two results: their cosine
+    assert_problem(client.post("/v1/kbs/handbook/search", json={"query": "借阅", "pseudo_feedback": 51}), 422,
+                   "validation_error")
     assert set(body["hits"][0]["explain"]) >= {"bm25", "fused_score", "matched_terms"}
 
     only = client.post("/v1/kbs/handbook/search",

@@ -42,15 +42,15 @@ def test_fusion_follows_the_kb_language_unless_set(tmp_path: Path) -> None:
     kbs = {k["name"]: k for k in rag_json("kbs", data_dir=data)["kbs"]}
     zh, en = LANGUAGE_DEFAULTS["zh"], LANGUAGE_DEFAULTS["en"]
     assert kbs["zh"]["language"] == "zh" and kbs["en"]["language"] == "en"
-    off = {"pseudo_feedback": 0, "pseudo_feedback_weight": 1.0}
-    assert kbs["zh"]["fusion"] == {"method": zh.fusion, "bm25_weight": zh.bm25_weight} | off
-    assert kbs["en"]["fusion"] == {"method": en.fusion, "bm25_weight": en.bm25_weight} | off
+    prf = {"pseudo_feedback": 5, "pseudo_feedback_weight": 1.0, "pseudo_feedback_min_coherence": 0.92}  # e5
+    assert kbs["zh"]["fusion"] == {"method": zh.fusion, "bm25_weight": zh.bm25_weight} | prf
+    assert kbs["en"]["fusion"] == {"method": en.fusion, "bm25_weight": en.bm25_weight} | prf
     assert (zh.fusion, zh.bm25_weight) != (en.fusion, en.bm25_weight)  # else this test proves nothing
 
     # A zh search with no fusion named ranks exactly as the zh default named explicitly, and says so.
     query = "图书馆几点开门"
     out = rag_json("search", "--kb", "zh", "--explain", "--k", "5", query, data_dir=data)
-    assert out["fusion"] == {"method": zh.fusion, "bm25_weight": zh.bm25_weight, "kb_language": "zh"} | off
+    assert out["fusion"] == {"method": zh.fusion, "bm25_weight": zh.bm25_weight, "kb_language": "zh"} | prf
     ws = Workspace(Settings(data_dir=data))
     try:
         kb = ws.catalog.get_kb("zh")
@@ -86,11 +86,11 @@ def test_fusion_follows_the_kb_language_unless_set(tmp_path: Path) -> None:
     zh_kb = rag_json("kbs", data_dir=data, env={"RAG_FUSION": "rrf"})["kbs"][1]
     assert (zh_kb["name"], zh_kb["fusion"]["method"]) == ("zh", "rrf")
     zh_kb = rag_json("kbs", data_dir=data, env={"RAG_BM25_WEIGHT": "0.9"})["kbs"][1]
-    assert zh_kb["fusion"] == {"method": "weighted", "bm25_weight": 0.9} | off
+    assert zh_kb["fusion"] == {"method": "weighted", "bm25_weight": 0.9} | prf
     env = {"RAG_FUSION": "weighted", "RAG_BM25_WEIGHT": "0.8", "RAG_PSEUDO_FEEDBACK": "4"}
     fusion = {k["name"]: k["fusion"] for k in rag_json("kbs", data_dir=data, env=env)["kbs"]}
-    assert fusion == {name: {"method": "weighted", "bm25_weight": 0.8, "pseudo_feedback": 4,
-                             "pseudo_feedback_weight": 1.0} for name in ("en", "zh")}
+    assert fusion == {name: prf | {"method": "weighted", "bm25_weight": 0.8, "pseudo_feedback": 4}
+                      for name in ("en", "zh")}
 
 
 def test_rag_config_prints_the_language_table(tmp_path: Path) -> None:

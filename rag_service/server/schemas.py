@@ -93,6 +93,8 @@ class FusionOut(BaseModel):
     pseudo_feedback: int = Field(0, description="first fused results the vector query is moved towards before the "
                                  "vectors are searched again (0: no pseudo-relevance feedback)")
     pseudo_feedback_weight: float = Field(1.0, description="how far: query + this x their mean vector")
+    pseudo_feedback_min_coherence: float = Field(
+        -1.0, description="feedback acts only when those results are this close to each other (mean pairwise cosine)")
 
 
 class KnowledgeBaseOut(BaseModel):
@@ -268,7 +270,9 @@ class SearchOut(BaseModel):
     fusion: FusionUsedOut | None = Field(None, description="with explain: the fusion used")
     hypothetical: str | None = Field(None, description="with explain and a HyDE search: the passage written")
     pseudo_feedback: list[str] | None = Field(None, description="with explain: the chunk ids the vector query was "
-                                              "moved towards (empty without pseudo-relevance feedback)")
+                                              "moved towards (empty when no pseudo-relevance feedback acted)")
+    pseudo_feedback_coherence: float | None = Field(None, description="with explain: how close the first results "
+                                                    "were to each other, when feedback was considered")
 
 
 class ClaimOut(BaseModel):
