@@ -35,7 +35,7 @@ Scored = list[tuple[str, float]]
 DEPTH = 100
 
 
-def _per_document(items: Scored) -> Scored:
+def per_document(items: Scored) -> Scored:
     """Each document once, at its best chunk (the index has one chunk per document, so this rarely acts)."""
     seen: dict[str, float] = {}
     for doc, score in items:
@@ -56,7 +56,7 @@ def pipeline_lists(beir: Path, split: str) -> tuple[dict[str, dict[str, Scored]]
                 continue
             found = retriever.candidate_lists(query.text, DEPTH)
             chunks = index.ws.catalog.ready_chunks(index.kb.id, [c for lst in found.values() for c, _ in lst])
-            lists[query.id] = {name: _per_document([(chunks[c].source, s) for c, s in lst if c in chunks])
+            lists[query.id] = {name: per_document([(chunks[c].source, s) for c, s in lst if c in chunks])
                                for name, lst in found.items()}
     finally:
         index.ws.close()

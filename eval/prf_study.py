@@ -23,6 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eval.datasets import load_beir
+from eval.fusion_study import per_document
 from eval.metrics import mean, ndcg_at_k, recall_at_k
 from eval.retrieval import RetrievalConfig, build_index
 from rag_service.fusion import weighted_fusion
@@ -30,15 +31,6 @@ from rag_service.language import defaults_for
 from rag_service.retrieval import Retriever
 
 DEPTH = 100
-Scored = list[tuple[str, float]]
-
-
-def _per_document(items: Scored, source: dict[str, str]) -> Scored:
-    seen: dict[str, float] = {}
-    for chunk, score in items:
-        if chunk in source:
-            seen.setdefault(source[chunk], score)
-    return list(seen.items())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 pool = [c for c in vecs]
                 rescored = sorted(((c, float(vecs[c] @ q2)) for c in pool), key=lambda x: -x[1])[:DEPTH]
                 fused = weighted_fusion({"bm25": found["bm25"], "vector": rescored}, {"bm25": w, "vector": 1 - w})
-            ranked = [d for d, _ in _per_document(fused, source)]
+            ranked = [d for d, _ in per_document([(source[c], s) for c, s in fused if c in source])]
             ndcgs.append(ndcg_at_k(ranked, query.gold, 10))
             recalls.append(recall_at_k(ranked, query.gold, 10))
         return mean(ndcgs), mean(recalls)

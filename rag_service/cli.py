@@ -399,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--expand", choices=["multi", "hyde"], help="LLM query expansion (slower)")
     s.add_argument("--rerank", help="none | e5 | path to a CrossEncoder model (default: RAG_RERANK)")
     s.add_argument("--pseudo-feedback", type=int, metavar="N", help="search the vectors again with the query "
-                   "moved towards the first N results; 0 off (default: RAG_PSEUDO_FEEDBACK, off)")
+                   "moved towards the first N results when they are close to each other; 0 off (default: "
+                   "RAG_PSEUDO_FEEDBACK, 5 for e5 KBs)")
     s.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="doc_id=ID[,ID], source=GLOB or a metadata field (page=2); repeatable, all must hold")
     s.add_argument("--json", action="store_true")

@@ -3,7 +3,6 @@ fused (RRF or weighted), optionally re-scored, resolved to ready chunks and to p
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +24,6 @@ from rag_service.rerank import E5Rescorer, Reranker, cross_encoder
 from rag_service.vectorstore import VectorFilter
 from rag_service.workspace import Workspace
 
-log = logging.getLogger(__name__)
 Mode = Literal["bm25", "vector", "hybrid"]
 MODES: tuple[Mode, ...] = ("bm25", "vector", "hybrid")
 Ranked = dict[str, list[tuple[str, float]]]
@@ -51,9 +49,9 @@ class FusionChoice:
     method: Fusion
     bm25_weight: float
     language: Language | None
-    pseudo_feedback: int = 0  # first fused results the vector query moves towards (0: none)
-    pseudo_feedback_weight: float = 1.0
-    pseudo_feedback_min_coherence: float = 0.0  # ... when they are at least this close to each other
+    pseudo_feedback: int  # first fused results the vector query moves towards (0: none)
+    pseudo_feedback_weight: float
+    pseudo_feedback_min_coherence: float  # ... when they are at least this close to each other
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "bm25_weight": self.bm25_weight, "kb_language": self.language,
@@ -65,7 +63,8 @@ def fusion_choice(ws: Workspace, kb: KnowledgeBase, requested: Fusion | None = N
                   pseudo_feedback: int | None = None) -> FusionChoice:
     """The fusion a search uses: the request's, else the KB's stored option, else ``RAG_FUSION``, else the default
     for the KB's language; the BM25 weight from ``RAG_BM25_WEIGHT``, else the language default; pseudo-relevance
-    feedback as requested, else ``RAG_PSEUDO_FEEDBACK`` (off)."""
+    feedback as requested, else ``RAG_PSEUDO_FEEDBACK`` when set, else on (5) where the KB's embedder has a
+    calibrated coherence floor and off elsewhere."""
     language = ws.catalog.kb_language(kb)
     defaults = defaults_for(language)
     settings = ws.settings
@@ -227,13 +226,7 @@ class Retriever:
         head = [chunk_id for chunk_id, _ in fused[: choice.pseudo_feedback * 2]]
         ready = self.ws.catalog.ready_chunks(self.kb.id, head)
         first = [chunk_id for chunk_id in head if chunk_id in ready][: choice.pseudo_feedback]
-        try:
-            stored = self.ws.vectors.vectors(self.kb.collection, first)
-        except Exception as exc:  # feedback is optional: the search itself already succeeded
-            # Embedded Chroma after a kill -9 mid-ingest can fail a get by id that its queries survive
-            # (tests/test_crash_safety.py): search on without feedback rather than fail the question.
-            log.warning("pseudo-relevance feedback skipped: the vector store could not return vectors (%s)", exc)
-            return None, None
+        stored = self.ws.vectors.vectors(self.kb.collection, first)
         used = [chunk_id for chunk_id in first if chunk_id in stored]
         if not used:
             return None, None

@@ -35,8 +35,8 @@ class SearchRequest(_Strict):
     filter: dict[str, str | int | float | bool | list[str]] | None = Field(
         None, description="doc_id (one or a list), source (a glob) or chunk metadata fields by equality")
     pseudo_feedback: int | None = Field(None, ge=0, le=50, description="search the vectors again with the query "
-                                        "moved towards the first N fused results; 0 off (default: the server's "
-                                        "RAG_PSEUDO_FEEDBACK, off)")
+                                        "moved towards the first N fused results when they are close to each "
+                                        "other; 0 off (default: the server's RAG_PSEUDO_FEEDBACK, 5 for e5 KBs)")
     explain: bool = False
 
 
