@@ -20,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from ingest.loaders import LoadLimits, load, read_bytes
-from rag_service.errors import InvalidInputError
+from rag_service.errors import InvalidInputError, RagError
 from rag_service.records import Document
 from rag_service.settings import Settings
+
+# How long a fresh child may take to start (a spawned interpreter importing the parsers: ~1 s idle, more on a busy
+# machine). Not part of a file's ``timeout_s``: that budget is for parsing, so a restart never fails the next file.
+STARTUP_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,13 @@ class ParseWorker:
             self._proc.start()
             child.close()
             self._conn = parent
+            try:  # the child says when it can parse: its start-up is not charged to the file's time budget
+                ready = parent.poll(STARTUP_TIMEOUT_S) and parent.recv() == "ready"
+            except (EOFError, OSError):
+                ready = False
+            if not ready:
+                self._kill()
+                raise RagError(f"the parser process did not start within {STARTUP_TIMEOUT_S:g} s")
         return self._conn
 
     def _death(self) -> str:
@@ -110,6 +121,7 @@ def _serve(conn: Connection, limits: SandboxLimits) -> None:
     memory = limits.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     _, cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)
+    conn.send("ready")
     while True:
         try:
             path, source, max_bytes, json_text_field, load_limits = conn.recv()

@@ -130,7 +130,8 @@ class Settings(BaseSettings):
     parse_cpu_s: int = Field(60, ge=1, description="CPU seconds `rag serve` lets one uploaded file take to parse.")
     parse_memory_mb: int = Field(2048, ge=256, description="Memory the parser process of `rag serve` may use.")
     parse_timeout_s: float = Field(
-        120, gt=0, description="Wall-clock seconds one uploaded file may take to parse before it is failed.")
+        120, gt=0, description="Wall-clock seconds one uploaded file may take to parse before it is failed (the "
+        "parser process's own start-up, after a restart, is not counted).")
     max_filter_keys: int = Field(16, ge=1, description="Fields in one search filter.")
     max_filter_value_chars: int = Field(512, ge=1, description="Longest filter value (a source glob, a text).")
     max_filter_doc_ids: int = Field(1000, ge=1, description="Document ids in one doc_id filter.")
