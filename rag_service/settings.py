@@ -66,8 +66,9 @@ class Settings(BaseSettings):
         "the last prompt).")
     llm_threads_ingesting: int = Field(
         1, ge=1, description="llama.cpp generation threads while this process ingests an upload (prompt evaluation "
-        "keeps RAG_LLM_THREADS, so time to first token is unchanged). Generation is memory-bound: 1 thread keeps ~3/4 "
-        "of its 2-thread speed here and the other core embeds (bench/concurrency_bench.py, rag_service/threads.py).")
+        "keeps RAG_LLM_THREADS, so time to first token is unchanged). 1 generation thread keeps 60-75 % of the "
+        "2-thread speed on this machine kind (bench/threads_micro.py on two hosts) while the other core embeds "
+        "(bench/concurrency_bench.py, rag_service/threads.py).")
     llm_prompt_threads_ingesting: int | None = Field(
         None, ge=1, description="llama.cpp prompt-evaluation threads while this process ingests an upload. Unset: "
         "RAG_LLM_THREADS (time to first token first). 1 leaves a core to the embedder during prompts too, at the cost "
