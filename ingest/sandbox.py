@@ -91,7 +91,7 @@ class ParseWorker:
                 ready = False
             if not ready:
                 self._kill()
-                raise RagError(f"the parser process did not start within {STARTUP_TIMEOUT_S:g} s")
+                raise RagError(f"the parser process did not start (it ended, or took over {STARTUP_TIMEOUT_S:g} s)")
         return self._conn
 
     def _death(self) -> str:
