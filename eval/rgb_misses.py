@@ -5,9 +5,10 @@
 RGB's ``questions.jsonl`` lists, per question, the passages that state the answer (``positive``) and passages its
 authors retrieved for the same question that do not (``negative``: the same event, another date, another number).
 Each of the default pipeline's first 10 documents (``Retriever.search`` over the cached ``rag eval retrieval``
-index) is labelled ``positive``, ``own negative``, ``other's positive`` or ``other's negative``. Own negatives in
-the top 10 are what a better ranking of the same candidates would have to push out; telling them apart takes
-reading the passage for the answer (a reader or cross-encoder), not a closer topic match.
+index, ranked as that command scores them: ``eval.retrieval.judge``: a chunk several identical passages share stands for each) is labelled
+``positive``, ``own negative``, ``other's positive`` or ``other's negative``. Own negatives in the top 10 are what a
+better ranking of the same candidates would have to push out; telling them apart takes reading the passage for the
+answer (a reader or cross-encoder), not a closer topic match.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eval.datasets import load_beir
-from eval.retrieval import RetrievalConfig, build_index
+from eval.retrieval import RetrievalConfig, build_index, judge
 from rag_service.retrieval import Retriever
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "eval-data" / "rgb_zh_dev"
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             if not query.judged or query.id not in by_id:
                 continue
             hits = retriever.search(query.text, k=30, mode=args.mode)
-            docs = list(dict.fromkeys(index.aliases.get(h.chunk.source, [h.chunk.source])[0] for h in hits))[:10]
+            docs = judge(query, hits, index.aliases)[0][:10]  # documents as rag eval retrieval ranks them
             labels = [label(d, query.id, positives, negatives) for d in docs]
             counts.update(labels)
             possible += min(len(by_id[query.id]["positive"]), 10)
