@@ -5,10 +5,10 @@
 RGB's ``questions.jsonl`` lists, per question, the passages that state the answer (``positive``) and passages its
 authors retrieved for the same question that do not (``negative``: the same event, another date, another number).
 Each of the default pipeline's first 10 documents (``Retriever.search`` over the cached ``rag eval retrieval``
-index, ranked as that command scores them: ``eval.retrieval.judge``: a chunk several identical passages share stands for each) is labelled
-``positive``, ``own negative``, ``other's positive`` or ``other's negative``. Own negatives in the top 10 are what a
-better ranking of the same candidates would have to push out; telling them apart takes reading the passage for the
-answer (a reader or cross-encoder), not a closer topic match.
+index, ranked as that command scores them with ``eval.retrieval.judge``: a chunk that several identical passages
+share stands for each) is labelled ``positive``, ``own negative``, ``other's positive`` or ``other's negative``.
+Own negatives in the top 10 are what a better ranking of the same candidates would have to push out; telling them
+apart takes reading the passage for the answer (a reader or cross-encoder), not a closer topic match.
 """
 
 from __future__ import annotations
