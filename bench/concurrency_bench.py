@@ -28,13 +28,22 @@ issue 16), ``new`` = the defaults.
 The last line reads ``ttft_ratio=… ingest_ratio=…`` for the new defaults.
 
     PYTHONPATH=. .venv/bin/python bench/concurrency_bench.py [--configs new,old] [--questions 10]
-        [--llm qwen2.5-coder-0.5b] [--out FILE]
+        [--llm qwen2.5-coder-0.5b] [--pause 0] [--out FILE]
+
+Each upload also reports where the machine's cores went while it ran (``CpuSample``, from ``/proc``): CPU seconds
+of the server's niced threads (ingestion: the worker thread, the OpenMP threads it starts, its parser processes),
+of its other threads (the chat, the HTTP server) and the machine's idle time, each over the upload's wall time.
+An upload costs about the same CPU seconds either way, so ``ingest_ratio`` is about ingestion's cores during the
+chats over its cores alone: the split shows whether a setting moved CPU between chat and ingestion or left cores
+idle, and it does not drift with the machine's speed as chunks/s do. ``--pause S`` waits S seconds between an answer
+and the next question, as a person reading the answers would (default 0: back to back).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -99,6 +108,64 @@ class Question:
     tokens: int
     prompt_tokens: int = 0
     messages: list[dict[str, str]] = field(default_factory=list, repr=False)
+    timings: dict[str, float] = field(default_factory=dict)  # the answer's trace: seconds per step on the server
+
+
+@dataclass
+class CpuSample:
+    """CPU seconds used so far by a server's process tree, split by niceness: ingest worker threads (and the
+    parser processes and OpenMP threads they start) run niced (``RAG_INGEST_NICE``), everything else at 0.
+    Threads that exited are counted in ``total`` only, so ``other`` = total - ingest may include a few."""
+
+    at: float
+    ingest: float
+    total: float
+    machine_idle: float
+
+    @staticmethod
+    def take(pid: int | None) -> CpuSample | None:
+        if pid is None or not Path(f"/proc/{pid}").exists():
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        ingest = total = 0.0
+        for proc in _tree(pid):
+            try:
+                fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (of live and exited threads)
+                for task in Path(f"/proc/{proc}/task").iterdir():
+                    t = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                    if int(t[16]) > 0:  # nice
+                        ingest += (int(t[11]) + int(t[12])) / tick
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                continue  # a thread or parser process that ended while being read
+        idle = int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[4]) / tick
+        return CpuSample(time.monotonic(), ingest, total, idle)
+
+    def cores_since(self, start: CpuSample) -> dict[str, float]:
+        """Average cores used between ``start`` and this sample: by ingestion, by the rest of the server, and
+        left idle on the whole machine."""
+        wall = self.at - start.at
+        ingest = (self.ingest - start.ingest) / wall
+        return {"ingest": round(ingest, 2), "other": round((self.total - start.total) / wall - ingest, 2),
+                "idle": round((self.machine_idle - start.machine_idle) / wall, 2)}
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (the parser sandbox's processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
 
 
 @dataclass
@@ -107,6 +174,7 @@ class Upload:
     seconds: float
     started: float
     finished: float
+    cores: dict[str, float] = field(default_factory=dict)  # CpuSample.cores_since over the upload
 
     @property
     def rate(self) -> float:
@@ -165,6 +233,8 @@ class ConfigResult:
             "all 'both' questions ttft p50/p95 s": spread([q.ttft for r in self.both for q in r.chat]),
             "ingest alone chunks/s (per upload)": [round(u.rate, 2) for u in self.ingest_alone],
             "ingest during chats chunks/s (per round)": [round(x, 2) for x in both_rates],
+            "cores during uploads alone (ingest / other / machine idle, median)": _median_cores(self.ingest_alone),
+            "cores during uploads in chats": _median_cores([r.ingest for r in self.both if r.ingest]),
         }
         # Paired: each question asked during an upload against itself asked alone (questions differ threefold in
         # time to first token, and which of them fall inside the upload varies from run to run).
@@ -177,6 +247,12 @@ class ConfigResult:
         out["ingest_ratio (medians)"] = (round(statistics.median(both_rates) / alone_rate, 2)
                                          if both_rates and alone_rate else None)
         return out
+
+
+def _median_cores(uploads: Sequence[Upload]) -> list[float]:
+    keys = ("ingest", "other", "idle")
+    return [round(statistics.median(u.cores[k] for u in uploads if u.cores), 2) if any(u.cores for u in uploads)
+            else float("nan") for k in keys]
 
 
 def p50(values: Sequence[float]) -> float:
@@ -214,22 +290,26 @@ def wait_job(c: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
     raise TimeoutError(f"job {job_id} not done in {timeout} s")
 
 
-def upload(url: str, name: str, data: bytes, timeout: float = 1800) -> Upload:
+def upload(url: str, name: str, data: bytes, timeout: float = 1800, pid: int | None = None) -> Upload:
+    """Upload ``data`` and wait for its job; with the server's ``pid``, also where the cores went meanwhile."""
     with client(url, timeout=60) as c:
+        cpu = CpuSample.take(pid)
         started = time.monotonic()
         resp = c.post(f"/v1/kbs/{KB}/documents", files=[("file", (name, data, "text/plain"))])
         resp.raise_for_status()
         job = wait_job(c, resp.json()["job_id"], timeout)
         finished = time.monotonic()
+        after = CpuSample.take(pid)
         docs = c.get(f"/v1/kbs/{KB}/documents").json()["documents"]
         chunks = next(d["chunks"] for d in docs if d["source"] == name)
-    log(f"  upload {name}: {chunks} chunks in {finished - started:.1f} s (job {job['id'][:8]})")
-    return Upload(chunks, finished - started, started, finished)
+    cores = after.cores_since(cpu) if cpu and after else {}
+    log(f"  upload {name}: {chunks} chunks in {finished - started:.1f} s (job {job['id'][:8]}), cores {cores}")
+    return Upload(chunks, finished - started, started, finished, cores)
 
 
-def upload_into(box: list[Upload], url: str, name: str, data: bytes) -> None:
+def upload_into(box: list[Upload], url: str, name: str, data: bytes, pid: int | None = None) -> None:
     """``upload`` for a thread: the result goes into ``box``."""
-    box.append(upload(url, name, data))
+    box.append(upload(url, name, data, pid=pid))
 
 
 def ask(url: str, question: str, timeout: float) -> Question:
@@ -255,13 +335,21 @@ def ask(url: str, question: str, timeout: float) -> Question:
                 break
     end = time.monotonic()
     q = Question(question, started, (first or end) - started, end - started, tokens,
-                 int(done.get("usage", {}).get("prompt_tokens", 0)), done.get("trace", {}).get("messages", []))
+                 int(done.get("usage", {}).get("prompt_tokens", 0)), done.get("trace", {}).get("messages", []),
+                 done.get("trace", {}).get("timings", {}))
     log(f"  ttft {q.ttft:6.2f} s  total {q.total:6.2f} s  {tokens:3d} tokens  {question}")
     return q
 
 
-def chat_series(url: str, questions: Sequence[str], timeout: float) -> list[Question]:
-    return [ask(url, q, timeout) for q in questions]
+def chat_series(url: str, questions: Sequence[str], timeout: float, pause: float = 0.0) -> list[Question]:
+    """The questions one after another, ``pause`` seconds between an answer's end and the next question (a
+    person reading it; 0: back to back, the worst case for an upload beside the chat)."""
+    out = []
+    for i, q in enumerate(questions):
+        if i and pause:
+            time.sleep(pause)
+        out.append(ask(url, q, timeout))
+    return out
 
 
 def run_config(name: str, env: dict[str, str], args: argparse.Namespace, root: Path) -> ConfigResult:
@@ -301,21 +389,22 @@ def run_config(name: str, env: dict[str, str], args: argparse.Namespace, root: P
         for r in range(args.rounds):
             restart(f"serve-alone-{r}")
             log(f"[{name}] chat alone, round {r + 1} of {args.rounds}")
-            result.alone.append(chat_series(proc.url, questions, args.timeout))
+            result.alone.append(chat_series(proc.url, questions, args.timeout, args.pause))
         # Each round uploads a document alone and then one during the chats, on the same restarted server: the
         # machine's speed drifts here (ingest alone 13.5-17 chunks/s on the same code in runs half an hour apart),
         # so the ratio is taken within each round.
         for r in range(args.rounds):
             restart(f"serve-both-{r}")
             log(f"[{name}] ingest alone, round {r + 1} of {args.rounds}")
-            result.ingest_alone.append(upload(proc.url, f"alone-{r}.txt", document(100 + r, args.chunks)))
+            result.ingest_alone.append(upload(proc.url, f"alone-{r}.txt", document(100 + r, args.chunks),
+                                              pid=proc.pid))
             log(f"[{name}] both, round {r + 1} of {args.rounds}")
             box: list[Upload] = []
             uploader = threading.Thread(target=upload_into, args=(box, proc.url, f"during-{r}.txt",
-                                                                  document(200 + r, args.chunks)))
+                                                                  document(200 + r, args.chunks), proc.pid))
             uploader.start()
             time.sleep(0.5)  # the upload is received and claimed before the first question
-            chat = chat_series(proc.url, questions, args.timeout)
+            chat = chat_series(proc.url, questions, args.timeout, args.pause)
             uploader.join()
             result.both.append(Round(chat, box[0] if box else None))
     finally:
@@ -371,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llm", default="qwen2.5-coder-0.5b", help="bundled LLM (default: the small one)")
     parser.add_argument("--max-tokens", type=int, default=160, help="RAG_LLM_MAX_TOKENS for the answers")
     parser.add_argument("--timeout", type=float, default=900, help="seconds one question may take")
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds between an answer and the next question "
+                        "(a reader's pause; default 0: back to back, the worst case for the upload)")
     parser.add_argument("--model-cache", help="RAG_MODEL_CACHE_DIR (default: data/models of the project)")
     parser.add_argument("--out", type=Path, help="write every measurement as JSON")
     parser.add_argument("--bare", action="store_true", help="also replay the chat-alone prompts through a bare "
