@@ -114,8 +114,9 @@ class Question:
 @dataclass
 class CpuSample:
     """CPU seconds used so far by a server's process tree, split by niceness: ingest worker threads (and the
-    parser processes and OpenMP threads they start) run niced (``RAG_INGEST_NICE``), everything else at 0.
-    Threads that exited are counted in ``total`` only, so ``other`` = total - ingest may include a few."""
+    parser processes and OpenMP threads they start) run niced (``RAG_INGEST_NICE``), everything else at the
+    server's own niceness. Threads that exited are counted in ``total`` only, so ``other`` = total - ingest may
+    include a few; a parser process that ended between two samples is counted in neither."""
 
     at: float
     ingest: float
@@ -127,6 +128,7 @@ class CpuSample:
         if pid is None or not Path(f"/proc/{pid}").exists():
             return None
         tick = os.sysconf("SC_CLK_TCK")
+        base = os.getpriority(os.PRIO_PROCESS, pid)  # the server's main thread: the chat's niceness
         ingest = total = 0.0
         for proc in _tree(pid):
             try:
@@ -134,7 +136,7 @@ class CpuSample:
                 total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (of live and exited threads)
                 for task in Path(f"/proc/{proc}/task").iterdir():
                     t = (task / "stat").read_text().rsplit(")", 1)[1].split()
-                    if int(t[16]) > 0:  # nice
+                    if int(t[16]) > base:  # the thread's niceness
                         ingest += (int(t[11]) + int(t[12])) / tick
             except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
                 continue  # a thread or parser process that ended while being read
