@@ -60,7 +60,21 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.scale_bench import KEY, Corpus, Proc, Processes, base_env, client, free_port, log, wait_http  # noqa: E402
+from bench.scale_bench import (  # noqa: E402
+    CLK_TCK,
+    KEY,
+    Corpus,
+    Proc,
+    Processes,
+    base_env,
+    client,
+    descendants,
+    free_port,
+    log,
+    machine_busy,
+    tree_cpu,
+    wait_http,
+)
 
 KB = "chat"
 SAMPLES = ROOT / "samples"
@@ -113,61 +127,41 @@ class Question:
 
 @dataclass
 class CpuSample:
-    """CPU seconds used so far by a server's process tree, split by niceness: ingest worker threads (and the
-    parser processes and OpenMP threads they start) run niced (``RAG_INGEST_NICE``), everything else at the
-    server's own niceness. Threads that exited are counted in ``total`` only, so ``other`` = total - ingest may
-    include a few; a parser process that ended between two samples is counted in neither."""
+    """CPU seconds used so far by a server's process tree (``scale_bench.tree_cpu``: reaped parser processes
+    included), the part of it on threads niced above the server's main thread (ingest worker threads and the
+    OpenMP threads and parser processes they start, ``RAG_INGEST_NICE``; live threads only, so a thread or
+    parser process that ended between two samples counts as ``other``), and the machine's busy CPU seconds
+    (``scale_bench.machine_busy``)."""
 
     at: float
     ingest: float
     total: float
-    machine_idle: float
+    machine_busy: float
 
     @staticmethod
     def take(pid: int | None) -> CpuSample | None:
         if pid is None or not Path(f"/proc/{pid}").exists():
             return None
-        tick = os.sysconf("SC_CLK_TCK")
         base = os.getpriority(os.PRIO_PROCESS, pid)  # the server's main thread: the chat's niceness
-        ingest = total = 0.0
-        for proc in _tree(pid):
-            try:
-                fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (of live and exited threads)
-                for task in Path(f"/proc/{proc}/task").iterdir():
-                    t = (task / "stat").read_text().rsplit(")", 1)[1].split()
-                    if int(t[16]) > base:  # the thread's niceness
-                        ingest += (int(t[11]) + int(t[12])) / tick
-            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-                continue  # a thread or parser process that ended while being read
-        idle = int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[4]) / tick
-        return CpuSample(time.monotonic(), ingest, total, idle)
+        ingest = 0.0
+        for proc in descendants([pid]):
+            for task in Path(f"/proc/{proc}/task").glob("*/stat"):
+                try:
+                    t = task.read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue  # a thread that ended while being read
+                if int(t[16]) > base:  # the thread's niceness
+                    ingest += (int(t[11]) + int(t[12])) / CLK_TCK  # utime, stime
+        return CpuSample(time.monotonic(), ingest, tree_cpu([pid]), machine_busy())
 
     def cores_since(self, start: CpuSample) -> dict[str, float]:
         """Average cores used between ``start`` and this sample: by ingestion, by the rest of the server, and
         left idle on the whole machine."""
         wall = self.at - start.at
         ingest = (self.ingest - start.ingest) / wall
+        busy = (self.machine_busy - start.machine_busy) / wall
         return {"ingest": round(ingest, 2), "other": round((self.total - start.total) / wall - ingest, 2),
-                "idle": round((self.machine_idle - start.machine_idle) / wall, 2)}
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its live descendants (the parser sandbox's processes)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        todo.extend(children.get(current, []))
-    return out
+                "idle": round((os.cpu_count() or 1) - busy, 2)}
 
 
 @dataclass

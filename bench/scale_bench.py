@@ -290,26 +290,37 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[1]), sum(int(fields[i]) for i in (11, 12, 13, 14)) / CLK_TCK
 
 
-def tree_cpu(root_pids: Sequence[int]) -> float:
-    """CPU seconds of these processes and all their descendants (live ones, plus the reaped ones' totals)."""
+def _all_stats() -> dict[int, tuple[int, float]]:
     stats = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             st = _stat(int(entry))
             if st is not None:
                 stats[int(entry)] = st
+    return stats
+
+
+def descendants(root_pids: Sequence[int], stats: dict[int, tuple[int, float]] | None = None) -> list[int]:
+    """These processes and all their live descendants."""
+    stats = _all_stats() if stats is None else stats
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo, seen = 0.0, list(root_pids), set()
+    out, todo, seen = [], list(root_pids), set()
     while todo:
         pid = todo.pop()
         if pid in seen or pid not in stats:
             continue
         seen.add(pid)
-        total += stats[pid][1]
+        out.append(pid)
         todo += children.get(pid, [])
-    return total
+    return out
+
+
+def tree_cpu(root_pids: Sequence[int]) -> float:
+    """CPU seconds of these processes and all their descendants (live ones, plus the reaped ones' totals)."""
+    stats = _all_stats()
+    return sum(stats[pid][1] for pid in descendants(root_pids, stats))
 
 
 def machine_busy() -> float:
