@@ -46,16 +46,17 @@ from eval.metrics import contains_any, exact_match, has_required, mean, token_f1
 from eval.record import run_record
 from eval.retrieval import EvalIndex, RetrievalConfig, build_index, default_cache_dir
 from rag_service import prompts
+from rag_service.calibration import calibration_for
 from rag_service.catalog import KnowledgeBase
-from rag_service.citations import marked_sentences, strip_markers, validate
-from rag_service.embeddings import get_embedder
+from rag_service.citations import Aligner, marked_sentences, strip_markers, validate
+from rag_service.embeddings import get_embedder, similarity
 from rag_service.errors import InvalidInputError
 from rag_service.filters import SearchFilter
 from rag_service.generation import Answerer, language
 from rag_service.llm import LLM, get_llm
-from rag_service.records import Answer, Chunk
+from rag_service.records import Answer, Chunk, Citation
 from rag_service.settings import load_settings
-from rag_service.verification import POLICIES
+from rag_service.verification import POLICIES, QUOTE_MIN, TrustModel, Verification, trust_features
 from rag_service.workspace import Workspace
 
 # e5 cosine (passage-prefixed on both sides) between "question + answer sentence" and a passage unit
@@ -65,6 +66,10 @@ from rag_service.workspace import Workspace
 # or number 0.891-0.912, unsupported claims 0.785-0.859. A changed Chinese numeral still passes (0.95):
 # embedding similarity cannot check numbers, which is what --judge llm is for.
 FAITHFUL_MIN_SIMILARITY = 0.92
+
+# How deep a second search looks for the gold passage: a question whose gold passage is not in it counts as lost to
+# retrieval, one whose gold passage is there but not packed as lost to packing (the fused candidates per retriever).
+RETRIEVED_DEPTH = 30
 
 Judge = Literal["e5", "llm"]
 _PASSAGE_SENTENCE = re.compile(r"(?<=[。！？!?])|(?<=\.)\s+|\n+")
@@ -162,6 +167,15 @@ class QuestionResult:
     passages: list[str] = field(default_factory=list)  # the packed passages as the model read them
     signals: dict[str, Any] = field(default_factory=dict)  # the model's own judgements (gate, refusal start)
     trust: float | None = None  # the calibrated trust score of the answer, when one was computed
+    # Where the gold passage stood: its rank in a search RETRIEVED_DEPTH deep (None: not there, or no gold), whether
+    # it was among the answer's hits (what a refusal's related passages come from) and among the related passages.
+    gold_rank: int | None = None
+    gold_hit: bool | None = None
+    gold_related: bool | None = None
+    related_first: bool | None = None  # the first related passage is a gold one
+    trust_threshold: float | None = None
+    delivered_by: str | None = None  # what delivered the run policy's answer: trust | quote | extract (None: refused)
+    outcomes: dict[str, Any] = field(default_factory=dict)  # what other fits would deliver (``outcomes``)
 
     @property
     def answerable(self) -> bool:
@@ -204,7 +218,7 @@ def answer_rule(query: EvalQuery, dataset_rule: Rule | None = None) -> Rule:
 
 
 def score_policy(query: EvalQuery, delivered: str, refused: bool, packed: Sequence[Chunk], judge: SupportJudge,
-                 rule: Rule) -> PolicyResult:
+                 rule: Rule, align: Aligner | None = None) -> PolicyResult:
     """One policy's delivered answer, scored. ``cited``: the answer keeps at least one citation that passes
     the documented citation rule (``citations.validate``) against the packed passages."""
     passages = [c.text for c in packed]
@@ -234,18 +248,58 @@ def score_policy(query: EvalQuery, delivered: str, refused: bool, packed: Sequen
         f1=token_f1(prediction, query.answers) if scored else 0.0,
         sentences=len(sentences), supported_sentences=supported,
         markers=sum(len(ns) for _, ns in sentences), valid_markers=valid,
-        cited=not refused and bool(validate(delivered, list(packed), query.text)[1]))
+        cited=not refused and bool(validate(delivered, list(packed), query.text, align=align)[1]))
+
+
+def outcomes(query: EvalQuery, answer: Answer, packed: Sequence[Chunk], judge: SupportJudge,
+             rule: Rule, align: Aligner | None = None) -> dict[str, Any]:
+    """What the run's checks would deliver under other fits (``Verification.decide`` replayed on the trace), scored:
+    ``features`` of the trust model (None when no sentence passed the rules); ``trust``: the answer delivered as a
+    trusted one; ``quotes``: [evidence level, the answer of the quotes kept from that level]; ``extract``: [P(yes)
+    of the best evidence unit, the extract]. Each answer is True (correct), False (wrong) or None (nothing
+    delivered). eval/calibrate.py fits thresholds on these without asking the model again."""
+    data = answer.trace.get("verification")
+    if not data or data.get("model_refused"):
+        return {}
+    citations = {n: Citation(n, c) for n, c in enumerate(packed, start=1)}
+    never = 2.0  # a threshold no score reaches
+
+    def delivered(model: TrustModel) -> bool | None:
+        verification = Verification.from_json(data, citations)
+        verification.decide(model)
+        text, _, refused, _ = verification.apply("strict")
+        return None if refused else score_policy(query, text, False, packed, judge, rule, align).correct
+
+    verification = Verification.from_json(data, citations)
+    passed = [c for c in verification.claims if not c.lead_in and (c.supported or c.reason == "not-stated")]
+    levels = sorted({c.evidence_p for c in passed if c.evidence_p is not None and (c.quote or 0.0) >= QUOTE_MIN})
+    best = max((u.p for u in verification.units), default=None)
+    return {"features": trust_features(verification.signals, passed) if passed else None,
+            "trust": delivered(TrustModel(0.0, {}, 0.0)),
+            "quotes": [[level, delivered(TrustModel(0.0, {}, never, quote_min_evidence=level))] for level in levels],
+            "extract": None if best is None else [best, delivered(TrustModel(0.0, {}, never,
+                                                                             extract_min_evidence=0.0))]}
 
 
 def score(query: EvalQuery, answer: Answer, packed: Sequence[Chunk], judge: SupportJudge, *,
           rule: Rule = "contains", policy: str = "strict", gold_doc_ids: set[str] | None = None,
-          timing: dict[str, float] | None = None) -> QuestionResult:
-    """One question's scores under every policy, from the answer and its trace."""
+          timing: dict[str, float] | None = None, retrieved: Sequence[Chunk] = (),
+          align: Aligner | None = None) -> QuestionResult:
+    """One question's scores under every policy, from the answer and its trace; ``retrieved`` is a deeper search
+    for the same question (RETRIEVED_DEPTH), which tells a passage never found from one found and not packed."""
     passages = [c.text for c in packed]
+
+    def gold(doc_id: str, text: str) -> bool:
+        return doc_id in gold_doc_ids if gold_doc_ids else _contains(text, query.gold_substrings)
+
+    judged = bool(gold_doc_ids or query.gold_substrings)
+    hits = [(h["doc_id"], h["text"]) for h in answer.trace.get("hits", [])]
+    related = [(h.chunk.doc_id, h.chunk.text) for h in answer.related]
+    rank = next((i for i, c in enumerate(retrieved, start=1) if gold(c.doc_id, c.text)), None) if judged else None
     views = answer.trace.get("policy_views")
     if views is None:  # refused before the LLM: every policy refuses
         views = {p: {"answer": "", "refused": True} for p in POLICIES}
-    results = {p: score_policy(query, "" if v["refused"] else v["answer"], v["refused"], packed, judge, rule)
+    results = {p: score_policy(query, "" if v["refused"] else v["answer"], v["refused"], packed, judge, rule, align)
                for p, v in views.items()}
     own = results.get(policy) or next(iter(results.values()))
     model_checks = answer.trace.get("citation_checks", [])
@@ -265,9 +319,13 @@ def score(query: EvalQuery, answer: Answer, packed: Sequence[Chunk], judge: Supp
         prompt_tokens=answer.usage.prompt_tokens, completion_tokens=answer.usage.completion_tokens,
         timings=timings, lang=language(query.text), setting=query.setting, policies=results,
         early_refusal=bool(answer.trace.get("refused_before_llm")),
-        gold_packed=(any(c.doc_id in gold_doc_ids for c in packed) if gold_doc_ids
-                     else any(_contains(c.text, query.gold_substrings) for c in packed) if query.gold_substrings
-                     else None),
+        gold_packed=any(gold(c.doc_id, c.text) for c in packed) if judged else None,
+        gold_rank=rank, gold_hit=any(gold(*h) for h in hits) if judged else None,
+        gold_related=any(gold(*h) for h in related) if judged and answer.refused else None,
+        related_first=gold(*related[0]) if judged and related else None,
+        trust_threshold=answer.trace.get("verification", {}).get("trust_threshold"),
+        delivered_by=None if answer.refused else answer.trace.get("verification", {}).get("delivered_by", "trust"),
+        outcomes=outcomes(query, answer, packed, judge, rule, align),
         claims=list(answer.trace.get("verification", {}).get("claims", [])),
         passages=passages, signals=dict(answer.trace.get("verification", {}).get("signals", {})),
         trust=answer.trace.get("verification", {}).get("trust"),
@@ -277,6 +335,74 @@ def score(query: EvalQuery, answer: Answer, packed: Sequence[Chunk], judge: Supp
 def _contains(text: str, needles: Sequence[str]) -> bool:
     hay = " ".join(text.split()).casefold()
     return any(" ".join(n.split()).casefold() in hay for n in needles)
+
+
+# -- where answers are lost --------------------------------------------------------------------------
+# The stages an answerable question can be lost at, in pipeline order (``loss_stage``).
+LOSS_STAGES = ("not-retrieved", "not-packed", "reading", "model-refused", "rule:no-content", "rule:no-answer",
+               "rule:uncited", "rule:off-question", "gate", "evidence", "trust", "list-truncation", "checks")
+
+
+def loss_stage(r: QuestionResult, policy: str = "strict") -> str | None:
+    """Where an answerable question that ``policy`` did not answer correctly was lost: its gold passage not in a
+    RETRIEVED_DEPTH-deep search (``not-retrieved``) or found and not packed (``not-packed``, also a refusal before
+    the model); the model's own reading (``reading``: wrong with the checks off; ``model-refused``); a sentence rule
+    (``rule:<reason>``); the trust score (``gate`` or ``evidence`` when that signal was below one half, else
+    ``trust``); or a delivered answer the checks cut short (``list-truncation``). None: answered correctly, or
+    unanswerable. Questions without gold passages skip the first two stages."""
+    view = r.policies.get(policy)
+    if not r.answerable or view is None or view.correct:
+        return None
+    if r.gold_packed is False:
+        return "not-retrieved" if r.gold_rank is None else "not-packed"
+    if r.early_refusal:
+        return "not-packed"
+    off = r.policies.get("off")
+    if off is not None and not off.correct:
+        return "model-refused" if off.refused else "reading"
+    if not view.refused:
+        return "list-truncation"
+    reasons = [c.get("reason") for c in r.claims if not c.get("lead_in")]
+    if "not-stated" in reasons:  # a sentence passed every rule and the trust score withdrew it
+        if (r.signals.get("gate") or 1.0) < 0.5:
+            return "gate"
+        if r.signals.get("evidence") is not None and r.signals["evidence"] < 0.5:
+            return "evidence"
+        return "trust"
+    reason = next((x for x in reasons if x), None)
+    return f"rule:{reason}" if reason else "checks"
+
+
+def losses(results: Sequence[QuestionResult], policy: str = "strict") -> dict[str, Any]:
+    """Per stage, how many answerable questions were lost there (``loss_stage``); and each unanswerable question
+    ``policy`` answered anyway, with the signals that let it through."""
+    stages: dict[str, int] = {}
+    for r in results:
+        stage = loss_stage(r, policy)
+        if stage is not None:
+            stages[stage] = stages.get(stage, 0) + 1
+    leaked = [{"id": r.id, "question": r.question, "answer": r.policies[policy].prediction,
+               "delivered_by": r.delivered_by, "trust": r.trust, "trust_threshold": r.trust_threshold,
+               "signals": r.signals,
+               "claims": [{k: c.get(k) for k in ("text", "citations", "supported", "reason", "anchoring", "quote")}
+                          for c in r.claims]}
+              for r in results if not r.answerable and policy in r.policies and not r.policies[policy].refused]
+    return {"answerable_lost": {s: stages[s] for s in sorted(stages, key=_stage_order)},
+            "unanswerable_answered": leaked}
+
+
+def _stage_order(stage: str) -> int:
+    return LOSS_STAGES.index(stage) if stage in LOSS_STAGES else len(LOSS_STAGES)
+
+
+def related_recall(results: Sequence[QuestionResult], policy: str = "strict") -> dict[str, Any]:
+    """Over answerable questions ``policy`` refused although a gold passage was among the hits: how often a gold
+    passage is among the related passages the refusal shows, and first among them."""
+    eligible = [r for r in results if r.answerable and policy in r.policies and r.policies[policy].refused
+                and r.gold_hit]
+    return {"refused_with_gold_hit": len(eligible),
+            "gold_in_related": _share(sum(bool(r.gold_related) for r in eligible), len(eligible)),
+            "gold_first": _share(sum(bool(r.related_first) for r in eligible), len(eligible))}
 
 
 # -- summaries ---------------------------------------------------------------------------------------
@@ -292,6 +418,8 @@ def _policy_summary(results: Sequence[QuestionResult], policy: str) -> dict[str,
     return {
         "answered_correctly": _share(sum(v.correct for v in answerable), len(answerable)),
         "answer_rate": _share(sum(not v.refused for v in answerable), len(answerable)),
+        # answerable questions answered, but not correctly: worse than a refusal with the passage in related
+        "wrong_answers": _share(sum(not v.refused and not v.correct for v in answerable), len(answerable)),
         "refused": _share(sum(v.refused for v in unanswerable), len(unanswerable)),
         "faithfulness": _share(sum(v.supported_sentences for v in delivered), sum(v.sentences for v in delivered)),
         "uncited_answers": sum(not v.cited for v in delivered),
@@ -363,6 +491,8 @@ def summarise(results: Sequence[QuestionResult], policy: str = "strict") -> dict
         "policies": {p: _policy_summary(results, p) for p in POLICIES if any(p in r.policies for r in results)},
         "by_language": _group(results, lambda r: r.lang),
         "by_setting": _group(results, lambda r: r.setting or ("answerable" if r.answerable else "unanswerable")),
+        "losses": losses(results, policy),
+        "related": related_recall(results, policy),
     }
 
 
@@ -404,8 +534,11 @@ def answer_all(ws: Workspace, kb: KnowledgeBase, questions: Sequence[EvalQuery],
     if llm_cache is not None:
         cached = CachedLLM(get_llm(ws.settings), llm_cache)
         llm = cached
-    answerer = Answerer(ws, kb, llm)
+    # The fit of the user's own settings (their data dir's, else the shipped one), not of the index's workspace.
+    answerer = Answerer(ws, kb, llm, calibration=calibration_for(load_settings()))
     judge = make_judge(config.judge, answerer, config.threshold)
+    # The citation rule as the product applies it, sentences in another language matched by meaning included.
+    align = similarity(answerer.retriever.embedder) if answerer.retriever.embedder.multilingual else None
     doc_ids = index.doc_id_map() if index is not None else {}
 
     def catalog_ids(dataset_ids: Sequence[str]) -> list[str]:
@@ -426,9 +559,11 @@ def answer_all(ws: Workspace, kb: KnowledgeBase, questions: Sequence[EvalQuery],
             gold = set(catalog_ids([d for d, g in query.gold.items() if g > 0])) if query.gold else None
             # Model stages timed from the cache are not this run's: they are left out of the cost figures.
             timing = {"cached": 1.0} if cached is not None and cached.hit_since_reset else None
+            retrieved = [h.chunk for h in answerer.retriever.search(
+                answer.trace.get("standalone_question", query.text), k=RETRIEVED_DEPTH, filter=scope)]
             result = score(query, answer, answer.packed, judge,
                            rule=answer_rule(query, rule), policy=ws.settings.grounding, gold_doc_ids=gold,
-                           timing=timing)
+                           timing=timing, retrieved=retrieved, align=align)
             results.append(result)
             if answer.session_id is not None:
                 ws.sessions.delete(answer.session_id)

@@ -113,37 +113,12 @@ def cmd_eval_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
-def _answer_dataset(path: Path, docs: Path | None, setting: str | None = None,
-                    limit: int | None = None) -> Dataset:
-    """The format of ``--dataset`` by its shape: RGB (a BEIR folder with questions.jsonl), SQuAD JSON (CMRC
-    2018), a ClapNQ file or folder, or our question JSONL."""
-    from eval import datasets
-
-    if path.is_dir() and (path / "corpus.jsonl").is_file():
-        if (path / "questions.jsonl").is_file():
-            return datasets.load_rgb(path, setting or "both")
-        raise InvalidInputError(f"{path} is a BEIR retrieval task: it has no reference answers "
-                                "(use rag eval retrieval --beir)")
-    if path.suffix == ".json":
-        if setting is None:
-            return datasets.load_squad(path)
-        return datasets.load_squad_settings(path, setting, limit)
-    if setting is not None:
-        raise InvalidInputError("--setting applies to RGB (noisy, negative, both) and SQuAD-style JSON such as "
-                                "CMRC 2018 (normal, removed, both)")
-    first = ""
-    if path.is_file():
-        with path.open(encoding="utf-8") as handle:
-            first = next((line for line in handle if line.strip()), "")
-    if path.is_dir() or '"passages"' in first:
-        return datasets.load_clapnq(path)
-    return datasets.load_jsonl(path, docs)
-
-
 def cmd_eval_answers(args: argparse.Namespace) -> int:
     if not args.dataset.exists():
         raise InvalidInputError(f"data set {args.dataset} does not exist")
-    dataset = _answer_dataset(args.dataset, args.docs, args.setting, args.limit)
+    from eval.datasets import load_answer_dataset
+
+    dataset = load_answer_dataset(args.dataset, args.docs, args.setting, args.limit)
     if not dataset.docs and not args.kb:
         raise InvalidInputError("these questions come without documents: add --docs DIR or --kb NAME")
     from eval.answers import FAITHFUL_MIN_SIMILARITY, AnswerConfig, answer_all, report, run_answers, select_questions
@@ -208,6 +183,22 @@ def _answer_summary(out: dict) -> str:
                          f"{group['unanswerable']:>13}{pct(p['refused']):>9}{pct(p['faithfulness']):>9}"
                          f"{p['uncited_answers']:>8}{group['cost']['prompt_tokens']:>11.0f}"
                          f"{'n/a' if ttft is None else f'{ttft:.1f}s':>9}")
+    lost = out.get("losses", {})
+    if lost.get("answerable_lost"):
+        lines += ["", f"answerable questions lost, by stage ({out.get('policy', 'strict')}):"]
+        lines += [f"  {stage:18}{n:>5}" for stage, n in lost["answerable_lost"].items()]
+    if lost.get("unanswerable_answered"):
+        lines += ["", "unanswerable questions answered, and what let them through:"]
+        for leak in lost["unanswerable_answered"]:
+            signals = ", ".join(f"{k} {v:.2f}" for k, v in (leak.get("signals") or {}).items() if v is not None)
+            trust = "n/a" if leak.get("trust") is None else f"{leak['trust']:.2f}"
+            lines.append(f"  {leak['id']}: by {leak.get('delivered_by')}, trust {trust} ({signals}): "
+                         f"{leak['answer'][:80]!r}")
+    related = out.get("related", {})
+    if related.get("refused_with_gold_hit"):
+        lines += ["", f"refused answerable questions with the answering passage among the hits: "
+                      f"{related['refused_with_gold_hit']}; it is in related {pct(related['gold_in_related'])}, "
+                      f"first {pct(related['gold_first'])}"]
     return "\n".join(lines)
 
 
@@ -221,15 +212,126 @@ def cmd_eval_calibrate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    for lang, fit in out.items():
-        w, cv = fit["weights"], fit["cross_validated"]
-        print(f"{lang}: {fit['questions']} questions, {fit['candidates']} answers to score; threshold "
-              f"{fit['threshold']}: answered correctly {fit['answered_correctly']:.3f}, refused {fit['refused']:.3f} "
-              f"(5-fold cross-validated: {cv['answered_correctly']:.3f}, {cv['refused']:.3f})")
-        print(f'    "{lang}": TrustModel(intercept={w["intercept"]}, gate={w["gate"]}, '
-              f'passage_gate={w["passage_gate"]}, refusal_start={w["refusal_start"]}, '
-              f'evidence={w["evidence"]}, anchoring={w["anchoring"]}, threshold={fit["threshold"]}),')
+    print(calibration_table(out))
     return 0
+
+
+def calibration_table(out: dict) -> str:
+    """Per language: the fitted model, then each data set's rates in sample and left out of the fit."""
+    lines = []
+    for lang, fit in out.items():
+        model = fit["model"]
+        if model is None:
+            lines.append(f"{lang}: {fit['questions']} questions, no answer passed the rules: no fit")
+            continue
+        weights = ", ".join(f"{k} {v:+.3f}" for k, v in model["weights"].items())
+        lines += [f"{lang}: {fit['questions']} questions, {fit['candidates']} answers scored; intercept "
+                  f"{model['intercept']:+.3f}, {weights}; threshold {model['threshold']}, quote level "
+                  f"{model['quote_min_evidence']}, extract level {model['extract_min_evidence']}",
+                  f"  {'data set':28}{'correct':>9}{'wrong':>8}{'refused':>9}   {'left out: correct':>18}"
+                  f"{'wrong':>8}{'refused':>9}"]
+        for group, r in fit["in_sample"].items():
+            held = fit["leave_one_out"].get(group, {})
+
+            def cell(v: float | None) -> str:
+                return "n/a" if v is None or v != v else f"{v:.3f}"
+
+            lines.append(f"  {group:28}{cell(r['answered_correctly']):>9}{cell(r['wrong']):>8}"
+                         f"{cell(r['refused']):>9}   {cell(held.get('answered_correctly')):>18}"
+                         f"{cell(held.get('wrong')):>8}{cell(held.get('refused')):>9}")
+    return "\n".join(lines)
+
+
+def _default_eval_data() -> Path | None:
+    """``RAG_EVAL_DATA``, else ``shared/eval-data`` beside the checkout when it is there."""
+    import os
+
+    explicit = os.environ.get("RAG_EVAL_DATA")
+    if explicit:
+        return Path(explicit)
+    beside = Path(__file__).resolve().parents[2] / "shared" / "eval-data"
+    return beside if beside.is_dir() else None
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``rag calibrate``: answer the labelled sets with the configured generator, fit its answer checks and store the
+    fit where answering finds it."""
+    import sys
+    import time
+
+    from eval.answers import AnswerConfig, run_answers
+    from eval.calibrate import calibration_sets, fit_runs
+    from eval.datasets import load_answer_dataset
+    from rag_service.calibration import model_identity, save_fit
+    from rag_service.models import force_offline
+    from rag_service.settings import load_settings
+    from rag_service.verification import TrustModel
+
+    force_offline()
+    eval_data = args.eval_data or _default_eval_data()
+    if args.eval_data is not None and not args.eval_data.is_dir():
+        raise InvalidInputError(f"--eval-data {args.eval_data} is not a directory")
+    sets = calibration_sets(eval_data)
+    if args.sets:
+        wanted = [n.strip() for n in args.sets.split(",") if n.strip()]
+        unknown = set(wanted) - {s.name for s in sets}
+        if unknown:
+            raise InvalidInputError(f"unknown or missing set(s) {', '.join(sorted(unknown))}; available: "
+                                    f"{', '.join(s.name for s in sets)}")
+        sets = [s for s in sets if s.name in wanted]
+    settings = load_settings()
+    identity = model_identity(settings)
+    loaded = [(s, load_answer_dataset(s.path, s.docs, s.setting, args.limit or s.limit)) for s in sets]
+    total = sum(min(len(d.queries), args.limit or s.limit or len(d.queries)) for s, d in loaded)
+    print(f"calibrating the answer checks of {identity.label} on {len(sets)} set(s), {total} questions "
+          f"(model calls are cached: an interrupted run resumes where it stopped)", file=sys.stderr)
+    runs, done, started = [], 0, time.perf_counter()
+    work = settings.data_dir / "calibration" / "runs" / identity.key
+    for i, (s, dataset) in enumerate(loaded, start=1):
+        eta = "" if not done else f", about {(time.perf_counter() - started) / done * (total - done) / 60:.0f} min left"
+        print(f"[{i}/{len(loaded)}] {s.name}: {done} of {total} questions done{eta}", file=sys.stderr)
+        out = run_answers(dataset, AnswerConfig(), args.cache_dir, limit=args.limit or s.limit,
+                          progress=not args.quiet)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / f"{s.name}.json").write_text(json.dumps(out, ensure_ascii=False) + "\n", encoding="utf-8")
+        runs.append((s.name, out))
+        done += out["questions"]
+    fits = fit_runs(runs)
+    models = {lang: TrustModel.from_json(f["model"]) for lang, f in fits.items() if f.get("model")}
+    if not models:
+        raise InvalidInputError("no answer passed the rules in these questions: nothing to fit (use more questions)")
+    path = save_fit(settings, identity, models, {"sets": {s.name: d.name for s, d in loaded},
+                                                 "limit": args.limit, "fits": fits})
+    if args.json:
+        print(json.dumps({"generator": identity.label, "key": identity.key, "path": str(path), "fits": fits},
+                         indent=2, ensure_ascii=False))
+        return 0
+    print(calibration_table(fits))
+    print(f"\nfit stored in {path}: answers of {identity.label} use it from now on (rag config shows it)")
+    return 0
+
+
+def add_calibrate_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``rag calibrate`` on the ``rag`` parser."""
+    c = subparsers.add_parser(
+        "calibrate", help="fit the answer checks to the configured generator (local GGUF or RAG_LLM_BASE_URL)",
+        description="Answers the labelled sets (ours: FAQ pages in both languages and asked across languages; "
+        "RGB zh dev, ClapNQ dev and CMRC 2018 dev from --eval-data when present) with the configured generator, "
+        "fits the trust model of the answer checks to its yes/no answers and stores the fit in "
+        "<data_dir>/calibration/, keyed by the model's identity (GGUF sha256, or server URL + model name). "
+        "Answering uses it automatically. Prints each set's rates in sample and left out of the fit.")
+    c.add_argument("--sets", metavar="A,B", help="only these sets (default: all available)")
+    c.add_argument("--limit", type=_int_at_least(2), metavar="N",
+                   help="questions per set (half unanswerable where the set has both; default: ours whole, the "
+                   "public sets 200)")
+    c.add_argument("--eval-data", type=Path, metavar="DIR",
+                   help="folder holding rgb_zh_dev/, clapnq_dev/, cmrc2018/ (default RAG_EVAL_DATA, else "
+                   "../shared/eval-data beside the checkout when present)")
+    c.add_argument("--cache-dir", type=Path, metavar="DIR",
+                   help="indexes and model calls cache (default RAG_EVAL_CACHE, else <RAG_DATA_DIR>/eval-cache)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.add_argument("--json", action="store_true", help="print the fits and where they were stored as JSON")
+    c.set_defaults(func=cmd_calibrate)
 
 
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:

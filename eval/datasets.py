@@ -345,3 +345,28 @@ def _folder_docs(folder: Path) -> tuple[list[EvalDoc], list[tuple[str, Path]]]:
     if not docs:
         raise InvalidInputError(f"documents folder {folder} holds no files")
     return docs, files
+
+
+def load_answer_dataset(path: Path, docs: Path | None, setting: str | None = None,
+                    limit: int | None = None) -> Dataset:
+    """The format of ``--dataset`` by its shape: RGB (a BEIR folder with questions.jsonl), SQuAD JSON (CMRC
+    2018), a ClapNQ file or folder, or our question JSONL."""
+    if path.is_dir() and (path / "corpus.jsonl").is_file():
+        if (path / "questions.jsonl").is_file():
+            return load_rgb(path, setting or "both")
+        raise InvalidInputError(f"{path} is a BEIR retrieval task: it has no reference answers "
+                                "(use rag eval retrieval --beir)")
+    if path.suffix == ".json":
+        if setting is None:
+            return load_squad(path)
+        return load_squad_settings(path, setting, limit)
+    if setting is not None:
+        raise InvalidInputError("--setting applies to RGB (noisy, negative, both) and SQuAD-style JSON such as "
+                                "CMRC 2018 (normal, removed, both)")
+    first = ""
+    if path.is_file():
+        with path.open(encoding="utf-8") as handle:
+            first = next((line for line in handle if line.strip()), "")
+    if path.is_dir() or '"passages"' in first:
+        return load_clapnq(path)
+    return load_jsonl(path, docs)

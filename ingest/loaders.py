@@ -29,6 +29,7 @@ from docx.table import Table
 from docx.text.paragraph import Paragraph
 
 from rag_service.errors import InvalidInputError
+from rag_service.language import has_words
 from rag_service.records import Document
 from rag_service.settings import Settings
 
@@ -168,7 +169,7 @@ def load(path: Path, source: str, raw: bytes, *, json_text_field: str = "text",
         else:
             text, metadata = clean(decoded), {}
         metadata["encoding"] = encoding
-    if not text:
+    if not has_words(text):  # nothing but separators, markers or digits
         raise InvalidInputError(f"{source}: no text in the file")
     sha = hashlib.sha256(raw).hexdigest()
     return Document(id=sha[:16], source=source, text=text, sha256=sha, metadata={"format": fmt, **metadata})

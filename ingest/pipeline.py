@@ -26,6 +26,7 @@ from ingest.splitters import Splitter, make_splitter
 from rag_service.catalog import KnowledgeBase
 from rag_service.embeddings import Embedder, get_embedder
 from rag_service.errors import ConfigError, DocumentExistsError, InvalidInputError, RagError
+from rag_service.language import has_words
 from rag_service.lexical import ensure_tokens
 from rag_service.records import Chunk, Document
 from rag_service.settings import Settings, chunking_problem
@@ -210,7 +211,9 @@ class Ingestor:
             return unchanged
         if not self.replace:
             check_no_collision(self.ws, self.kb, [(doc.source, doc.id)])
-        chunks = with_pages(self.splitter.split(doc), doc)
+        # A chunk without a word (a separator line, a list marker cut from its item) would rank on its heading
+        # path alone and show the model and the user nothing.
+        chunks = [c for c in with_pages(self.splitter.split(doc), doc) if has_words(c.text)]
         limit = self.ws.settings.max_chunks_per_document
         if len(chunks) > limit:
             raise InvalidInputError(f"{doc.source}: splits into {len(chunks):,} chunks, over the {limit:,} limit "

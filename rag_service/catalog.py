@@ -166,7 +166,7 @@ class Catalog:
     def __init__(self, db: Database) -> None:
         self._db = db
         db.migrate("catalog", MIGRATIONS)
-        self._languages: dict[str, tuple[int, Language | None]] = {}  # kb id -> (revision, language)
+        self._languages: dict[str, tuple[int, dict[str | None, int]]] = {}  # kb id -> (revision, chunks by language)
 
     def close(self) -> None:
         self._db.close()
@@ -231,17 +231,20 @@ class Catalog:
         return [DocumentRecord(**dict(r)) for r in self._db.execute(sql + " ORDER BY created, source", args)]
 
     def kb_language(self, kb: KnowledgeBase) -> Language | None:
-        """The language of most of the KB's searchable chunks (None: an empty KB). Documents become searchable or
-        go away only with a new revision, so the answer is kept per revision (one query per change, not per
-        search)."""
+        """The language of most of the KB's searchable chunks (None: an empty KB)."""
+        return majority_language(self.kb_languages(kb))
+
+    def kb_languages(self, kb: KnowledgeBase) -> dict[str | None, int]:
+        """Searchable chunks per document language. Documents become searchable or go away only with a new
+        revision, so the answer is kept per revision (one query per change, not per search)."""
         cached = self._languages.get(kb.id)
         if cached is not None and cached[0] == kb.revision:
             return cached[1]
         rows = self._db.execute("SELECT language, SUM(chunks) FROM documents WHERE kb_id = ? AND status = 'ready' "
                                 "GROUP BY language", (kb.id,)).rows
-        language = majority_language({r[0]: int(r[1] or 0) for r in rows})
-        self._languages[kb.id] = (kb.revision, language)
-        return language
+        counts = {r[0]: int(r[1] or 0) for r in rows}
+        self._languages[kb.id] = (kb.revision, counts)
+        return counts
 
     def get_document(self, kb_id: str, doc_id: str) -> DocumentRecord | None:
         row = self._db.execute(

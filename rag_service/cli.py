@@ -324,6 +324,17 @@ def cmd_config(args: argparse.Namespace) -> int:
     print("\nSearch defaults by the language of a KB's chunks (used where the settings above are unset):")
     for language, d in LANGUAGE_DEFAULTS.items():
         print(f"  {language}: fusion {d.fusion}, bm25 weight {d.bm25_weight}\n    measured: {d.evidence}")
+    from rag_service.calibration import calibration_status
+    from rag_service.errors import RagError
+
+    try:
+        status = calibration_status(current)
+    except RagError as exc:
+        print(f"\nAnswer checks: cannot identify the generator ({exc})")
+        return 0
+    print(f"\nAnswer checks: generator {status['generator']} ({status['key']}), fit: {status['fit']}")
+    if "warning" in status:
+        print(f"warning: {status['warning']}", file=sys.stderr)
     return 0
 
 
@@ -396,7 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=["bm25", "vector", "hybrid"], default="hybrid")
     s.add_argument("--fusion", choices=["rrf", "weighted"],
                    help="default: the KB's, else RAG_FUSION, else by the KB's language (rag config)")
-    s.add_argument("--expand", choices=["multi", "hyde"], help="LLM query expansion (slower)")
+    s.add_argument("--expand", choices=["multi", "hyde", "translate"],
+                   help="LLM query expansion (slower): paraphrases, a hypothetical answer passage, or the question "
+                   "translated into the KB's other language (answers do this on their own, RAG_TRANSLATE_QUERY)")
     s.add_argument("--rerank", help="none | e5 | path to a CrossEncoder model (default: RAG_RERANK)")
     s.add_argument("--pseudo-feedback", type=int, metavar="N", help="search the vectors again with the query "
                    "moved towards the first N results when they are close to each other; 0 off (default: "
@@ -498,8 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "before it goes back to the queue (default 20)")
     s.set_defaults(func=cmd_worker)
 
-    from eval.cli import add_eval_parser
+    from eval.cli import add_calibrate_parser, add_eval_parser
 
+    add_calibrate_parser(sub)
     add_eval_parser(sub)
     return p
 

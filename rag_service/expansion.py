@@ -1,4 +1,5 @@
-"""Query expansion with the LLM (opt-in per request): multi-query paraphrases and HyDE passages."""
+"""Query expansion with the LLM: multi-query paraphrases and HyDE passages (opt-in per request), and the question
+translated into the other language of a mixed-language knowledge base (``translate``; on when answering)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from rag_service.llm import LLM
 from rag_service.settings import Settings
 from rag_service.tokenize import has_cjk
 
-Expand = Literal["multi", "hyde"]
-EXPANSIONS: tuple[Expand, ...] = ("multi", "hyde")
+Expand = Literal["multi", "hyde", "translate"]
+EXPANSIONS: tuple[Expand, ...] = ("multi", "hyde", "translate")
 _LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d+[.)、]|[（(]?\d+[)）])\s*")
 
 
@@ -38,6 +39,14 @@ class QueryExpander:
                 seen.add(line.lower())
                 out.append(line)
         return out[:n]
+
+    def translation(self, question: str, target: str) -> str:
+        """``question`` in the ``target`` language (``prompts/translate.<target>.txt``): its first line, or the
+        question itself when the model wrote nothing."""
+        template = prompts.load(f"translate.{target}", self._settings.prompts_dir)
+        text = self._llm().complete(template.messages(question=question), max_tokens=96, temperature=0.0).text
+        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+        return lines[0] if lines else question
 
     def hypothetical_passage(self, question: str) -> str:
         return self._ask("hyde", question).strip()

@@ -12,16 +12,18 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rag_service import prompts
+from rag_service.calibration import calibration_for
 from rag_service.catalog import KnowledgeBase
 from rag_service.citations import strip_markers
+from rag_service.embeddings import similarity
 from rag_service.filters import SearchFilter
+from rag_service.language import detect_language
 from rag_service.llm import LLM, Completion, get_llm
-from rag_service.models import BUNDLED_LLMS
 from rag_service.passages import complete_lists, is_question_list, with_neighbours
 from rag_service.records import Answer, Chunk, Citation, Claim, Hit, Usage
 from rag_service.retrieval import Retriever
 from rag_service.tokenize import has_cjk
-from rag_service.verification import POLICIES, Policy, Signals, Verifier
+from rag_service.verification import NO_FIT_WARNING, POLICIES, Calibration, Policy, Signals, Verification, Verifier
 from rag_service.workspace import Workspace
 
 # Best e5 cosine below which a question with no BM25 match is refused without calling the LLM.
@@ -63,11 +65,13 @@ class _Turn:
 
 
 class Answerer:
-    def __init__(self, ws: Workspace, kb: KnowledgeBase, llm: LLM | None = None) -> None:
+    def __init__(self, ws: Workspace, kb: KnowledgeBase, llm: LLM | None = None,
+                 calibration: Calibration | None = None) -> None:
         self.ws = ws
         self.kb = kb
         self.retriever = Retriever(ws, kb)
         self._llm = llm
+        self._calibration = calibration  # None: the fit for the workspace's settings (calibration_for)
 
     @property
     def llm(self) -> LLM:
@@ -127,9 +131,12 @@ class Answerer:
         turn.timings["verify_s"] = time.perf_counter() - t1
         turn.trace["citation_checks"] = [asdict(c) for c in verification.checks]
         turn.trace["verification"] = verification.to_json()
+        if not verification.calibrated and policy != "off":
+            turn.trace["warnings"] = [NO_FIT_WARNING]
         turn.trace["policy_views"] = {p: _view(verification.apply(p)) for p in POLICIES}
         text, citations, refused, claims = verification.apply(policy)
         if refused:
+            turn.hits = _answering_first(turn.hits, turn.packed, verification)
             yield self._finish(turn, turn.refusal, usage, refused=True)
             return
         yield self._finish(turn, text, usage, refused=False, citations=citations, claims=claims)
@@ -142,13 +149,11 @@ class Answerer:
 
     def verifier(self, policy: Policy, turn: _Turn | None = None) -> Verifier:
         """The checks for ``policy``: none beyond citation markers with 'off'; otherwise the claim rules and
-        the trust model calibrated for this generator and language (threshold overridable). The generator is
-        the bundled model ``llm`` names, also behind ``llm_base_url`` (a server running that model); a GGUF
-        of your own has no calibration."""
+        the trust model fitted for this generator (``calibration.calibration_for``; threshold overridable)."""
         settings = self.ws.settings
-        model = settings.llm if settings.llm_model_path is None and settings.llm in BUNDLED_LLMS else ""
+        calibration = self._calibration or calibration_for(settings)
         if turn is None or policy == "off":
-            return Verifier(model, check=policy != "off", trust_min=settings.trust_min)
+            return Verifier(calibration, check=policy != "off", trust_min=settings.trust_min)
         lang = turn.trace["language"]
         gate, check = self._template(f"gate_passage.{lang}"), self._template(f"check_evidence.{lang}")
 
@@ -167,7 +172,9 @@ class Answerer:
                 opening="" if not opening or opening in sentence or sentence in opening else opening),
                 after_answer=True)
 
-        return Verifier(model, trust_min=settings.trust_min, passage_gate=passage_gate, evidence_check=evidence_check)
+        embedder = self.retriever.embedder
+        return Verifier(calibration, trust_min=settings.trust_min, passage_gate=passage_gate,
+                        evidence_check=evidence_check, align=similarity(embedder) if embedder.multilingual else None)
 
     def _model_refused(self, turn: _Turn, completion: str) -> bool:
         """The model's refusal sentence, or nothing but markers and punctuation ('[1] [2]。')."""
@@ -193,7 +200,11 @@ class Answerer:
         turn.trace.update(question=question, standalone_question=turn.standalone, language=lang, session_id=sid)
 
         t1 = time.perf_counter()
-        hits = self.retriever.search(turn.standalone, k=k, filter=filter)
+        found = self.retriever.run(turn.standalone, k=k, filter=filter,
+                                   expand="translate" if settings.translate_query else None)
+        hits = found.hits
+        if found.translation is not None:
+            turn.trace["translation"] = found.translation
         turn.timings["retrieve_s"] = time.perf_counter() - t1
         turn.hits = hits
         turn.trace["hits"] = [{**h.to_json(), "ranks": h.ranks, "scores": h.scores} for h in hits]
@@ -208,7 +219,7 @@ class Answerer:
                        for m in template.messages(passages="", question=turn.standalone))
         budget = min(settings.context_max_tokens,
                      settings.llm_context_size - overhead - settings.llm_max_tokens - 32)
-        turn.packed, passages = self.pack(self.relevant(hits), budget)
+        turn.packed, passages = self.pack(self.relevant(hits, turn.standalone), budget)
         turn.timings["pack_s"] = time.perf_counter() - t2
         turn.trace["packed"] = [c.id for c in turn.packed]
         if not turn.packed:  # every hit was a list of questions (a table of contents): nothing states anything
@@ -241,19 +252,22 @@ class Answerer:
         floor = self.ws.settings.refusal_min_similarity
         if floor is None:
             floor = REFUSAL_MIN_SIMILARITY.get(self.kb.embedder)
-        if floor is None or not any("vector" in h.scores for h in hits):
+        if floor is None or not any(_vector_score(h) is not None for h in hits):
             return False
-        best = max(h.scores.get("vector", -1.0) for h in hits)
-        keyword_match = any("bm25" in h.ranks for h in hits)
+        best = max(_vector_score(h) or -1.0 for h in hits)
+        keyword_match = any(name.startswith("bm25") for h in hits for name in h.ranks)
         return best < floor and not keyword_match
 
-    def relevant(self, hits: list[Hit]) -> list[Hit]:
+    def relevant(self, hits: list[Hit], question: str = "") -> list[Hit]:
         """Hits worth prompt tokens. Every packed passage costs prefill time on a small CPU, and weak
         ones invite the model to wander. With fused (hybrid) results: the best hit, then those whose
         reciprocal-rank score is within ``context_min_relative_score`` of the best one and whose vector
         similarity is within ``context_vector_margin`` of the best. The gate reads each hit's ranks, not its
         fused score, so it keeps its calibrated meaning whichever fusion ordered the hits (a chunk only one
-        retriever ranked falls below a chunk both ranked). Single-retriever results are left alone."""
+        retriever ranked falls below a chunk both ranked). Single-retriever results are left alone.
+        The best vector hit written in another language than ``question`` is always kept: BM25 cannot match
+        it, so its rank score says nothing ("How many books can I borrow?" over a Chinese rule whose English
+        neighbour says "booked")."""
         if not hits or len(hits[0].ranks) < 2:
             return hits
         settings = self.ws.settings
@@ -262,10 +276,14 @@ class Answerer:
         margin = settings.context_vector_margin
         if margin is None:
             margin = CONTEXT_VECTOR_MARGIN.get(self.kb.embedder)
-        best_vector = max((h.scores.get("vector", -1.0) for h in hits), default=-1.0)
+        best_vector = max((_vector_score(h) or -1.0 for h in hits), default=-1.0)
+        foreign = next((h for h in hits if _vector_score(h) == best_vector), None) if question else None
+        if foreign is not None and detect_language(foreign.chunk.text) == language(question):
+            foreign = None
         return [hits[0]] + [
             h for h, score in zip(hits[1:], rank_scores[1:], strict=True)
-            if score >= floor and (margin is None or h.scores.get("vector", -1.0) >= best_vector - margin)
+            if h is foreign
+            or (score >= floor and (margin is None or (_vector_score(h) or -1.0) >= best_vector - margin))
         ]
 
     def pack(self, hits: list[Hit], budget: int) -> tuple[list[Chunk], str]:
@@ -312,6 +330,24 @@ class Answerer:
                       grounded=bool(citations), trace=turn.trace, session_id=turn.session_id,
                       related=turn.hits[:RELATED_MAX] if refused else [], claims=claims or [],
                       policy=self.ws.settings.grounding, packed=turn.packed)
+
+
+def _answering_first(hits: list[Hit], packed: list[Chunk], verification: Verification) -> list[Hit]:
+    """The hits with those the checks found closest to answering first (a refusal shows the first RELATED_MAX): the
+    passages of the evidence units the model judged most likely to answer, then those the draft cited, then the
+    rest in rank order. The passage that answers is often there when a refusal is wrong."""
+    order: list[str] = []
+    for unit in sorted(verification.units, key=lambda u: -u.p):
+        order.append(packed[unit.passage - 1].id)
+    for claim in verification.claims:
+        order += [packed[n - 1].id for n in claim.citations if 1 <= n <= len(packed)]
+    rank = {chunk_id: i for i, chunk_id in enumerate(dict.fromkeys(order))}
+    return sorted(hits, key=lambda h: rank.get(h.chunk.id, len(rank)))
+
+
+def _vector_score(hit: Hit) -> float | None:
+    """The hit's best vector similarity, to the question or to its translation (None: no vector list found it)."""
+    return max((s for name, s in hit.scores.items() if name.startswith("vector")), default=None)
 
 
 def _view(applied: tuple[str, list[Citation], bool, list[Claim]]) -> dict[str, Any]:

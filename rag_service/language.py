@@ -26,10 +26,21 @@ _LETTERS = re.compile(rf"[^\W\d_{CJK_RANGES}]")
 LETTERS_PER_WORD = 5
 
 
+def has_words(text: str) -> bool:
+    """Whether ``text`` holds a letter or a CJK character: a separator line ('-----', '* * *'), a bare list marker
+    or a lone number says nothing and is never indexed, packed or shown."""
+    return bool(_CJK_CHARS.search(text) or _LETTERS.search(text))
+
+
 def detect_language(text: str) -> Language:
     """``zh`` when CJK characters outnumber Latin-script words (letters / 5), else ``en``."""
     cjk = len(_CJK_CHARS.findall(text))
     return "zh" if cjk and cjk * LETTERS_PER_WORD >= len(_LETTERS.findall(text)) else "en"
+
+
+def query_language(text: str) -> Language:
+    """The language a question is asked in: ``zh`` when it holds any CJK character (answers and prompts follow it)."""
+    return "zh" if _CJK_CHARS.search(text) else "en"
 
 
 def majority_language(chunks_by_language: Mapping[str | None, int]) -> Language | None:

@@ -203,7 +203,7 @@ class OpenAIHttpLLM(LLM):
     tokenizer is not local): about 3 UTF-8 bytes per token errs on the safe side for CJK and English."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None, timeout: float = 300.0) -> None:
-        self.name = model
+        self.name = f"{model} at {base_url.rstrip('/')}"  # what the server runs: two servers are two models
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._model = model
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

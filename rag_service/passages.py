@@ -16,39 +16,26 @@ from dataclasses import replace
 
 from rag_service.citations import marked_sentences, marker_gap
 from rag_service.records import Chunk
+from rag_service.textunits import LEAD_IN, LIST_ITEM, LIST_MARKER, QUESTION_END, is_header, nonblank_lines
 from rag_service.tokenize import evidence_tokens
 
-# A list item's marker: a bullet, "1." / "1)" / "1、" / "(1)", a circled number, "a)".
-_MARKER = r"^\s*(?:[-*•·▪◦●○■□►▶✓✔]|\d{1,2}[.)、）]|[(（]\d{1,2}[)）]|[①-⑳]|[a-zA-Z][.)](?=\s))\s*"
-LIST_ITEM = re.compile(_MARKER + r"\S")
-_QUESTION_END = re.compile(r"[?？]\s*$")
 _NUMBERED = re.compile(r"^\s*(?:\d{1,2}[.)、]|[一二三四五六七八九十]+、|[(（]\d{1,2}[)）])\s*\S")
 _SENTENCE_END = re.compile(r"[。.!！;；]\s*$")
-LEAD_IN = re.compile(r"[:：]\s*$")
 # Most characters taken from a neighbour: enough for a question line or a short list, not a section.
 NEIGHBOUR_MAX_CHARS = 300
-
-
-def _lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.strip()]
 
 
 def is_question_list(text: str) -> bool:
     """A table of contents or a list of questions: at least four lines, and either three in five or more of
     them ending in a question mark (a Q&A thread, question then reply, stays below), or seven in ten or more
     numbered titles: short, without a sentence's closing mark. It names topics; it states nothing about them."""
-    lines = _lines(text)
+    lines = nonblank_lines(text)
     if len(lines) < 4:
         return False
-    questions = sum(bool(_QUESTION_END.search(line)) for line in lines)
+    questions = sum(bool(QUESTION_END.search(line)) for line in lines)
     titles = sum(bool(_NUMBERED.match(line)) and len(line.strip()) <= 60 and not _SENTENCE_END.search(line)
                  for line in lines)
     return questions * 5 >= len(lines) * 3 or (titles * 10 >= len(lines) * 7 and titles >= 5)
-
-
-def _is_header(line: str) -> bool:
-    """A line that introduces what follows: a question, or a lead-in ending with a colon."""
-    return bool(_QUESTION_END.search(line) or LEAD_IN.search(line))
 
 
 def with_heading(chunk: Chunk) -> Chunk:
@@ -75,18 +62,18 @@ def with_neighbours(chunk: Chunk, before: Chunk | None, after: Chunk | None) -> 
         chunk = with_heading(chunk)
         before = before if before is not None and before.metadata.get("headings") == headings else None
         after = after if after is not None and after.metadata.get("headings") == headings else None
-    lines = _lines(chunk.text)
+    lines = nonblank_lines(chunk.text)
     if not lines:
         return chunk
     text = chunk.text
     added: list[str] = []
-    if before is not None and LIST_ITEM.match(lines[0]) and not _is_header(lines[0]):
+    if before is not None and LIST_ITEM.match(lines[0]) and not is_header(lines[0]):
         overlap = max(before.end - chunk.start, 0)  # the splitter's overlap is already in ``chunk``
-        previous = _lines(before.text[: len(before.text) - overlap])
+        previous = nonblank_lines(before.text[: len(before.text) - overlap])
         # The header the list hangs from: the nearest question or lead-in line above, with nothing but list
         # items between it and this chunk (a paragraph in between means the list is not this one).
         for i in range(len(previous) - 1, max(len(previous) - 8, -1), -1):
-            if _is_header(previous[i]) and not LIST_ITEM.match(previous[i]):
+            if is_header(previous[i]) and not LIST_ITEM.match(previous[i]):
                 head = "\n".join(previous[i:])
                 if len(head) <= NEIGHBOUR_MAX_CHARS:
                     text = head + "\n" + text
@@ -94,13 +81,13 @@ def with_neighbours(chunk: Chunk, before: Chunk | None, after: Chunk | None) -> 
                 break
             if not LIST_ITEM.match(previous[i]):
                 break
-    if after is not None and ((LIST_ITEM.match(lines[-1]) and not _QUESTION_END.search(lines[-1]))
+    if after is not None and ((LIST_ITEM.match(lines[-1]) and not QUESTION_END.search(lines[-1]))
                               or LEAD_IN.search(lines[-1])):
         overlap = max(chunk.end - after.start, 0)
-        following = _lines(after.text[overlap:])
+        following = nonblank_lines(after.text[overlap:])
         items: list[str] = []
         for line in following:
-            if (not LIST_ITEM.match(line) or _is_header(line)
+            if (not LIST_ITEM.match(line) or is_header(line)
                     or sum(map(len, items)) + len(line) > NEIGHBOUR_MAX_CHARS):
                 break
             items.append(line)
@@ -113,19 +100,19 @@ def with_neighbours(chunk: Chunk, before: Chunk | None, after: Chunk | None) -> 
 
 
 def _item_text(line: str) -> str:
-    return re.sub(_MARKER, "", line).strip().rstrip("；;。，,")
+    return re.sub(LIST_MARKER, "", line).strip().rstrip("；;。，,")
 
 
 def list_blocks(text: str) -> list[tuple[str | None, list[str]]]:
     """The lists in a passage: (the line introducing it, when it ends with a colon, and its items), two
     items or more."""
     blocks: list[tuple[str | None, list[str]]] = []
-    lines = _lines(text)
+    lines = nonblank_lines(text)
     i = 0
     while i < len(lines):
-        if LIST_ITEM.match(lines[i]) and not _is_header(lines[i]):
+        if LIST_ITEM.match(lines[i]) and not is_header(lines[i]):
             j = i
-            while j < len(lines) and LIST_ITEM.match(lines[j]) and not _is_header(lines[j]):
+            while j < len(lines) and LIST_ITEM.match(lines[j]) and not is_header(lines[j]):
                 j += 1
             if j - i >= 2:
                 header = lines[i - 1].strip() if i and LEAD_IN.search(lines[i - 1]) else None

@@ -116,7 +116,12 @@ class Claim:
     evidence: str | None = None  # the cited passage's sentence that states it best (by anchoring)
     evidence_passage: int | None = None  # the packed passage number ([n]) that sentence comes from
     lead_in: bool = False
-    how: str = ""  # what citation validation did: model | corrected | attributed | unsupported
+    how: str = ""  # what citation validation did: model | corrected | attributed | unsupported | extract
+    # Share of the sentence found verbatim in the passage it cites (verification.quote_share): a quote is checkable
+    # character by character.
+    quote: float | None = None
+    evidence_p: float | None = None  # P(yes) that its evidence answers the question, when the model was asked
+    aligned: bool = False  # matched to its passage in another language by meaning (citations.ALIGN_MIN)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"text": self.text, "citations": self.citations, "supported": self.supported}

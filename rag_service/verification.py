@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from difflib import SequenceMatcher
 from typing import Any, Literal
 
-from rag_service.citations import SentenceCheck, validate
-from rag_service.passages import LEAD_IN, LIST_ITEM
+from rag_service.citations import Aligner, SentenceCheck, place_markers, strip_markers, validate
 from rag_service.records import Chunk, Citation, Claim
+from rag_service.textunits import LEAD_IN, LIST_ITEM, evidence_units
 from rag_service.tokenize import STOPWORDS, arabic_numerals, english_numerals, evidence_tokens, has_cjk, tokenize
 
 Policy = Literal["strict", "lenient", "off"]
@@ -71,6 +72,16 @@ class Signals:
     evidence: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """A unit of evidence the checks put to the model (``passages.evidence_units``): a sentence, a list item under
+    the line that introduces it, or a whole list; ``p`` is P(yes) that it answers the question."""
+
+    text: str
+    passage: int  # the packed passage ([n]) it comes from
+    p: float
+
+
 @dataclass(slots=True)
 class Verification:
     """Everything the checks found; ``apply`` turns it into what a policy delivers."""
@@ -83,21 +94,36 @@ class Verification:
     signals: Signals = field(default_factory=lambda: Signals())
     trust: float | None = None  # the calibrated score that the answer is right (None: not scored)
     trust_threshold: float = 0.0
+    units: list[Unit] = field(default_factory=list)  # the evidence units the model was asked about
+    # The document's own words delivered when the draft fails the checks but a passage states the answer.
+    extract: Unit | None = None
+    calibration: str = ""  # which fit judged it (``Calibration.label``)
+    calibrated: bool = True  # False: the generator has no fit, the conservative default judged it
 
     @property
     def trust_met(self) -> bool:
         return self.trust is None or self.trust >= self.trust_threshold
 
+    @property
+    def delivered_by(self) -> str | None:
+        """What let the answer through: the trust score, verbatim quotes of the passages, or the extract."""
+        if self.model_refused:
+            return None
+        if any(c.supported and not c.lead_in for c in self.claims):
+            return "trust" if self.trust_met else "quote"
+        return "extract" if self.extract is not None else None
+
     def apply(self, policy: Policy) -> tuple[str, list[Citation], bool, list[Claim]]:
         """(answer text, citations, refused, claims as delivered) under ``policy``. With ``off`` the
         validated text is delivered as written; otherwise unsupported sentences are removed (``strict``)
-        or kept (``lenient``), and an answer with no supported sentence is refused."""
+        or kept (``lenient``), and an answer with no supported sentence is refused, or replaced by the extract
+        when there is one."""
         if self.model_refused:
             return "", [], True, []
         keep = [self._kept(i, policy) for i in range(len(self.claims))]
         if policy != "off" and not any(k and c.supported and not c.lead_in for k, c in zip(keep, self.claims,
                                                                                            strict=True)):
-            return "", [], True, []
+            return self._extracted()
         parts = [r for k, r in zip(keep, self.rendered, strict=True) if k]
         text = "".join(parts).strip()
         numbers = {n for k, c in zip(keep, self.claims, strict=True) if k for n in c.citations}
@@ -107,6 +133,33 @@ class Verification:
         if not re.search(r"\w", re.sub(r"\[\d+\]", "", text)):
             return "", [], True, []
         return text, citations, False, [c for k, c in zip(keep, self.claims, strict=True) if k]
+
+    def decide(self, model: TrustModel, trust_min: float | None = None) -> None:
+        """Judges what the checks found with ``model`` (again, if it was judged before: the evaluation replays other
+        fits on one run): the trust score of the sentences that passed the rules; below the threshold only their
+        quotes whose evidence the model found to answer the question stay supported, and an answer left with
+        nothing gets the extract, the evidence unit the model found most clearly to answer it."""
+        self.claims = [replace(c, supported=True, reason=None) if c.reason == "not-stated" else c for c in self.claims]
+        passed = [c for c in self.claims if c.supported and not c.lead_in]
+        self.trust = model.score(trust_features(self.signals, passed)) if passed else None
+        self.trust_threshold = model.threshold if trust_min is None else trust_min
+        self.extract = None
+        if self.trust_met:
+            return
+        self.claims = [c if not c.supported or c.lead_in or _quoted(c, model)
+                       else replace(c, supported=False, reason="not-stated") for c in self.claims]
+        if not any(c.supported and not c.lead_in for c in self.claims):
+            best = max(self.units, key=lambda u: u.p, default=None)
+            if best is not None and model.extract_min_evidence is not None and best.p >= model.extract_min_evidence:
+                self.extract = best
+
+    def _extracted(self) -> tuple[str, list[Citation], bool, list[Claim]]:
+        if self.extract is None or self.extract.passage not in self.citations:
+            return "", [], True, []
+        text = quote_text(self.extract.text, self.extract.passage)
+        claim = Claim(strip_markers(text), [self.extract.passage], True, evidence=self.extract.text,
+                      evidence_passage=self.extract.passage, how="extract", quote=1.0)
+        return text, [self.citations[self.extract.passage]], False, [claim]
 
     def _kept(self, i: int, policy: Policy) -> bool:
         claim = self.claims[i]
@@ -125,13 +178,42 @@ class Verification:
     def to_json(self) -> dict[str, Any]:
         return {"model_refused": self.model_refused, "claims": [asdict(c) for c in self.claims],
                 "rendered": self.rendered, "signals": asdict(self.signals), "trust": self.trust,
-                "trust_threshold": self.trust_threshold}
+                "trust_threshold": self.trust_threshold, "units": [asdict(u) for u in self.units],
+                "extract": asdict(self.extract) if self.extract else None, "delivered_by": self.delivered_by,
+                "calibration": self.calibration, "calibrated": self.calibrated}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], citations: dict[int, Citation]) -> Verification:
+        """A verification as ``to_json`` wrote it into a trace, to be judged again (``decide``) with another fit."""
+        return cls([Claim(**c) for c in data.get("claims", [])], list(data.get("rendered", [])), citations,
+                   model_refused=bool(data.get("model_refused")), signals=Signals(**data.get("signals", {})),
+                   trust=data.get("trust"), trust_threshold=data.get("trust_threshold", 0.0),
+                   units=[Unit(**u) for u in data.get("units", [])],
+                   extract=Unit(**data["extract"]) if data.get("extract") else None,
+                   calibration=data.get("calibration", ""), calibrated=data.get("calibrated", True))
+
+
+def _quoted(claim: Claim, model: TrustModel) -> bool:
+    """A sentence copied from its passage whose evidence unit the model found to answer the question."""
+    return (model.quote_min_evidence is not None and (claim.quote or 0.0) >= QUOTE_MIN
+            and claim.evidence_p is not None and claim.evidence_p >= model.quote_min_evidence)
+
+
+def quote_text(unit: str, n: int) -> str:
+    """An evidence unit as an answer, in the document's words, each line with the passage's marker; a question line
+    that introduces a list is left out (the list answers it), a lead-in line stays unmarked."""
+    lines = [line.strip() for line in unit.splitlines() if line.strip()]
+    if len(lines) > 1 and _QUESTION_LINE.search(lines[0]):
+        lines = lines[1:]
+    return "\n".join(line if LEAD_IN.search(line) and len(lines) > 1 else place_markers(line, line, [n])
+                     for line in lines)
 
 
 # Questions whose answer is a number, an amount or a date: an answer sentence without a number of its own
-# ("Deng Lun evaded taxes and was fined" to "how much did he evade?") does not answer them.
+# ("Deng Lun evaded taxes and was fined" to "how much did he evade?") does not answer them. "哪几种方式" asks
+# which ways, not how many.
 _ASKS_NUMBER = re.compile(
-    r"多少|几|多大|多高|多长|多久|多重|多远|多快|第几|百分之|比例|比率|增长率|什么时候|何时|哪一?年|哪一?天|哪个月|"
+    r"多少|(?<!哪)几|多大|多高|多长|多久|多重|多远|多快|第几|百分之|比例|比率|增长率|什么时候|何时|哪一?年|哪一?天|哪个月|"
     r"\bhow (?:many|much|long|old|far|tall|big|large|high|often|soon)\b|\bwhat (?:percentage|year|date|time|age|"
     r"number|amount|proportion|share)\b|\bwhen\b|\bwhich year\b", re.IGNORECASE)
 _NUMBER = re.compile(r"\d")
@@ -164,28 +246,50 @@ def content_words(sentence: str, question: str) -> set[str]:
 _INTERROGATIVE = re.compile(r"为什么|怎么样|怎么|如何|什么|哪些|哪个|哪里|哪儿|哪|谁|多少|几|是否|吗|呢|"
                             r"\b(?:what|which|who|whom|whose|when|where|why|how|many|much|does|did|is|are)\b",
                             re.IGNORECASE)
-_PASSAGE_SENTENCES = re.compile(r"(?<=[。！？!?；;])|(?<=\.)\s+|\n+")
+_QUESTION_LINE = re.compile(r"[?？]\s*$")
 
 
-def anchoring(question: str, claim: str, passage: str) -> tuple[float, str]:
-    """Whether the passage says the claim *about what was asked*, and where: over the passage sentences that
+def anchoring(question: str, claim: str, passage: str, frame: str = "") -> tuple[float, str]:
+    """Whether the passage says the claim *about what was asked*, and where: over the passage's evidence units
+    (``passages.evidence_units``: sentences, list items under their question or lead-in line, whole lists) that
     hold some of the claim's new units (words beyond the question; CJK character pairs), the best product
-    of (share of those new units in the sentence) x (share of the question's own units, question words
-    removed, in the same sentence), with that sentence. A number or a name from a neighbouring story sits
-    in a sentence that speaks of something else and scores low."""
+    of (share of those new units in the unit) x (share of the question's own units, question words removed, in
+    the unit or its ``frame``, the section's heading path), with that unit. A number or a name from a neighbouring
+    story sits in a sentence that speaks of something else and scores low; a list item counts with the question
+    line above it."""
     asked = evidence_tokens(_INTERROGATIVE.sub(" ", question))
     new = evidence_tokens(claim) - evidence_tokens(question)
     if not new or not asked:
         return 0.0, ""
+    framing = evidence_tokens(frame)
     best, where = 0.0, ""
-    for sentence in (s.strip() for s in _PASSAGE_SENTENCES.split(passage) if s and s.strip()):
-        own = evidence_tokens(sentence)
+    for unit in evidence_units(passage):
+        own = evidence_tokens(unit)
         if not own & new:
             continue
-        value = len(own & new) / len(new) * len(own & asked) / len(asked)
-        if value > best or not where:
-            best, where = value, sentence
+        value = len(own & new) / len(new) * len((own | framing) & asked) / len(asked)
+        if value > best or not where or (value == best and len(unit) > len(where)):  # a tie: the whole list
+            best, where = value, unit
     return best, where
+
+
+# A near-verbatim quote: its characters (letters, digits, CJK; no markers, spaces or punctuation) found in runs of
+# at least QUOTE_RUN characters of the passage, in order.
+QUOTE_RUN = 4
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[\W_]+", "", strip_markers(text)).lower()
+
+
+def quote_share(claim: str, passage: str) -> float:
+    """Share of ``claim`` that is a verbatim span of ``passage`` (ignoring markers, spacing, punctuation and list
+    bullets): 1.0 for a sentence copied whole, near 0 for a paraphrase or another language."""
+    said, source = _plain(claim), _plain(passage)
+    if not said:
+        return 0.0
+    blocks = SequenceMatcher(None, said, source, autojunk=False).get_matching_blocks()
+    return sum(b.size for b in blocks if b.size >= min(QUOTE_RUN, len(said))) / len(said)
 
 
 def _logit(p: float | None) -> float:
@@ -203,92 +307,127 @@ def constraints_met(question: str, passage: str) -> bool:
     if has_cjk(question):
         wanted |= set(re.findall(r"[A-Za-z]{2,}", asked))
     have = re.sub(r"\s+", "", english_numerals(arabic_numerals(passage))).lower()
-    return all(w.lower() in have for w in wanted)
+    return all(w.lower() in have or _in_range(w, have) for w in wanted)
+
+
+_RANGE = re.compile(r"(\d+(?:\.\d+)?)(?:[-–—~～至到]|to)(\d+(?:\.\d+)?)")
+
+
+def _in_range(wanted: str, passage: str) -> bool:
+    """A number the passage covers with a range: 130 Wh is asked of "100–160 Wh"."""
+    number = re.fullmatch(r"\d+(?:\.\d+)?", wanted)
+    if number is None:
+        return False
+    value = float(wanted)
+    return any(float(a) <= value <= float(b) for a, b in _RANGE.findall(passage))
+
+
+# What the trust model weighs (``trust_features``): the logits of the model's yes/no answers and of its refusal start,
+# the best anchoring and the best verbatim share of a sentence that passed the rules, and whether one was matched to
+# its passage across languages (no word in common: anchoring and quotes say nothing there).
+FEATURES = ("gate", "passage_gate", "refusal_start", "evidence", "anchoring", "quote", "aligned")
+# A sentence is a quote when at least this share of it is verbatim in the passage it cites (``quote_share``).
+QUOTE_MIN = 0.9
 
 
 @dataclass(frozen=True, slots=True)
 class TrustModel:
-    """A logistic model of "this answer is right", calibrated per bundled model and language on the
-    evaluation sets (eval/calibrate.py prints it): features are the logits of the gate, the passage gate,
-    the refusal start and the evidence check, and the best anchoring of a supported sentence. An answer
-    scoring below ``threshold`` is not delivered."""
+    """A logistic model of "this answer is right" for one generator and question language, fitted by ``rag
+    calibrate`` (eval/calibrate.py) on labelled answers: an answer scoring below ``threshold`` is not delivered,
+    except its quotes (sentences QUOTE_MIN verbatim in their passage) whose evidence unit the model judged to answer
+    the question with P(yes) >= ``quote_min_evidence``; an answer left with nothing is replaced by the best evidence
+    unit when its P(yes) >= ``extract_min_evidence`` (None: that rule is off)."""
 
     intercept: float
-    gate: float
-    passage_gate: float
-    refusal_start: float
-    evidence: float
-    anchoring: float
+    weights: Mapping[str, float]
     threshold: float
+    quote_min_evidence: float | None = None
+    extract_min_evidence: float | None = None
 
-    def score(self, signals: Signals, anchoring: float) -> float:
-        weights = (self.gate, self.passage_gate, self.refusal_start, self.evidence, self.anchoring)
-        z = self.intercept + sum(w * x for w, x in zip(weights, trust_features(signals, anchoring), strict=True))
-        return 1 / (1 + math.exp(-z))
+    def score(self, features: Mapping[str, float]) -> float:
+        z = self.intercept + sum(w * features.get(name, 0.0) for name, w in self.weights.items())
+        return 1 / (1 + math.exp(-max(min(z, 50.0), -50.0)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"intercept": self.intercept, "weights": dict(self.weights), "threshold": self.threshold,
+                "quote_min_evidence": self.quote_min_evidence, "extract_min_evidence": self.extract_min_evidence}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrustModel:
+        weights = {str(k): float(v) for k, v in dict(data["weights"]).items()}
+        unknown = set(weights) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"unknown trust features {sorted(unknown)} (known: {', '.join(FEATURES)})")
+
+        def optional(key: str) -> float | None:
+            return None if data.get(key) is None else float(data[key])
+
+        return cls(float(data["intercept"]), weights, float(data["threshold"]), optional("quote_min_evidence"),
+                   optional("extract_min_evidence"))
 
 
-def trust_features(signals: Signals, anchoring: float) -> tuple[float, float, float, float, float]:
-    """What the trust model weighs, in ``TrustModel``'s field order (eval/calibrate.py fits on the same)."""
-    return (_logit(signals.gate), _logit(signals.passage_gate), _logit(signals.refusal_start),
-            _logit(signals.evidence), anchoring)
+def trust_features(signals: Signals, claims: Sequence[Claim]) -> dict[str, float]:
+    """The trust model's inputs for an answer whose rule-passing sentences are ``claims`` (eval/calibrate.py fits
+    on the same)."""
+    return {"gate": _logit(signals.gate), "passage_gate": _logit(signals.passage_gate),
+            "refusal_start": _logit(signals.refusal_start), "evidence": _logit(signals.evidence),
+            "anchoring": max((c.anchoring or 0.0 for c in claims), default=0.0),
+            "quote": max((c.quote or 0.0 for c in claims), default=0.0),
+            "aligned": float(any(c.aligned for c in claims))}
 
 
-# Calibrated trust models by bundled model name and language (eval/README.md, "Calibrating the checks"). A model
-# without one (a GGUF of your own) is judged by the gate alone at DEFAULT_GATE_MIN.
-TRUST_MODELS: dict[str, dict[str, TrustModel]] = {
-    # rag eval calibrate on the runs listed in eval/README.md ("Calibrating the checks"); zh: FAQ set (64) + RGB
-    # zh dev (100 noisy + 100 negative), en: FAQ set (64) + ClapNQ dev (100 + 100).
-    "qwen2.5-coder-1.5b": {
-        "zh": TrustModel(intercept=-4.4082, gate=0.6234, passage_gate=0.3002, refusal_start=-0.0743, evidence=1.1832,
-                         anchoring=-0.4147, threshold=0.35),
-        "en": TrustModel(intercept=-2.6408, gate=0.5076, passage_gate=0.6963, refusal_start=-0.2776, evidence=0.7829,
-                         anchoring=-0.6803, threshold=0.2875),
-    },
-    # The same fit for the 0.5B, zh only: FAQ set (64) + RGB zh dev (100 + 100). Its yes/no answers separate right
-    # from wrong far less than the 1.5B's, so it answers a quarter correctly at this refusal rate (README).
-    "qwen2.5-coder-0.5b": {
-        "zh": TrustModel(intercept=1.1666, gate=-0.1498, passage_gate=0.4841, refusal_start=0.0423, evidence=0.9291,
-                         anchoring=1.3196, threshold=0.3604),
-    },
-}
-DEFAULT_GATE_MIN = 0.5
-# Evidence sentences put to the model per answer (each a short prompt of its own: about a second).
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """The fitted checks for one generator, a trust model per question language, and where they come from
+    (``label``, shown in traces); ``fitted`` False marks the default used for a generator nobody calibrated."""
+
+    label: str
+    models: Mapping[str, TrustModel]
+    fitted: bool = True
+
+    def model(self, lang: str) -> TrustModel:
+        return self.models.get(lang) or DEFAULT_TRUST
+
+
+# For a generator without a fit (README "Trust, measured, and choosing the generator"): the gate alone at one half.
+DEFAULT_TRUST = TrustModel(0.0, {"gate": 1.0}, 0.5)
+UNCALIBRATED = Calibration("none: no fit for this generator (run rag calibrate)", {}, fitted=False)
+NO_FIT_WARNING = ("no calibrated answer checks for this generator: answers are judged by the conservative default "
+                  "(README 'Any generator'); run `rag calibrate` to fit them")
+# Evidence units put to the model per answer (each a short prompt of its own: about a second).
 EVIDENCE_CHECKS = 2
 
 
 class Verifier:
-    """Runs the checks for one answer. ``model`` names the bundled generator, which selects the calibrated
-    trust model ('' for any other); ``check`` False (policy ``off``) skips everything beyond citation
-    markers."""
+    """Runs the checks for one answer with ``calibration`` (the generator's fit; UNCALIBRATED when it has none);
+    ``check`` False (policy ``off``) skips everything beyond citation markers."""
 
-    def __init__(self, model: str = "", *, check: bool = True, trust_min: float | None = None,
+    def __init__(self, calibration: Calibration = UNCALIBRATED, *, check: bool = True, trust_min: float | None = None,
                  passage_gate: Callable[[int], float] | None = None,
-                 evidence_check: Callable[[str, int], float] | None = None) -> None:
-        self.model = model
+                 evidence_check: Callable[[str, int], float] | None = None, align: Aligner | None = None) -> None:
+        self.calibration = calibration
+        self.align = align  # matches sentences to passages in another language (a multilingual embedder)
         self.check = check
         self.trust_min = trust_min
         self.passage_gate = passage_gate  # P(yes) that passage [n] states the answer, asked of the model
-        # P(yes) that a sentence of passage [n], shown with where it comes from, answers the question.
+        # P(yes) that an evidence unit of passage [n], shown with where it comes from, answers the question.
         self.evidence_check = evidence_check
-
-    def trust_model(self, lang: str) -> TrustModel | None:
-        return TRUST_MODELS.get(self.model, {}).get(lang)
 
     def verify(self, question: str, completion: str, packed: Sequence[Chunk], *, model_refused: bool,
                signals: Signals = Signals()) -> Verification:
-        _, _, checks = validate(completion, list(packed), question)
+        _, _, checks = validate(completion, list(packed), question, align=self.align)
         rendered = [c.rendered for c in checks]
         citations = {n: Citation(n=n, chunk=packed[n - 1]) for n in range(1, len(packed) + 1)}
         if model_refused:
-            return Verification([], rendered, citations, model_refused=True, checks=checks, signals=signals)
+            return Verification([], rendered, citations, model_refused=True, checks=checks, signals=signals,
+                                calibration=self.calibration.label, calibrated=self.calibration.fitted)
         claims = [self._claim(question, checks, i, packed) for i in range(len(checks))]
-        verification = Verification(claims, rendered, citations, checks=checks, signals=signals)
-        if self.check:
-            verification.trust, verification.signals = self._trust(question, claims, signals)
-            verification.trust_threshold = self.threshold("zh" if has_cjk(question) else "en")
-            if not verification.trust_met:
-                verification.claims = [replace(c, supported=False, reason=c.reason or "not-stated")
-                                       for c in claims]
+        verification = Verification(claims, rendered, citations, checks=checks, signals=signals,
+                                    calibration=self.calibration.label, calibrated=self.calibration.fitted)
+        if not self.check:
+            return verification
+        self._ask(verification)
+        verification.decide(self.calibration.model("zh" if has_cjk(question) else "en"), self.trust_min)
         return verification
 
     def _claim(self, question: str, checks: Sequence[SentenceCheck], i: int, packed: Sequence[Chunk]) -> Claim:
@@ -306,37 +445,47 @@ class Verifier:
         if not check.cited:
             return Claim(body, [], False, "uncited", how=check.how)
         passages = [packed[n - 1].text for n in check.cited]
-        (anchored, evidence), source = max((anchoring(question, claim_text, packed[n - 1].text), n)
-                                           for n in check.cited)
+        (anchored, evidence), source = max((anchoring(question, claim_text, packed[n - 1].text, _frame(packed[n - 1])),
+                                            n) for n in check.cited)
+        if check.aligned and self.align is not None and not evidence:  # another language: the closest unit
+            source = check.aligned[0]
+            units = evidence_units(packed[source - 1].text)
+            evidence = max(zip(self.align(claim_text, units), units, strict=True), default=(0.0, ""))[1]
         claim = Claim(body, check.cited, True, anchoring=anchored, evidence=evidence or None,
-                      evidence_passage=source if evidence else None, how=check.how)
+                      evidence_passage=source if evidence else None, how=check.how,
+                      quote=round(max(quote_share(body, p) for p in passages), 4), aligned=bool(check.aligned))
         if not any(constraints_met(question, p) for p in passages):
             return replace(claim, supported=False, reason="off-question")
         return claim
 
-    def _trust(self, question: str, claims: Sequence[Claim], signals: Signals) -> tuple[float | None, Signals]:
-        supported = [c for c in claims if c.supported]
+    def _ask(self, verification: Verification) -> None:
+        """Asks the model about the cited passages and the best evidence units of the sentences that passed the
+        rules (the whole list when they are its items)."""
+        supported = [c for c in verification.claims if c.supported]
         if not supported:
-            return None, signals
+            return
+        signals = verification.signals
         if self.passage_gate is not None:  # first: these reuse the answer prompt's KV cache
             cited = sorted({n for c in supported for n in c.citations})
             signals = replace(signals, passage_gate=max(self.passage_gate(n) for n in cited))
         if self.evidence_check is not None:
             ranked = sorted(supported, key=lambda c: -(c.anchoring or 0.0))
-            sentences = list(dict.fromkeys((c.evidence, c.evidence_passage or 0) for c in ranked
-                                           if c.evidence))[:EVIDENCE_CHECKS]
-            if sentences:
-                signals = replace(signals, evidence=max(self.evidence_check(s, n) for s, n in sentences))
-        model = self.trust_model("zh" if has_cjk(question) else "en")
-        if model is None:
-            return signals.gate, signals
-        return model.score(signals, max(c.anchoring or 0.0 for c in supported)), signals
+            asked = list(dict.fromkeys((c.evidence, c.evidence_passage or 0) for c in ranked
+                                       if c.evidence))[:EVIDENCE_CHECKS]
+            verification.units = [Unit(text, n, self.evidence_check(text, n)) for text, n in asked]
+            if verification.units:
+                signals = replace(signals, evidence=max(u.p for u in verification.units))
+            p_of = {(u.text, u.passage): u.p for u in verification.units}
+            verification.claims = [replace(c, evidence_p=p_of.get((c.evidence or "", c.evidence_passage or 0)))
+                                   for c in verification.claims]
+        verification.signals = signals
 
-    def threshold(self, lang: str) -> float:
-        if self.trust_min is not None:
-            return self.trust_min
-        model = self.trust_model(lang)
-        return model.threshold if model is not None else DEFAULT_GATE_MIN
+
+def _frame(chunk: Chunk) -> str:
+    """The heading path a passage's units stand under (structure and markdown chunks)."""
+    return " > ".join(chunk.metadata.get("headings") or ())
+
+
 def _with_lead_in(checks: Sequence[SentenceCheck], i: int) -> str:
     """A list item with the line that introduces it ('The kit contains: a charger'), so the check sees
     the whole claim."""

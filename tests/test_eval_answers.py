@@ -4,8 +4,10 @@ and `rag eval answers` end to end with the real model on the bundled samples."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from eval.answers import (
@@ -17,9 +19,10 @@ from eval.answers import (
     select_questions,
     summarise,
 )
-from eval.calibrate import Example, calibrate
+from eval.calibrate import Example, calibrate, choose, evaluate, fit_model
 from eval.datasets import EvalQuery, load_jsonl
 from eval.metrics import has_required
+from rag_service.verification import FEATURES
 from tests.conftest import ROOT, run_rag
 
 SAMPLES = ROOT / "samples"
@@ -166,38 +169,56 @@ def test_every_policy_is_summarised_per_language_and_setting() -> None:
     assert out["by_language"]["en"]["cost"]["first_token_s_p50"] == 2.0
 
 
+def _example(group: str, answerable: bool, good: bool, gate: float, rng: random.Random) -> Example:
+    features = np.array([gate, *(rng.gauss(0, 1) for _ in FEATURES[1:-2]), rng.random(), 0.0])
+    return Example(group, "zh", answerable, features, good if answerable else False, (), None)
+
+
 def test_calibration_separates_right_from_wrong_answers() -> None:
     """A synthetic run where the gate tells right answers from wrong ones: the fitted model leans on the gate
-    and its threshold keeps most right answers while refusing most unanswerable questions."""
-    import random
-
+    and its threshold keeps most right answers while refusing most unanswerable questions, also on each data set
+    left out of the fit."""
     rng = random.Random(0)
     items = []
     for i in range(400):
         answerable = i % 2 == 0
         good = answerable and rng.random() < 0.9
-        gate = rng.gauss(2.5 if good else -1.0, 1.0)
-        items.append(Example("zh", i % 3, answerable, True, good,
-                             (gate, rng.gauss(0, 1), rng.gauss(0, 1), rng.gauss(0, 1), rng.random())))
+        items.append(_example(f"set{i % 3}", answerable, good, rng.gauss(2.5 if good else -1.0, 1.0), rng))
     fit = calibrate(items)
-    weights = fit["weights"]
+    weights = fit["model"]["weights"]
     assert weights["gate"] > 1.0 and abs(weights["refusal_start"]) < 0.3 * weights["gate"]
-    assert fit["answered_correctly"] > 0.8 and fit["refused"] > 0.8
-    assert fit["cross_validated"]["refused"] > 0.75
+    assert set(fit["leave_one_out"]) == {"set0", "set1", "set2"}
+    for rates in (*fit["in_sample"].values(), *fit["leave_one_out"].values()):
+        assert rates["answered_correctly"] > 0.75 and rates["refused"] > 0.75 and rates["wrong"] < 0.1
 
 
 def test_the_threshold_weighs_every_data_set_alike() -> None:
     """A small data set whose right answers score lower than a large one's must not be outvoted: the
-    threshold maximises answered-correctly + refused averaged over the runs, not pooled."""
-    from eval.calibrate import best_threshold
+    threshold maximises answered-correctly + refused averaged over the data sets, not pooled."""
+    # set a: 200 questions, right answers at 0.7, half the unanswerable ones at 0.4; set b: 40 questions,
+    # its right answers at 0.4. Pooled, refusing everything at 0.4 wins; per data set, keeping set b's does.
+    def example(group: str, answerable: bool, good: bool) -> Example:
+        return Example(group, "zh", answerable, np.zeros(len(FEATURES)), good, (), None)
 
-    # run 0: 200 questions, right answers at 0.7, half the unanswerable ones at 0.4; run 1: 40 questions,
-    # its right answers at 0.4. Pooled, refusing everything at 0.4 wins; per data set, keeping run 1's does.
-    items = [Example("zh", 0, i % 2 == 0, True, i % 4 == 0, (0.0,) * 5) for i in range(200)]
+    items = [example("a", i % 2 == 0, i % 4 == 0) for i in range(200)]
     scores = [0.7 if i % 4 == 0 else 0.5 if i % 2 == 0 else 0.4 if i % 4 == 1 else 0.1 for i in range(200)]
-    items += [Example("zh", 1, i % 2 == 0, True, i % 2 == 0, (0.0,) * 5) for i in range(40)]
+    items += [example("b", i % 2 == 0, i % 2 == 0) for i in range(40)]
     scores += [0.4 if i % 2 == 0 else 0.1 for i in range(40)]
-    import numpy as np
-
-    threshold = best_threshold(items, np.array(scores))
+    threshold, _, _ = choose(items, np.array(scores))
     assert 0.1 < threshold <= 0.4  # keeps the small set's right answers; pooled, 0.7 wins
+
+
+def test_quotes_and_extracts_are_kept_where_the_score_cannot_tell() -> None:
+    """Answers the trust score cannot separate (every feature alike), whose quotes are right when the model judged
+    their evidence at 0.9 and wrong at 0.55: the fit keeps quotes from a level between the two and refuses the
+    rest, so right quotes are delivered and unanswerable questions stay refused."""
+    items = []
+    for i in range(300):
+        answerable = i % 3 != 0
+        level, right = (0.9, True) if answerable else (0.55, False)
+        items.append(Example(f"set{i % 2}", "zh", answerable, np.zeros(len(FEATURES)), answerable and i % 2 == 0,
+                             ((level, right),), None))
+    model = fit_model(items)
+    assert model.quote_min_evidence is not None and 0.55 < model.quote_min_evidence <= 0.9
+    for rates in evaluate(model, items).values():
+        assert rates["answered_correctly"] == 1.0 and rates["refused"] == 1.0

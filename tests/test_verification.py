@@ -3,13 +3,31 @@ that states it, policies applied to verdicts, and passages completed from their 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import pytest
 
+from rag_service.calibration import calibration_for
+from rag_service.citations import validate
 from rag_service.passages import complete_lists, is_question_list, with_neighbours
 from rag_service.records import Chunk, Citation, Claim
-from rag_service.verification import Signals, Verification, Verifier, anchoring, content_words
+from rag_service.settings import Settings
+from rag_service.textunits import evidence_units
+from rag_service.verification import (
+    Signals,
+    TrustModel,
+    Unit,
+    Verification,
+    Verifier,
+    anchoring,
+    asks_for_number,
+    constraints_met,
+    content_words,
+    quote_share,
+    quote_text,
+)
 
 
 @pytest.mark.parametrize(("sentence", "question", "has_content"), [
@@ -151,10 +169,112 @@ def test_the_evidence_check_gets_the_sentence_and_the_passage_it_comes_from() ->
 
     question = "How many books may a member borrow at a time?"
     draft = "A member may borrow eight books at a time [2]."
-    verifier = Verifier("qwen2.5-coder-1.5b", evidence_check=check(0.95))
+    fit = calibration_for(Settings(llm="qwen2.5-coder-1.5b"))
+    verifier = Verifier(fit, evidence_check=check(0.95))
     high = verifier.verify(question, draft, packed, model_refused=False, signals=Signals(gate=0.9))
     assert asked == [("Members may borrow eight books at a time for thirty days.", 2)]
     assert high.claims[0].evidence_passage == 2 and high.signals.evidence == 0.95 and high.trust_met
-    low = Verifier("qwen2.5-coder-1.5b", evidence_check=check(0.01)).verify(
+    low = Verifier(fit, evidence_check=check(0.01)).verify(
         question, draft, packed, model_refused=False, signals=Signals(gate=0.9))
     assert low.trust is not None and high.trust is not None and low.trust < high.trust
+
+
+def test_evidence_units_read_a_list_item_under_its_question_and_the_list_whole() -> None:
+    text = "Which tools split sentences?\n- NLTK punkt\n- spaCy\nBoth run offline. They are free."
+    assert evidence_units(text) == ["Which tools split sentences?", "Which tools split sentences?\n- NLTK punkt",
+                                    "Which tools split sentences?\n- spaCy",
+                                    "Which tools split sentences?\n- NLTK punkt\n- spaCy",
+                                    "Both run offline.", "They are free."]
+
+
+def test_a_list_item_is_anchored_by_the_question_line_above_it() -> None:
+    """'- spaCy' shares no word with 'Which tools can split sentences?'; under its question line it speaks of what
+    was asked, and the whole list is the evidence a list answer is judged by."""
+    passage = "Which tools split sentences?\n- NLTK punkt\n- spaCy\nTokenisers are another topic."
+    value, unit = anchoring("Which tools can I use to split sentences?", "- spaCy", passage)
+    assert value > 0.5 and unit == "Which tools split sentences?\n- NLTK punkt\n- spaCy"
+    # The section's heading path frames every unit of the passage.
+    framed, _ = anchoring("How long is the warranty?", "It lasts 2 years.", "It lasts 2 years.", frame="Warranty")
+    assert framed > anchoring("How long is the warranty?", "It lasts 2 years.", "It lasts 2 years.")[0]
+
+
+def test_quote_share_measures_what_is_copied_verbatim() -> None:
+    passage = "持有读者证的居民每人最多可以同时借阅八本书，借期为二十一天。"
+    assert quote_share("每人最多可以同时借阅八本书[1]。", passage) == 1.0
+    assert quote_share("A reader can borrow eight books at once [1].", passage) == 0.0
+    assert 0.3 < quote_share("读者最多可以同时借阅八本书，借期一个月。", passage) < 0.9
+    assert quote_share("- Hoses may be used only between 18:00 and 09:00 [2]",
+                       "Rules:\n- Hoses may be used only between 18:00 and 09:00.\n- No sprinklers.") == 1.0
+
+
+def _quoted_verification(p: float) -> Verification:
+    passage = _chunk(0, "Which tools split sentences?\n- NLTK punkt\n- spaCy")
+    claims = [Claim("- NLTK punkt", [1], True, anchoring=0.9, evidence="Which tools split sentences?\n- NLTK punkt\n"
+                    "- spaCy", evidence_passage=1, quote=1.0, evidence_p=p),
+              Claim("- TextBlob", [1], True, anchoring=0.2, quote=0.2, evidence_p=None)]
+    return Verification(claims, ["- NLTK punkt [1]\n", "- TextBlob [1]"], {1: Citation(1, passage)},
+                        signals=Signals(gate=0.9),
+                        units=[Unit("Which tools split sentences?\n- NLTK punkt\n- spaCy", 1, p)])
+
+
+def test_below_the_trust_threshold_quotes_the_model_vouches_for_stay_and_others_go() -> None:
+    strict = TrustModel(-10.0, {}, 0.5, quote_min_evidence=0.7)  # the score alone would refuse everything
+    v = _quoted_verification(0.8)
+    v.decide(strict)
+    assert not v.trust_met and v.delivered_by == "quote"
+    assert [(c.supported, c.reason) for c in v.claims] == [(True, None), (False, "not-stated")]
+    assert v.apply("strict")[:3] == ("- NLTK punkt [1]", [v.citations[1]], False)
+    weak = _quoted_verification(0.6)
+    weak.decide(strict)
+    assert weak.apply("strict")[2] and weak.delivered_by is None  # the model did not vouch for its evidence
+    weak.decide(TrustModel(-10.0, {}, 0.5))  # judged again with another fit: nothing is remembered
+    assert weak.apply("strict")[2]
+    weak.decide(TrustModel(10.0, {}, 0.5))
+    assert weak.trust_met and weak.apply("strict")[0] == "- NLTK punkt [1]\n- TextBlob [1]"
+
+
+def test_an_answer_with_nothing_left_gets_the_document_s_own_words() -> None:
+    v = _quoted_verification(0.9)
+    v.claims = [replace(c, quote=0.1) for c in v.claims]  # a paraphrase: not a quote
+    v.decide(TrustModel(-10.0, {}, 0.5, extract_min_evidence=0.85))
+    text, citations, refused, claims = v.apply("strict")
+    assert not refused and v.delivered_by == "extract" and [c.n for c in citations] == [1]
+    assert text == "- NLTK punkt [1]\n- spaCy [1]"  # the question line the list answers is left out
+    assert claims[0].how == "extract" and claims[0].supported
+    v.decide(TrustModel(-10.0, {}, 0.5, extract_min_evidence=0.95))
+    assert v.apply("strict")[2]
+    assert quote_text("The fee is 45 euros.", 2) == "The fee is 45 euros [2]."
+    assert quote_text("工具房可以借用：\n- 手推车\n- 旋耕机", 1) == "工具房可以借用：\n- 手推车[1]\n- 旋耕机[1]"
+
+
+def test_a_verification_in_a_trace_can_be_judged_again() -> None:
+    v = _quoted_verification(0.8)
+    v.decide(TrustModel(-10.0, {}, 0.5, quote_min_evidence=0.7))
+    again = Verification.from_json(json.loads(json.dumps(v.to_json())), v.citations)
+    assert again.claims == v.claims and again.units == v.units and again.delivered_by == "quote"
+    again.decide(TrustModel(10.0, {}, 0.5))
+    assert again.delivered_by == "trust"
+
+
+def test_which_ways_is_not_how_many_and_a_range_covers_a_number() -> None:
+    assert not asks_for_number("一卡通丢了，可以通过哪几种方式挂失？") and asks_for_number("年假有几天？")
+    rules = "Power banks: up to 100 Wh allowed; 100–160 Wh only with approval."
+    assert constraints_met("Can I bring a 130 Wh power bank?", rules)
+    assert not constraints_met("Can I bring a 170 Wh power bank?", rules)
+
+
+def test_a_sentence_in_another_language_is_matched_to_its_passage_by_meaning() -> None:
+    """No word is shared between 'Readers may borrow eight books' and '每人最多可以同时借阅八本书': an aligner (the
+    KB's multilingual embedder) matches them; without one the sentence has no passage."""
+    packed = [_chunk(0, "开放时间：周二至周日九点到晚上八点。"),
+              _chunk(1, "持有读者证的居民每人最多可以同时借阅八本书。")]
+
+    def align(text: str, others: Sequence[str]) -> list[float]:  # a stand-in for e5: books match books
+        return [0.9 if "借阅" in o and "books" in text else 0.7 for o in others]
+
+    sentence = "Readers may borrow up to eight books at a time [2]."
+    _, citations, checks = validate(sentence, packed, "How many books can I borrow?", align=align)
+    assert [c.n for c in citations] == [2] and checks[0].aligned == [2] and checks[0].how == "model"
+    assert validate(sentence, packed, "How many books can I borrow?")[2][0].how == "unsupported"
+    v = Verifier(align=align).verify("How many books can I borrow?", sentence, packed, model_refused=False)
+    assert v.claims[0].aligned and v.claims[0].evidence == "持有读者证的居民每人最多可以同时借阅八本书。"

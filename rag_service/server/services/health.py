@@ -13,10 +13,12 @@ from typing import Any
 
 import httpx
 
+from rag_service.calibration import calibration_status
 from rag_service.embeddings import get_embedder
 from rag_service.errors import RagError
 from rag_service.llm import get_llm
 from rag_service.server.workspaces import Workspaces
+from rag_service.verification import NO_FIT_WARNING
 from rag_service.workspace import canonical_embedder
 
 log = logging.getLogger("rag_service.server.health")
@@ -29,6 +31,7 @@ class Readiness:
         self.workspaces = workspaces
         self.settings = workspaces.settings
         self._models = {"embedder": "loading", "llm": "loading"}
+        self._calibrated: bool | None = None  # whether the generator's answer checks are fitted (None: not known yet)
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -45,6 +48,15 @@ class Readiness:
                 state = f"error: {exc.code}"
             with self._lock:
                 self._models[name] = state
+        try:  # after the model: identifying a GGUF of one's own hashes it once
+            calibrated = bool(calibration_status(self.settings)["fitted"])
+        except RagError as exc:
+            log.warning("readiness: cannot identify the generator: %s", exc)
+            return
+        if not calibrated:
+            log.warning("%s", NO_FIT_WARNING)
+        with self._lock:
+            self._calibrated = calibrated
 
     def report(self) -> tuple[bool, dict[str, Any]]:
         with self._lock:
@@ -55,7 +67,12 @@ class Readiness:
         if self.settings.llm_base_url and checks["llm"] == OK:
             checks["llm"] = self._get(self.settings.llm_base_url.rstrip("/") + "/models")
         ready = all(v == OK for v in checks.values())
-        return ready, {"status": "ready" if ready else "unavailable", "checks": checks}
+        body: dict[str, Any] = {"status": "ready" if ready else "unavailable", "checks": checks}
+        with self._lock:
+            calibrated = self._calibrated
+        if calibrated is not None:  # no details: /healthz is open
+            body["answer_checks"] = {"calibrated": calibrated, **({} if calibrated else {"warning": NO_FIT_WARNING})}
+        return ready, body
 
     @staticmethod
     def _probe(check: Callable[[], object]) -> str:

@@ -1,0 +1,49 @@
+"""How a passage's text is structured, line by line: list items, the question or lead-in line a list hangs from,
+and the units of evidence a check can read on their own. Shared by citation validation, passage completion and
+claim verification."""
+
+from __future__ import annotations
+
+import re
+
+# A list item's marker: a bullet, "1." / "1)" / "1、" / "(1)", a circled number, "a)".
+LIST_MARKER = r"^\s*(?:[-*•·▪◦●○■□►▶✓✔]|\d{1,2}[.)、）]|[(（]\d{1,2}[)）]|[①-⑳]|[a-zA-Z][.)](?=\s))\s*"
+LIST_ITEM = re.compile(LIST_MARKER + r"\S")
+QUESTION_END = re.compile(r"[?？]\s*$")
+LEAD_IN = re.compile(r"[:：]\s*$")
+
+
+def nonblank_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def is_header(line: str) -> bool:
+    """A line that introduces what follows: a question, or a lead-in ending with a colon."""
+    return bool(QUESTION_END.search(line) or LEAD_IN.search(line))
+
+
+_SENTENCE_BREAK = re.compile(r"(?<=[。！？!?；;])|(?<=\.)\s+")
+
+
+def evidence_units(text: str) -> list[str]:
+    """What a passage states, in units a check can read on their own: each sentence outside lists; each list item
+    under the line that introduces it (a question or a lead-in: "- NLTK" answers nothing without "Which tools split
+    sentences?"); and each list of two items or more whole, under that line, so a list answer is judged as a list."""
+    lines = nonblank_lines(text)
+    units: list[str] = []
+    i = 0
+    while i < len(lines):
+        if not (LIST_ITEM.match(lines[i]) and not is_header(lines[i])):
+            units.extend(s.strip() for s in _SENTENCE_BREAK.split(lines[i]) if s and s.strip())
+            i += 1
+            continue
+        j = i
+        while j < len(lines) and LIST_ITEM.match(lines[j]) and not is_header(lines[j]):
+            j += 1
+        header = [lines[i - 1].strip()] if i and is_header(lines[i - 1]) else []
+        items = [line.strip() for line in lines[i:j]]
+        units.extend("\n".join([*header, item]) for item in items)
+        if len(items) > 1:
+            units.append("\n".join([*header, *items]))
+        i = j
+    return list(dict.fromkeys(units))
