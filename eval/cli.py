@@ -260,7 +260,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     import time
 
     from eval.answers import AnswerConfig, run_answers
-    from eval.calibrate import calibration_sets, fit_runs
+    from eval.calibrate import CalibrationSet, calibration_sets, fit_runs
     from eval.datasets import load_answer_dataset
     from rag_service.calibration import model_identity, save_fit
     from rag_service.models import force_offline
@@ -272,6 +272,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.eval_data is not None and not args.eval_data.is_dir():
         raise InvalidInputError(f"--eval-data {args.eval_data} is not a directory")
     sets = calibration_sets(eval_data)
+    if args.dataset is not None:  # the user's own labelled questions instead of the shipped sets
+        if not args.dataset.exists():
+            raise InvalidInputError(f"data set {args.dataset} does not exist")
+        sets = [CalibrationSet(args.dataset.stem, args.dataset, args.docs)]
+    elif args.docs is not None:
+        raise InvalidInputError("--docs goes with --dataset")
     if args.sets:
         wanted = [n.strip() for n in args.sets.split(",") if n.strip()]
         unknown = set(wanted) - {s.name for s in sets}
@@ -321,6 +327,9 @@ def add_calibrate_parser(subparsers: argparse._SubParsersAction) -> None:
         "<data_dir>/calibration/, keyed by the model's identity (GGUF sha256, or server URL + model name). "
         "Answering uses it automatically. Prints each set's rates in sample and left out of the fit.")
     c.add_argument("--sets", metavar="A,B", help="only these sets (default: all available)")
+    c.add_argument("--dataset", type=Path, metavar="PATH",
+                   help="your own labelled questions instead (any format rag eval answers --dataset takes)")
+    c.add_argument("--docs", type=Path, metavar="DIR", help="the documents --dataset is asked of")
     c.add_argument("--limit", type=_int_at_least(2), metavar="N",
                    help="questions per set (half unanswerable where the set has both; default: ours whole, the "
                    "public sets 200)")

@@ -280,6 +280,7 @@ _TERMINAL = "。．.!！;；,，:：、"
 _TOC_TITLE = re.compile(r"(?:目录|目 录|contents|table of contents|索引)\s*[:：]?", re.IGNORECASE)
 _KEY_STRIP = re.compile(r"[\s.…·_\-—]+\d*\s*$")
 QUESTION_LEVEL = 9  # a question is a leaf: the next question replaces it, a heading above it stays
+_BANNER = re.compile(r"[-=*_~]{3,}\s*[^-=*_~\s].*?\s*[-=*_~]{3,}")  # a title between rules, on one line
 
 
 def _leading_symbol(line: str) -> str:
@@ -301,6 +302,8 @@ def _line_kind(line: str) -> tuple[str, int]:
     bare = _leading_symbol(stripped)
     if len(bare) <= 150 and (bare.endswith(("?", "？")) or _QUESTION_PREFIX.match(bare)):
         return "question", QUESTION_LEVEL
+    if _BANNER.fullmatch(bare):  # "---- Sponsored ----": an inserted block, closed by the next question
+        return "heading", QUESTION_LEVEL
     if len(bare) <= 60:
         chapter = _CHAPTER.match(bare)
         if chapter:
@@ -418,11 +421,13 @@ def _structure_sections(text: str) -> Iterator[tuple[list[str], int, int]]:
             yield [title for _, title, _ in path], body_start, body_end
             bodied = len(path)
 
-    def close(level: int) -> Iterator[tuple[list[str], int, int]]:
-        """Close the headings at ``level`` and below; one that never got a body (a question followed by the
-        next question, a list of bare questions) becomes its own piece, or its text would be in no chunk."""
+    def close(level: int, question: bool = False) -> Iterator[tuple[list[str], int, int]]:
+        """Close the headings at ``level`` and below, and for a ``question`` any open question written as a heading
+        ("### 13. Where do contributors talk?" then "14. Who are the maintainers?": siblings, not parent and
+        child); one that never got a body (a question followed by the next question, a list of bare questions)
+        becomes its own piece, or its text would be in no chunk."""
         nonlocal bodied
-        while path and path[-1][0] >= level:
+        while path and (path[-1][0] >= level or (question and path[-1][1].endswith(("?", "？")))):
             _, _, heading = path.pop()
             if len(path) >= bodied:
                 yield [title for _, title, _ in path], heading.start, heading.end
@@ -440,7 +445,7 @@ def _structure_sections(text: str) -> Iterator[tuple[list[str], int, int]]:
             atx = _HEADING.fullmatch(text[line.start:line.end])
             if atx:
                 title = _heading_title(atx.group(2))
-            yield from close(line.level)
+            yield from close(line.level, line.kind == "question")
             path.append((line.level, title, line))
             continue
         if line.kind == "blank":

@@ -12,7 +12,7 @@ import pytest
 
 from rag_service.generation import Answerer
 from rag_service.settings import Settings
-from rag_service.verification import Signals
+from rag_service.verification import UNCALIBRATED, Signals
 from rag_service.workspace import Workspace
 from tests.conftest import rag_json
 
@@ -56,6 +56,11 @@ FAQ_ZH = """港湾社区菜园 · 常见问题
 - 手推车
 - 汽油割草机
 - 旋耕机（需在凉亭登记）
+
+4. 菜地生虫了有哪些办法？
+- 在地边种万寿菊
+- 挂黄色粘虫板
+- 用防虫网把菜畦罩起来
 """
 
 
@@ -125,3 +130,38 @@ def test_policy_off_delivers_the_draft_without_model_checks(faq: Answerer, tmp_p
     assert answer.policy == "off" and not answer.refused and "60" in answer.answer
     assert all(c.anchoring is None for c in answer.claims) and answer.trace["verification"]["trust"] is None
     assert answer.trace["policy_views"]["off"]["answer"] == answer.answer
+
+
+def test_a_list_under_a_question_line_is_delivered_with_its_items(faq: Answerer) -> None:
+    """Items with no lead-in, only the question line above them: judged as a list under that line."""
+    answer = faq.ask("菜地里的虫子怎么防治？")
+    assert not answer.refused, (answer.trace.get("raw_completion"), answer.trace.get("verification"))
+    assert sum(item in answer.answer for item in ("万寿菊", "粘虫板", "防虫网")) >= 2, answer.answer
+    assert answer.citations and all(c.supported for c in answer.claims if not c.lead_in)
+
+
+def test_an_english_question_over_a_chinese_passage_is_answered_in_english(sample_dir: Path) -> None:
+    """The sample KB holds the library's rules in Chinese only: the question is also searched in Chinese, and the
+    English answer is matched to its Chinese passage by meaning."""
+    ws = Workspace(Settings(data_dir=sample_dir))
+    try:
+        answer = Answerer(ws, ws.catalog.get_kb("samples")).ask("How many books can a reader borrow at once?")
+    finally:
+        ws.close()
+    assert not answer.refused, (answer.trace.get("raw_completion"), answer.trace.get("verification"))
+    assert re.search(r"\b(8|eight)\b", answer.answer.lower()), answer.answer
+    assert not re.search(r"[\u4e00-\u9fff]", answer.answer), answer.answer  # English, not a Chinese quote
+    assert [c.chunk.source.rsplit("/", 1)[-1] for c in answer.citations] == ["xinghe-library.md"]
+    assert answer.trace["translation"] and re.search(r"[\u4e00-\u9fff]", answer.trace["translation"])
+
+
+def test_a_refusal_shows_the_passage_that_answers_first(faq: Answerer) -> None:
+    """A right draft refused (here: a threshold no score reaches, no quote or extract rule): the passage it came
+    from leads the related passages, so the reader still finds the answer."""
+    ws = Workspace(Settings(data_dir=faq.ws.settings.data_dir, trust_min=1.0))
+    try:
+        answer = Answerer(ws, faq.kb, faq.llm, calibration=UNCALIBRATED).ask("What does a full plot cost per year?")
+    finally:
+        ws.close()
+    assert answer.refused and "60" in answer.trace["raw_completion"], answer.trace.get("raw_completion")
+    assert "60 euros" in answer.related[0].chunk.text, [h.chunk.text[:60] for h in answer.related]
