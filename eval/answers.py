@@ -560,7 +560,8 @@ def answer_all(ws: Workspace, kb: KnowledgeBase, questions: Sequence[EvalQuery],
             # Model stages timed from the cache are not this run's: they are left out of the cost figures.
             timing = {"cached": 1.0} if cached is not None and cached.hit_since_reset else None
             retrieved = [h.chunk for h in answerer.retriever.search(
-                answer.trace.get("standalone_question", query.text), k=RETRIEVED_DEPTH, filter=scope)]
+                answer.trace.get("standalone_question", query.text), k=RETRIEVED_DEPTH, filter=scope,
+                expand="translate" if ws.settings.translate_query else None)]
             result = score(query, answer, answer.packed, judge,
                            rule=answer_rule(query, rule), policy=ws.settings.grounding, gold_doc_ids=gold,
                            timing=timing, retrieved=retrieved, align=align)
