@@ -302,19 +302,24 @@ class Answerer:
 
     def pack(self, hits: list[Hit], budget: int) -> tuple[list[Chunk], str]:
         """Best-ranked passages first, each whole or not at all, within ``budget`` tokens. A list of
-        questions (a table of contents) is no evidence and is left out; a passage whose list starts or
-        continues in a neighbouring chunk gets those lines, a section its heading path
-        (``passages.with_neighbours``); near-duplicates are skipped."""
+        questions (a table of contents, a question line on its own) is no evidence and is left out; a passage whose
+        list starts or continues in a neighbouring chunk gets those lines, a section its heading path
+        (``passages.with_neighbours``); of two near-duplicates the longer one stays, where the first was."""
         passage = self._template("passage")
+        chosen: list[Chunk] = []
+        for hit in hits:
+            if is_question_list(hit.chunk.text, hit.chunk.metadata.get("headings") or ()):
+                continue
+            chunk = self._with_neighbours(hit.chunk)
+            same = next((i for i, c in enumerate(chosen) if _near_duplicate(chunk.text, c.text)), None)
+            if same is None:
+                chosen.append(chunk)
+            elif len(chunk.text) > len(chosen[same].text):  # the fuller one ("**9. …？" and its answer) stays
+                chosen[same] = chunk
         packed: list[Chunk] = []
         rendered: list[str] = []
         used = 0
-        for hit in hits:
-            if is_question_list(hit.chunk.text):
-                continue
-            chunk = self._with_neighbours(hit.chunk)
-            if any(_near_duplicate(chunk.text, c.text) for c in packed):
-                continue
+        for chunk in chosen:
             # The file name is label enough for the model (citations carry the full source): a long
             # path costs a dozen prompt tokens per passage.
             name = chunk.source.rsplit("/", 1)[-1]

@@ -25,17 +25,25 @@ _SENTENCE_END = re.compile(r"[。.!！;；]\s*$")
 NEIGHBOUR_MAX_CHARS = 300
 
 
-def is_question_list(text: str) -> bool:
-    """A table of contents or a list of questions: at least four lines, and either three in five or more of
+def is_question_list(text: str, headings: Sequence[str] = ()) -> bool:
+    """Questions or a table of contents, no answers: every line a question (a question line the splitter left on
+    its own, "9. What apps are worth self-hosting?"), or at least four lines and either three in five or more of
     them ending in a question mark (a Q&A thread, question then reply, stays below), or seven in ten or more
-    numbered titles: short, without a sentence's closing mark. It names topics; it states nothing about them."""
+    numbered titles: short, without a sentence's closing mark (not under a question heading: there such lines are
+    the answer's items, "1) 手写 Multi-Head Attention"). It names topics; it states nothing about them."""
     lines = nonblank_lines(text)
+    if lines and all(QUESTION_END.search(line) for line in lines):
+        return True
     if len(lines) < 4:
         return False
     questions = sum(bool(QUESTION_END.search(line)) for line in lines)
+    if questions * 5 >= len(lines) * 3:
+        return True
+    if headings and QUESTION_END.search(headings[-1]):
+        return False
     titles = sum(bool(_NUMBERED.match(line)) and len(line.strip()) <= 60 and not _SENTENCE_END.search(line)
                  for line in lines)
-    return questions * 5 >= len(lines) * 3 or (titles * 10 >= len(lines) * 7 and titles >= 5)
+    return titles * 10 >= len(lines) * 7 and titles >= 5
 
 
 def with_heading(chunk: Chunk) -> Chunk:
