@@ -54,7 +54,9 @@ _WORD_BEFORE_DOT = re.compile(r"[A-Za-z.]+$")
 _INITIALS = re.compile(r"(?:[A-Za-z]\.)*[A-Za-z]")  # J. / e.g. / i.e. / U.S.
 _ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "fig", "cf", "approx"})
 
-_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+# A code fence: three to eight backticks or tildes. A longer run ("~~~~~~~~~~~~~~~~~~~~" across a scraped page) is a
+# separator line, not the start of a code block that would swallow the page's structure.
+_FENCE = re.compile(r" {0,3}(`{3,8}|~{3,8})(?![`~])")
 # The closing "##" run is cut in code: a lazy title followed by optional blank runs backtracked quadratically on a
 # long heading line (a 1 MB file of such lines took 19 s).
 _HEADING = re.compile(r" {0,3}(#{1,6})[ \t]+(\S.*)")
