@@ -259,7 +259,7 @@ def outcomes(query: EvalQuery, answer: Answer, packed: Sequence[Chunk], judge: S
     of the best evidence unit, the extract]. Each answer is True (correct), False (wrong) or None (nothing
     delivered). eval/calibrate.py fits thresholds on these without asking the model again."""
     data = answer.trace.get("verification")
-    if not data or data.get("model_refused"):
+    if not data:
         return {}
     citations = {n: Citation(n, c) for n, c in enumerate(packed, start=1)}
     never = 2.0  # a threshold no score reaches

@@ -33,6 +33,7 @@ from difflib import SequenceMatcher
 from typing import Any, Literal
 
 from rag_service.citations import Aligner, SentenceCheck, place_markers, strip_markers, validate
+from rag_service.language import detect_language, query_language
 from rag_service.records import Chunk, Citation, Claim
 from rag_service.textunits import LEAD_IN, LIST_ITEM, evidence_units
 from rag_service.tokenize import STOPWORDS, arabic_numerals, english_numerals, evidence_tokens, has_cjk, tokenize
@@ -107,9 +108,7 @@ class Verification:
     @property
     def delivered_by(self) -> str | None:
         """What let the answer through: the trust score, verbatim quotes of the passages, or the extract."""
-        if self.model_refused:
-            return None
-        if any(c.supported and not c.lead_in for c in self.claims):
+        if not self.model_refused and any(c.supported and not c.lead_in for c in self.claims):
             return "trust" if self.trust_met else "quote"
         return "extract" if self.extract is not None else None
 
@@ -119,7 +118,7 @@ class Verification:
         or kept (``lenient``), and an answer with no supported sentence is refused, or replaced by the extract
         when there is one."""
         if self.model_refused:
-            return "", [], True, []
+            return self._extracted() if policy != "off" else ("", [], True, [])
         keep = [self._kept(i, policy) for i in range(len(self.claims))]
         if policy != "off" and not any(k and c.supported and not c.lead_in for k, c in zip(keep, self.claims,
                                                                                            strict=True)):
@@ -138,13 +137,14 @@ class Verification:
         """Judges what the checks found with ``model`` (again, if it was judged before: the evaluation replays other
         fits on one run): the trust score of the sentences that passed the rules; below the threshold only their
         quotes whose evidence the model found to answer the question stay supported, and an answer left with
-        nothing gets the extract, the evidence unit the model found most clearly to answer it."""
+        nothing (or whose model refused) gets the extract, the evidence unit the model found most clearly to answer
+        it."""
         self.claims = [replace(c, supported=True, reason=None) if c.reason == "not-stated" else c for c in self.claims]
         passed = [c for c in self.claims if c.supported and not c.lead_in]
         self.trust = model.score(trust_features(self.signals, passed)) if passed else None
         self.trust_threshold = model.threshold if trust_min is None else trust_min
         self.extract = None
-        if self.trust_met:
+        if passed and self.trust_met:
             return
         self.claims = [c if not c.supported or c.lead_in or _quoted(c, model)
                        else replace(c, supported=False, reason="not-stated") for c in self.claims]
@@ -396,6 +396,8 @@ NO_FIT_WARNING = ("no calibrated answer checks for this generator: answers are j
                   "(README 'Any generator'); run `rag calibrate` to fit them")
 # Evidence units put to the model per answer (each a short prompt of its own: about a second).
 EVIDENCE_CHECKS = 2
+# Units of the passages put to the evidence check for an extract when no sentence of the draft passed the rules.
+EXTRACT_CANDIDATES = 2
 
 
 class Verifier:
@@ -418,15 +420,14 @@ class Verifier:
         _, _, checks = validate(completion, list(packed), question, align=self.align)
         rendered = [c.rendered for c in checks]
         citations = {n: Citation(n=n, chunk=packed[n - 1]) for n in range(1, len(packed) + 1)}
-        if model_refused:
-            return Verification([], rendered, citations, model_refused=True, checks=checks, signals=signals,
-                                calibration=self.calibration.label, calibrated=self.calibration.fitted)
-        claims = [self._claim(question, checks, i, packed) for i in range(len(checks))]
-        verification = Verification(claims, rendered, citations, checks=checks, signals=signals,
-                                    calibration=self.calibration.label, calibrated=self.calibration.fitted)
+        claims = [] if model_refused else [self._claim(question, checks, i, packed) for i in range(len(checks))]
+        verification = Verification(claims, rendered, citations, model_refused=model_refused, checks=checks,
+                                    signals=signals, calibration=self.calibration.label,
+                                    calibrated=self.calibration.fitted)
         if not self.check:
             return verification
         self._ask(verification)
+        self._ask_candidates(verification, question, packed)
         verification.decide(self.calibration.model("zh" if has_cjk(question) else "en"), self.trust_min)
         return verification
 
@@ -479,6 +480,31 @@ class Verifier:
             verification.claims = [replace(c, evidence_p=p_of.get((c.evidence or "", c.evidence_passage or 0)))
                                    for c in verification.claims]
         verification.signals = signals
+
+    def _ask_candidates(self, verification: Verification, question: str, packed: Sequence[Chunk]) -> None:
+        """When no sentence of the draft passed the rules (or the model refused) although the gate said the passages
+        state the answer: the EXTRACT_CANDIDATES units of the packed passages that speak most of the question (its
+        words in the unit or the section's heading path; across languages, the closest in meaning) are put to the
+        evidence check, so the extract can give the document's own words instead of a refusal."""
+        if self.evidence_check is None or any(c.supported and not c.lead_in for c in verification.claims):
+            return
+        if verification.signals.gate is not None and verification.signals.gate < 0.5:
+            return
+        asked = evidence_tokens(_INTERROGATIVE.sub(" ", question))
+        seen = {(u.text, u.passage) for u in verification.units}
+        scored: list[tuple[float, int, str, int]] = []
+        for n, chunk in enumerate(packed, start=1):
+            framing = evidence_tokens(_frame(chunk))
+            units = [u for u in evidence_units(chunk.text) if (u, n) not in seen]
+            if not units:
+                continue
+            if self.align is not None and detect_language(chunk.text) != query_language(question):
+                values = self.align(question, units)
+            else:
+                values = [len((evidence_tokens(u) | framing) & asked) / max(len(asked), 1) for u in units]
+            scored += [(v, len(u), u, n) for v, u in zip(values, units, strict=True) if v > 0]
+        for _, _, unit, n in sorted(scored, reverse=True)[:EXTRACT_CANDIDATES]:
+            verification.units.append(Unit(unit, n, self.evidence_check(unit, n)))
 
 
 def _frame(chunk: Chunk) -> str:

@@ -16,6 +16,7 @@ from rag_service.records import Chunk, Citation, Claim
 from rag_service.settings import Settings
 from rag_service.textunits import evidence_units
 from rag_service.verification import (
+    Calibration,
     Signals,
     TrustModel,
     Unit,
@@ -278,3 +279,31 @@ def test_a_sentence_in_another_language_is_matched_to_its_passage_by_meaning() -
     assert validate(sentence, packed, "How many books can I borrow?")[2][0].how == "unsupported"
     v = Verifier(align=align).verify("How many books can I borrow?", sentence, packed, model_refused=False)
     assert v.claims[0].aligned and v.claims[0].evidence == "持有读者证的居民每人最多可以同时借阅八本书。"
+
+
+def test_a_draft_that_says_nothing_still_gets_the_passage_s_words_when_they_answer() -> None:
+    """'GQA makes decoding faster' restates the question (no-content): the passage units that speak most of the
+    question are put to the evidence check, and the one the model vouches for becomes the answer; a model that
+    refused gets the same chance when its gate said the passages state the answer."""
+    packed = [_chunk(0, "Why is grouped-query attention faster?\nQuery heads share key and value heads, so the KV "
+                        "cache is smaller and decoding reads less memory. It was introduced in 2023.")]
+    asked: list[str] = []
+
+    def evidence_check(unit: str, n: int) -> float:
+        asked.append(unit)
+        return 0.9 if "KV cache" in unit else 0.2
+
+    question = "Why does grouped-query attention make decoding faster?"
+    fit = TrustModel(0.0, {"gate": 1.0}, 0.5, extract_min_evidence=0.8)
+    verifier = Verifier(Calibration("test", {"en": fit}), evidence_check=evidence_check)
+    v = verifier.verify(question, "Grouped-query attention makes decoding faster [1].", packed, model_refused=False,
+                        signals=Signals(gate=0.9))
+    assert v.claims[0].reason == "no-content" and len(asked) == 2
+    text, _, refused, _ = v.apply("strict")
+    assert not refused and v.delivered_by == "extract" and "KV cache is smaller" in text and text.endswith("[1].")
+    refused_draft = verifier.verify(question, "I cannot find the answer.", packed, model_refused=True,
+                                    signals=Signals(gate=0.9))
+    assert refused_draft.apply("strict")[0] == text and refused_draft.apply("off")[2]
+    low_gate = verifier.verify(question, "I cannot find the answer.", packed, model_refused=True,
+                               signals=Signals(gate=0.2))
+    assert low_gate.apply("strict")[2] and not low_gate.units  # the model said no twice: nothing more is asked
