@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -209,6 +210,21 @@ def cmd_eval_calibrate(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise InvalidInputError(f"run file {path} does not exist (write one with rag eval answers --out)")
     out = run(args.runs)
+    if args.save or args.write:
+        from rag_service.calibration import fit_path, model_identity, save_fit, write_fit
+        from rag_service.settings import load_settings
+        from rag_service.verification import TrustModel
+
+        settings = load_settings()
+        identity = model_identity(settings)
+        models = {lang: TrustModel.from_json(f["model"]) for lang, f in out.items() if f.get("model")}
+        report = {"runs": [str(p) for p in args.runs], "fits": out}
+        if args.save:
+            save_fit(settings, identity, models, report)
+            print(f"fit for {identity.label} stored in {fit_path(settings, identity)}", file=sys.stderr)
+        if args.write:
+            write_fit(args.write, identity, models, report)
+            print(f"fit for {identity.label} written to {args.write}", file=sys.stderr)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -407,11 +423,15 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     a.set_defaults(func=cmd_eval_answers)
 
     c = sub.add_parser("calibrate", help="fit the trust model of the answer checks from rag eval answers runs",
-                       description="Fit the logistic trust model and its threshold per language from the --out files "
-                       "of rag eval answers runs made with one generator (eval/calibrate.py); prints the "
-                       "TrustModel entries for rag_service/verification.py and a cross-validated estimate.")
+                       description="Fit the trust model, its threshold and the quote and extract levels per language "
+                       "from the --out files of rag eval answers runs made with one generator (eval/calibrate.py); "
+                       "prints each data set's rates in sample and left out of the fit.")
     c.add_argument("runs", type=Path, nargs="+", metavar="RUN.json", help="files written by rag eval answers --out")
     c.add_argument("--json", action="store_true")
+    c.add_argument("--save", action="store_true", help="store the fit for the configured generator where answering "
+                   "finds it (<data_dir>/calibration/, as rag calibrate does)")
+    c.add_argument("--write", type=Path, metavar="FILE", help="also write the fit to FILE (the same format; the "
+                   "bundled models' fits are such files in rag_service/calibrations/)")
     c.set_defaults(func=cmd_eval_calibrate)
 
     m = sub.add_parser("matrix", help="retrieval metrics over a grid of splitters, chunk sizes, overlaps and modes",

@@ -85,14 +85,19 @@ def fit_path(settings: Settings, identity: ModelIdentity) -> Path:
     return settings.data_dir / "calibration" / f"{identity.key}.json"
 
 
-def save_fit(settings: Settings, identity: ModelIdentity, models: dict[str, TrustModel],
-             report: dict[str, Any]) -> Path:
-    """Stores a fit for ``identity`` where ``calibration_for`` finds it first."""
-    path = fit_path(settings, identity)
+def write_fit(path: Path, identity: ModelIdentity, models: dict[str, TrustModel], report: dict[str, Any]) -> None:
+    """A fit file: the generator it belongs to, when it was made, a trust model per language, how it scored."""
     _write_json(path, {"generator": {"key": identity.key, "label": identity.label},
                        "created": datetime.now(UTC).isoformat(timespec="seconds"),
                        "languages": {lang: m.to_json() for lang, m in sorted(models.items())}, "report": report})
     _cached.cache_clear()
+
+
+def save_fit(settings: Settings, identity: ModelIdentity, models: dict[str, TrustModel],
+             report: dict[str, Any]) -> Path:
+    """Stores a fit for ``identity`` where ``calibration_for`` finds it first."""
+    path = fit_path(settings, identity)
+    write_fit(path, identity, models, report)
     return path
 
 

@@ -102,6 +102,8 @@ def _print_answer(answer: Answer, *, streamed: bool, draft: str = "") -> None:
         changed = strip_markers(answer.answer) != strip_markers(draft)
         if answer.refused and changed:
             print(f"\n(withdrawn: the documents do not state this)\n{answer.answer}")
+        elif changed and answer.trace.get("verification", {}).get("delivered_by") == "extract":
+            print(f"\n(the draft was not supported; in the document's own words:)\n{answer.answer}")
         elif changed:
             print(f"\n(checked against the documents; unsupported sentences removed)\n{answer.answer}")
     unsupported = [c for c in answer.claims if not c.supported and not c.lead_in]
