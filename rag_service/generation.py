@@ -23,7 +23,16 @@ from rag_service.passages import complete_lists, is_question_list, with_neighbou
 from rag_service.records import Answer, Chunk, Citation, Claim, Hit, Usage
 from rag_service.retrieval import Retriever
 from rag_service.tokenize import has_cjk
-from rag_service.verification import NO_FIT_WARNING, POLICIES, Calibration, Policy, Signals, Verification, Verifier
+from rag_service.verification import (
+    NO_FIT_WARNING,
+    POLICIES,
+    Calibration,
+    Policy,
+    Signals,
+    Verification,
+    Verifier,
+    constraints_met,
+)
 from rag_service.workspace import Workspace
 
 # Best e5 cosine below which a question with no BM25 match is refused without calling the LLM.
@@ -219,7 +228,7 @@ class Answerer:
                        for m in template.messages(passages="", question=turn.standalone))
         budget = min(settings.context_max_tokens,
                      settings.llm_context_size - overhead - settings.llm_max_tokens - 32)
-        turn.packed, passages = self.pack(self.relevant(hits, turn.standalone), budget)
+        turn.packed, passages = self.pack(on_question(turn.standalone, self.relevant(hits, turn.standalone)), budget)
         turn.timings["pack_s"] = time.perf_counter() - t2
         turn.trace["packed"] = [c.id for c in turn.packed]
         if not turn.packed:  # every hit was a list of questions (a table of contents): nothing states anything
@@ -349,6 +358,15 @@ class Answerer:
                       grounded=bool(citations), trace=turn.trace, session_id=turn.session_id,
                       related=turn.hits[:RELATED_MAX] if refused else [], claims=claims or [],
                       policy=self.ws.settings.grounding, packed=turn.packed)
+
+
+def on_question(question: str, hits: list[Hit]) -> list[Hit]:
+    """The hits that name what the question names (its numbers, acronyms and, in a Chinese question, its Latin-script
+    names: ``verification.constraints_met``, in the text or the heading path), when some do: a passage about another
+    year, model or organisation can only lead the model to a wrong answer that the checks then withdraw ("Fernhill
+    Works 有哪几种会员方案？" beside a gym's membership cards)."""
+    named = [h for h in hits if constraints_met(question, h.chunk.index_text)]
+    return named or hits
 
 
 def _answering_first(hits: list[Hit], packed: list[Chunk], verification: Verification) -> list[Hit]:
