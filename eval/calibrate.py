@@ -29,6 +29,19 @@ from rag_service.verification import FEATURES, TrustModel
 # A wrong answer (delivered, not correct) counts this much against the objective, beside the right answers it
 # misses: a refusal with the answering passage in `related` is better than a confident wrong answer.
 WRONG_COST = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Procedure:
+    """What a fit weighs and how much a wrong answer costs. GENERIC is the default for a generator nobody fitted:
+    only signals any generator gives (an OpenAI-compatible server reports no refusal start), and a wrong answer
+    costs as much as a right one is worth."""
+
+    features: tuple[str, ...] = FEATURES
+    wrong_cost: float = WRONG_COST
+
+
+GENERIC = Procedure(tuple(f for f in FEATURES if f != "refusal_start"), 1.0)
 # Evidence levels tried for the quote rule and the extract (P(yes) of the unit; None: the rule off).
 LEVELS: tuple[float | None, ...] = (None, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 # Score thresholds tried: quantiles of the candidates' scores (enough to find the best to within a question).
@@ -120,14 +133,15 @@ def rates(items: Sequence[Example], scores: np.ndarray, threshold: float, quote:
             "answerable": answerable, "unanswerable": unanswerable}
 
 
-def _value(r: dict[str, Any]) -> float:
+def _value(r: dict[str, Any], wrong_cost: float = WRONG_COST) -> float:
     parts = [r["refused"]] if r["refused"] is not None else []
     if r["answered_correctly"] is not None:
-        parts.append(r["answered_correctly"] - WRONG_COST * r["wrong"])
+        parts.append(r["answered_correctly"] - wrong_cost * r["wrong"])
     return float(np.mean(parts)) if parts else 0.0
 
 
-def choose(items: Sequence[Example], scores: np.ndarray) -> tuple[float, float | None, float | None]:
+def choose(items: Sequence[Example], scores: np.ndarray,
+           wrong_cost: float = WRONG_COST) -> tuple[float, float | None, float | None]:
     """The threshold, quote level and extract level with the best objective averaged over the groups."""
     groups: dict[str, list[int]] = {}
     for i, e in enumerate(items):
@@ -137,7 +151,7 @@ def choose(items: Sequence[Example], scores: np.ndarray) -> tuple[float, float |
         if len(candidates) else [1.01]
 
     def value(t: float, q: float | None, x: float | None) -> float:
-        return float(np.mean([_value(rates([items[i] for i in idx], scores[idx], t, q, x))
+        return float(np.mean([_value(rates([items[i] for i in idx], scores[idx], t, q, x), wrong_cost)
                               for idx in groups.values()]))
 
     best = max(((value(t, q, x), -_complexity(q, x), t, q, x) for t in thresholds for q in LEVELS for x in LEVELS),
@@ -149,16 +163,20 @@ def _complexity(quote: float | None, extract: float | None) -> int:
     return (quote is not None) + (extract is not None)
 
 
-def fit_model(items: Sequence[Example]) -> TrustModel:
-    """The whole procedure on ``items``: weights, then the thresholds."""
+def fit_model(items: Sequence[Example], procedure: Procedure = Procedure()) -> TrustModel:
+    """The whole procedure on ``items``: weights (of ``procedure.features`` only), then the thresholds."""
     train = [e for e in items if e.features is not None]
     if not train:
         raise ValueError("no answer passed the rules: nothing to fit")
-    x = np.stack([e.features for e in train if e.features is not None])
+    used = [FEATURES.index(f) for f in procedure.features]
+    x = np.stack([e.features for e in train if e.features is not None])[:, used]
     y = np.array([e.trust is True for e in train], dtype=float)
-    w = fit(x, y)
-    threshold, quote, extract = choose(items, _scores(w, items))
-    return TrustModel(round(float(w[0]), 4), {f: round(float(v), 4) for f, v in zip(FEATURES, w[1:], strict=True)},
+    fitted = fit(x, y)
+    w = np.zeros(len(FEATURES) + 1)
+    w[0] = fitted[0]
+    w[[i + 1 for i in used]] = fitted[1:]
+    threshold, quote, extract = choose(items, _scores(w, items), procedure.wrong_cost)
+    return TrustModel(round(float(w[0]), 4), {FEATURES[i]: round(float(w[i + 1]), 4) for i in used},
                       round(float(threshold), 4), quote, extract)
 
 
@@ -174,35 +192,37 @@ def evaluate(model: TrustModel, items: Sequence[Example]) -> dict[str, dict[str,
     return out
 
 
-def calibrate(items: Sequence[Example]) -> dict[str, Any]:
+def calibrate(items: Sequence[Example], procedure: Procedure = Procedure()) -> dict[str, Any]:
     """The fit on every group, its in-sample rates, and each group's rates under the fit of the others (``model``
     None: no answer passed the rules, nothing to fit)."""
     if not any(e.features is not None for e in items):
         return {"model": None, "questions": len(items), "candidates": 0, "in_sample": {}, "leave_one_out": {}}
-    model = fit_model(items)
+    model = fit_model(items, procedure)
     groups = sorted({e.group for e in items})
     held_out: dict[str, dict[str, Any]] = {}
     for group in groups if len(groups) > 1 else []:
         rest = [e for e in items if e.group != group]
         if any(e.features is not None for e in rest):
-            held_out.update(evaluate(fit_model(rest), [e for e in items if e.group == group]))
+            held_out.update(evaluate(fit_model(rest, procedure), [e for e in items if e.group == group]))
     return {"model": model.to_json(), "questions": len(items),
             "candidates": sum(e.features is not None for e in items),
             "in_sample": evaluate(model, items), "leave_one_out": held_out}
 
 
-def run(paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
+def run(paths: Sequence[Path], procedure: Procedure = Procedure()) -> dict[str, dict[str, Any]]:
     """Fits per question language from run files (each named by its data set)."""
     runs = []
     for p in paths:
         data = json.loads(Path(p).read_text(encoding="utf-8"))
         runs.append((str(data.get("record", {}).get("dataset") or Path(p).stem), data))
-    return fit_runs(runs)
+    return fit_runs(runs, procedure)
 
 
-def fit_runs(runs: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+def fit_runs(runs: Sequence[tuple[str, dict[str, Any]]],
+             procedure: Procedure = Procedure()) -> dict[str, dict[str, Any]]:
     items = examples(runs)
-    return {lang: calibrate([e for e in items if e.lang == lang]) for lang in sorted({e.lang for e in items})}
+    return {lang: calibrate([e for e in items if e.lang == lang], procedure)
+            for lang in sorted({e.lang for e in items})}
 
 
 # -- rag calibrate: the labelled sets run against the configured generator ----------------------------------------

@@ -5,8 +5,8 @@ generator only. A generator is identified by what it is, not by what it is calle
 server by its URL and model name (``ModelIdentity``). ``rag calibrate`` fits the checks for the configured generator
 and stores the fit under ``<data_dir>/calibration/<key>.json``; the bundled models' fits ship in
 ``rag_service/calibrations/`` in the same format. ``calibration_for`` finds the fit for the current settings, in that
-order; a generator with neither is judged by the conservative default (``verification.UNCALIBRATED``) and every
-answer's trace, ``rag config`` and ``/healthz`` say so.
+order; a generator with neither is judged by the conservative generic fit (``DEFAULT_FIT``) and every answer's
+trace, ``rag config`` and ``/healthz`` say so.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -110,19 +110,34 @@ def load_fit(path: Path, label: str) -> Calibration:
     return Calibration(f"{label} ({data.get('created', 'undated')})", models)
 
 
+# The fit for a generator nobody fitted: `rag eval calibrate --generic` on the bundled models' runs (eval/README.md
+# "Calibrating the checks"), also used for a language a generator's own fit lacks.
+DEFAULT_FIT = SHIPPED_DIR / "default.json"
+
+
+@functools.lru_cache(maxsize=1)
+def default_fit() -> Calibration:
+    if not DEFAULT_FIT.is_file():
+        return UNCALIBRATED
+    fit = load_fit(DEFAULT_FIT, "the generic default fit")
+    return Calibration(f"none for this generator: {fit.label} (run rag calibrate)", fit.models, fitted=False)
+
+
 @functools.lru_cache(maxsize=8)
 def _cached(data_dir: Path, key: str, shipped_for: str | None) -> Calibration:
     own = data_dir / "calibration" / f"{key}.json"
+    found = None
     if own.is_file():
-        return load_fit(own, f"fit {own}")
-    shipped = SHIPPED_DIR / f"{key}.json"
-    if shipped.is_file():
-        return load_fit(shipped, f"shipped fit {shipped.name}")
-    if shipped_for is not None:  # a server said to run a bundled model (RAG_LLM names it): that model's fit
+        found = load_fit(own, f"fit {own}")
+    elif (SHIPPED_DIR / f"{key}.json").is_file():
+        found = load_fit(SHIPPED_DIR / f"{key}.json", f"shipped fit {key}.json")
+    elif shipped_for is not None:  # a server said to run a bundled model (RAG_LLM names it): that model's fit
         bundled = SHIPPED_DIR / f"gguf-{BUNDLED_LLMS[shipped_for].sha256[:16]}.json"
         if bundled.is_file():
-            return load_fit(bundled, f"shipped fit of {shipped_for}, for the server")
-    return UNCALIBRATED
+            found = load_fit(bundled, f"shipped fit of {shipped_for}, for the server")
+    if found is None:
+        return default_fit()
+    return replace(found, fallback=default_fit().models)
 
 
 def calibration_for(settings: Settings) -> Calibration:

@@ -384,12 +384,14 @@ class Calibration:
     label: str
     models: Mapping[str, TrustModel]
     fitted: bool = True
+    fallback: Mapping[str, TrustModel] = field(default_factory=dict)  # for a language the fit has no model of
 
     def model(self, lang: str) -> TrustModel:
-        return self.models.get(lang) or DEFAULT_TRUST
+        return self.models.get(lang) or self.fallback.get(lang) or DEFAULT_TRUST
 
 
-# For a generator without a fit (README "Trust, measured, and choosing the generator"): the gate alone at one half.
+# The last resort, when not even the generic default fit (rag_service/calibrations/default.json) has a model for a
+# language: the gate alone at one half.
 DEFAULT_TRUST = TrustModel(0.0, {"gate": 1.0}, 0.5)
 UNCALIBRATED = Calibration("none: no fit for this generator (run rag calibrate)", {}, fitted=False)
 NO_FIT_WARNING = ("no calibrated answer checks for this generator: answers are judged by the conservative default "
