@@ -9,18 +9,21 @@ sentence is a claim that must also pass rules (``Verifier._claim``):
 - a number when a number, an amount or a date is asked;
 - the question's numbers and Latin-script names present in the passage it cites (2021 does not answer 2022);
 
-and the answer as a whole must be trusted (``TrustModel``): a logistic score of what the model says when asked
-yes/no (about all passages before answering, about each cited passage, and about the single passage sentence
-that states the claim best, in a prompt of its own with only its file name and its passage's first line), of
-how likely it was to start with the refusal, and of how much of the question that sentence speaks of
-(``anchoring``). The yes/no answers are read as probabilities from the next-token logits; all but the
-sentence check extend the answer prompt, so llama.cpp reuses its KV cache.
-Measured on RGB, a yes/no check of each sentence asked right after the model's own answer told right from
-wrong no better than chance (AUC 0.53) and went; the single-sentence check separated best (eval/README.md).
+and the answer as a whole must be trusted (``TrustModel``, fitted per generator: ``rag_service/calibration.py``): a
+logistic score of what the model says when asked yes/no (about all passages before answering, about each cited
+passage, and about the evidence unit that states the claim best: a sentence, or a list item or whole list under the
+question line it answers, in a prompt of its own with only its file name and section), of how likely it was to start
+with the refusal, of how much of the question that unit speaks of (``anchoring``), of how much of the answer is
+copied verbatim from its passage (``quote_share``) and of whether it was matched across languages. The yes/no answers
+are read as probabilities from the next-token logits; all but the unit check extend the answer prompt, so llama.cpp
+reuses its KV cache. Measured on RGB, a yes/no check of each sentence asked right after the model's own answer told
+right from wrong no better than chance (AUC 0.53) and went; the single-sentence check separated best (eval/README.md).
+Below the threshold, quotes the model vouches for stay; an answer left with nothing gets the extract, the passage's
+own words (``Verification.decide``).
 
 The policy (``Settings.grounding``) then decides what reaches the user: ``strict`` removes unsupported
-sentences and turns an answer with none left into a refusal; ``lenient`` keeps them, marked; ``off``
-skips the checks (citation markers are still validated).
+sentences and turns an answer with none left into a refusal (or the extract); ``lenient`` keeps them, marked;
+``off`` skips the checks (citation markers are still validated).
 """
 
 from __future__ import annotations
@@ -251,7 +254,7 @@ _QUESTION_LINE = re.compile(r"[?？]\s*$")
 
 def anchoring(question: str, claim: str, passage: str, frame: str = "") -> tuple[float, str]:
     """Whether the passage says the claim *about what was asked*, and where: over the passage's evidence units
-    (``passages.evidence_units``: sentences, list items under their question or lead-in line, whole lists) that
+    (``textunits.evidence_units``: sentences, list items under their question or lead-in line, whole lists) that
     hold some of the claim's new units (words beyond the question; CJK character pairs), the best product
     of (share of those new units in the unit) x (share of the question's own units, question words removed, in
     the unit or its ``frame``, the section's heading path), with that unit. A number or a name from a neighbouring

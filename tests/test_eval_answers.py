@@ -222,3 +222,26 @@ def test_quotes_and_extracts_are_kept_where_the_score_cannot_tell() -> None:
     assert model.quote_min_evidence is not None and 0.55 < model.quote_min_evidence <= 0.9
     for rates in evaluate(model, items).values():
         assert rates["answered_correctly"] == 1.0 and rates["refused"] == 1.0
+
+
+def test_rag_eval_calibrate_writes_a_fit_file_and_the_generic_one_ignores_the_refusal_start(tmp_path: Path) -> None:
+    """A run file of synthetic outcomes: the fit file holds a model per language; --generic leaves out the signal a
+    server cannot give and counts a wrong answer as much as a right one."""
+    rng = random.Random(1)
+    results = []
+    for i in range(120):
+        answerable = i % 2 == 0
+        good = answerable and rng.random() < 0.8
+        gate = rng.gauss(2.0 if good else -1.0, 1.0)
+        results.append({"lang": "en", "answers": ["x"] if answerable else [],
+                        "outcomes": {"features": {"gate": gate, "refusal_start": rng.gauss(0, 1)},
+                                     "trust": good if answerable else False, "quotes": [], "extract": None}})
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"record": {"dataset": "synthetic"}, "results": results}))
+    out = tmp_path / "fit.json"
+    fits = json.loads(run_rag("eval", "calibrate", str(run), "--generic", "--write", str(out), "--json",
+                              data_dir=tmp_path).stdout)
+    fit = json.loads(out.read_text())
+    assert set(fit["languages"]) == {"en"} and fit["generator"]["key"].startswith("gguf-")
+    assert "refusal_start" not in fit["languages"]["en"]["weights"] and fit["languages"]["en"]["weights"]["gate"] > 0
+    assert fits["en"]["in_sample"]["synthetic/en"]["refused"] > 0.7
