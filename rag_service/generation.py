@@ -228,7 +228,7 @@ class Answerer:
                        for m in template.messages(passages="", question=turn.standalone))
         budget = min(settings.context_max_tokens,
                      settings.llm_context_size - overhead - settings.llm_max_tokens - 32)
-        turn.packed, passages = self.pack(on_question(turn.standalone, self.relevant(hits, turn.standalone)), budget)
+        turn.packed, passages = self.pack(self.relevant(on_question(turn.standalone, hits), turn.standalone), budget)
         turn.timings["pack_s"] = time.perf_counter() - t2
         turn.trace["packed"] = [c.id for c in turn.packed]
         if not turn.packed:  # every hit was a list of questions (a table of contents): nothing states anything
