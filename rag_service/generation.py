@@ -17,12 +17,12 @@ from rag_service.catalog import KnowledgeBase
 from rag_service.citations import strip_markers
 from rag_service.embeddings import similarity
 from rag_service.filters import SearchFilter
-from rag_service.language import detect_language
+from rag_service.language import detect_language, query_language
 from rag_service.llm import LLM, Completion, get_llm
 from rag_service.passages import complete_lists, is_question_list, with_neighbours
 from rag_service.records import Answer, Chunk, Citation, Claim, Hit, Usage
 from rag_service.retrieval import Retriever
-from rag_service.tokenize import has_cjk
+from rag_service.tokenize import digits_beside_numerals, has_cjk
 from rag_service.verification import (
     NO_FIT_WARNING,
     POLICIES,
@@ -228,7 +228,8 @@ class Answerer:
                        for m in template.messages(passages="", question=turn.standalone))
         budget = min(settings.context_max_tokens,
                      settings.llm_context_size - overhead - settings.llm_max_tokens - 32)
-        turn.packed, passages = self.pack(self.relevant(on_question(turn.standalone, hits), turn.standalone), budget)
+        turn.packed, passages = self.pack(self.relevant(on_question(turn.standalone, hits), turn.standalone), budget,
+                                          turn.standalone)
         turn.timings["pack_s"] = time.perf_counter() - t2
         turn.trace["packed"] = [c.id for c in turn.packed]
         if not turn.packed:  # every hit was a list of questions (a table of contents): nothing states anything
@@ -309,11 +310,12 @@ class Answerer:
             foreign = None
         return [hits[0]] + [h for h in hits[1:] if h is foreign or any(passes(h, f) for f in forms)]
 
-    def pack(self, hits: list[Hit], budget: int) -> tuple[list[Chunk], str]:
+    def pack(self, hits: list[Hit], budget: int, question: str = "") -> tuple[list[Chunk], str]:
         """Best-ranked passages first, each whole or not at all, within ``budget`` tokens. A list of
         questions (a table of contents, a question line on its own) is no evidence and is left out; a passage whose
         list starts or continues in a neighbouring chunk gets those lines, a section its heading path
-        (``passages.with_neighbours``); of two near-duplicates the longer one stays, where the first was."""
+        (``passages.with_neighbours``); of two near-duplicates the longer one stays, where the first was. For a
+        question not asked in Chinese, a Chinese passage shows its quantities in digits too (两千六百八十（2680）元)."""
         passage = self._template("passage")
         chosen: list[Chunk] = []
         for hit in hits:
@@ -333,7 +335,10 @@ class Answerer:
             # path costs a dozen prompt tokens per passage.
             name = chunk.source.rsplit("/", 1)[-1]
             source = name + (f", page {chunk.metadata['page']}" if "page" in chunk.metadata else "")
-            text = passage.text(n=str(len(packed) + 1), source=source, text=chunk.text)
+            body = chunk.text
+            if question and query_language(question) != "zh" and detect_language(body) == "zh":
+                body = digits_beside_numerals(body)
+            text = passage.text(n=str(len(packed) + 1), source=source, text=body)
             cost = self.llm.count_tokens(text + "\n\n")
             if used + cost > budget:
                 continue

@@ -104,6 +104,22 @@ def arabic_numerals(text: str) -> str:
     return _CN_NUMBER.sub(convert, text)
 
 
+# A Chinese numeral that is a quantity: two characters or more (二十一, 两千六百八十), or one before a unit of measure
+# or money (八本, 五元, 三个月); not 一卡通, 周二 or 第一.
+_CN_QUANTITY = re.compile(
+    r"(?<!第)(?<!周)(?<!星期)(?<!礼拜)(?:[零〇一二两三四五六七八九十百千万]{2,}(?:点[零〇一二三四五六七八九]+)?"
+    r"|[一二两三四五六七八九十](?:点[零〇一二三四五六七八九]+)?(?=[个本元块次天年月日周岁人张件份台辆小分秒点层楼号米斤克名位枚间]))")
+
+
+def digits_beside_numerals(text: str) -> str:
+    """Chinese quantities followed by their digits in parentheses (两千六百八十元 -> 两千六百八十（2680）元), for a
+    reader who answers in another language: the small model misreads Chinese numerals it has to translate."""
+    def annotate(m: re.Match[str]) -> str:
+        return f"{m.group(0)}（{arabic_numerals(m.group(0))}）"
+
+    return _CN_QUANTITY.sub(annotate, text)
+
+
 _EN_UNITS = {w: n for n, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen".split())}

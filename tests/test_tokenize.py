@@ -43,3 +43,10 @@ def test_chinese_numerals_read_as_digits() -> None:
     cases = {"八本书": "8本书", "十二位": "12位", "二十一天": "21天", "二〇一五年": "2015年", "二百零五度": "205度",
              "零点五元": "0.5元", "三万五千人": "35000人", "12位": "12位"}
     assert {text: arabic_numerals(text) for text in cases} == cases
+
+
+def test_chinese_quantities_get_their_digits_for_a_reader_of_another_language() -> None:
+    from rag_service.tokenize import digits_beside_numerals
+
+    assert digits_beside_numerals("年卡：每张两千六百八十元，有效期六个月") == "年卡：每张两千六百八十（2680）元，有效期六（6）个月"
+    assert digits_beside_numerals("周二至周日开放，一卡通在第一个窗口办") == "周二至周日开放，一卡通在第一个窗口办"
