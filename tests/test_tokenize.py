@@ -48,5 +48,8 @@ def test_chinese_numerals_read_as_digits() -> None:
 def test_chinese_quantities_get_their_digits_for_a_reader_of_another_language() -> None:
     from rag_service.tokenize import digits_beside_numerals
 
-    assert digits_beside_numerals("年卡：每张两千六百八十元，有效期六个月") == "年卡：每张两千六百八十（2680）元，有效期六（6）个月"
+    assert (
+        digits_beside_numerals("年卡：每张两千六百八十元，有效期六个月")
+        == "年卡：每张两千六百八十（2680）元，有效期六（6）个月"
+    )
     assert digits_beside_numerals("周二至周日开放，一卡通在第一个窗口办") == "周二至周日开放，一卡通在第一个窗口办"
