@@ -57,6 +57,7 @@ class Example:
     trust: bool | None  # the answer delivered as trusted: correct, wrong, None (nothing)
     quotes: tuple[tuple[float, bool | None], ...]
     extract: tuple[float, bool | None] | None
+    off: bool = False  # policy `off` (the model's draft, no checks) answered it correctly: the bar the checks meet
 
 
 def examples(runs: Sequence[tuple[str, dict[str, Any]]]) -> list[Example]:
@@ -70,7 +71,8 @@ def examples(runs: Sequence[tuple[str, dict[str, Any]]]) -> list[Example]:
                 f"{name}/{r['lang']}", r["lang"], bool(r["answers"]),
                 None if features is None else np.array([features.get(f, 0.0) for f in FEATURES]),
                 o.get("trust"), tuple((float(level), c) for level, c in o.get("quotes", [])),
-                None if o.get("extract") is None else (float(o["extract"][0]), o["extract"][1])))
+                None if o.get("extract") is None else (float(o["extract"][0]), o["extract"][1]),
+                bool(r.get("policies", {}).get("off", {}).get("correct"))))
     return out
 
 
@@ -116,20 +118,23 @@ def delivered(e: Example, score: float, threshold: float, quote: float | None, e
 
 def rates(items: Sequence[Example], scores: np.ndarray, threshold: float, quote: float | None = None,
           extract: float | None = None) -> dict[str, Any]:
-    """answered_correctly and wrong (over answerable questions), refused (over unanswerable ones)."""
-    correct = wrong = refused = answerable = 0
+    """answered_correctly and wrong (over answerable questions), refused (over unanswerable ones); off_correctly:
+    what policy `off` answered correctly of the same answerable questions."""
+    correct = wrong = refused = answerable = off = 0
     for e, s in zip(items, scores, strict=True):
         got = delivered(e, s, threshold, quote, extract)
         if e.answerable:
             answerable += 1
             correct += got is True
             wrong += got is False
+            off += e.off
         else:
             refused += got is None
     unanswerable = len(items) - answerable
     return {"answered_correctly": correct / answerable if answerable else None,
             "wrong": wrong / answerable if answerable else None,
             "refused": refused / unanswerable if unanswerable else None,
+            "off_correctly": off / answerable if answerable else None,
             "answerable": answerable, "unanswerable": unanswerable}
 
 
@@ -210,11 +215,12 @@ def calibrate(items: Sequence[Example], procedure: Procedure = Procedure()) -> d
 
 
 def run(paths: Sequence[Path], procedure: Procedure = Procedure()) -> dict[str, dict[str, Any]]:
-    """Fits per question language from run files (each named by its data set)."""
-    runs = []
-    for p in paths:
-        data = json.loads(Path(p).read_text(encoding="utf-8"))
-        runs.append((str(data.get("record", {}).get("dataset") or Path(p).stem), data))
+    """Fits per question language from run files, each named by its data set, or by its file when two runs name
+    the same data set (two question files both called ``questions.jsonl`` are still two data sets)."""
+    loaded = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    names = [str(data.get("record", {}).get("dataset") or Path(p).stem) for p, data in zip(paths, loaded, strict=True)]
+    runs = [(name if names.count(name) == 1 else Path(p).stem, data)
+            for p, name, data in zip(paths, names, loaded, strict=True)]
     return fit_runs(runs, procedure)
 
 

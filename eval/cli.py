@@ -244,16 +244,16 @@ def calibration_table(out: dict) -> str:
         lines += [f"{lang}: {fit['questions']} questions, {fit['candidates']} answers scored; intercept "
                   f"{model['intercept']:+.3f}, {weights}; threshold {model['threshold']}, quote level "
                   f"{model['quote_min_evidence']}, extract level {model['extract_min_evidence']}",
-                  f"  {'data set':28}{'correct':>9}{'wrong':>8}{'refused':>9}   {'left out: correct':>18}"
-                  f"{'wrong':>8}{'refused':>9}"]
+                  f"  {'data set':28}{'off':>7}{'correct':>9}{'wrong':>8}{'refused':>9}   "
+                  f"{'left out: correct':>18}{'wrong':>8}{'refused':>9}"]
         for group, r in fit["in_sample"].items():
             held = fit["leave_one_out"].get(group, {})
 
             def cell(v: float | None) -> str:
                 return "n/a" if v is None or v != v else f"{v:.3f}"
 
-            lines.append(f"  {group:28}{cell(r['answered_correctly']):>9}{cell(r['wrong']):>8}"
-                         f"{cell(r['refused']):>9}   {cell(held.get('answered_correctly')):>18}"
+            lines.append(f"  {group:28}{cell(r.get('off_correctly')):>7}{cell(r['answered_correctly']):>9}"
+                         f"{cell(r['wrong']):>8}{cell(r['refused']):>9}   {cell(held.get('answered_correctly')):>18}"
                          f"{cell(held.get('wrong')):>8}{cell(held.get('refused')):>9}")
     return "\n".join(lines)
 

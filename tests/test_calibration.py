@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from rag_service.calibration import calibration_for, calibration_status, fit_path, load_fit, model_identity, save_fit
+from rag_service.calibration import (
+    calibration_for,
+    calibration_status,
+    default_fit,
+    fit_path,
+    load_fit,
+    model_identity,
+    save_fit,
+)
 from rag_service.errors import ConfigError
 from rag_service.models import BUNDLED_LLMS
 from rag_service.settings import Settings
@@ -37,7 +45,8 @@ def test_the_generator_s_own_fit_comes_first_then_the_shipped_one_then_none(tmp_
     path = save_fit(bundled, model_identity(bundled), {"en": FIT}, {"sets": {}})
     own = calibration_for(bundled)
     assert path == fit_path(bundled, model_identity(bundled)) and str(path) in own.label
-    assert own.model("en") == FIT and own.model("zh") == DEFAULT_TRUST  # a language without a fit: the default
+    assert own.model("en") == FIT  # a language the fit lacks: the generic default's, else the gate alone
+    assert own.model("zh") == default_fit().model("zh") and own.model("xx") == DEFAULT_TRUST
     server = Settings(data_dir=tmp_path, llm_base_url="http://127.0.0.1:9/v1")
     assert not calibration_for(server).fitted
     assert calibration_status(server)["warning"] == NO_FIT_WARNING
