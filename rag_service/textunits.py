@@ -23,6 +23,19 @@ def is_header(line: str) -> bool:
 
 
 _SENTENCE_BREAK = re.compile(r"(?<=[。！？!?；;])|(?<=\.)\s+")
+# A piece that ends in a bare list number ("11.", "Garden > 11.") is the numbering of what follows, not a sentence.
+NUMBERING_ONLY = re.compile(r"(?:^|>|\n)\s*\d{1,2}[.)]\s*$")
+
+
+def join_numbering(pieces: list[str]) -> list[str]:
+    """Sentences with a bare list number glued back onto the sentence it numbers."""
+    out: list[str] = []
+    for piece in pieces:
+        if out and NUMBERING_ONLY.search(out[-1]):
+            out[-1] = f"{out[-1].rstrip()} {piece.lstrip()}"
+        else:
+            out.append(piece)
+    return out
 
 
 def evidence_units(text: str) -> list[str]:
@@ -34,7 +47,7 @@ def evidence_units(text: str) -> list[str]:
     i = 0
     while i < len(lines):
         if not (LIST_ITEM.match(lines[i]) and not is_header(lines[i])):
-            units.extend(s.strip() for s in _SENTENCE_BREAK.split(lines[i]) if s and s.strip())
+            units.extend(join_numbering([s.strip() for s in _SENTENCE_BREAK.split(lines[i]) if s and s.strip()]))
             i += 1
             continue
         j = i

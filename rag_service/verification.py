@@ -38,7 +38,7 @@ from typing import Any, Literal
 from rag_service.citations import Aligner, SentenceCheck, place_markers, strip_markers, validate
 from rag_service.language import detect_language, query_language
 from rag_service.records import Chunk, Citation, Claim
-from rag_service.textunits import LEAD_IN, LIST_ITEM, evidence_units
+from rag_service.textunits import LEAD_IN, LIST_ITEM, QUESTION_END, evidence_units
 from rag_service.tokenize import STOPWORDS, arabic_numerals, english_numerals, evidence_tokens, has_cjk, tokenize
 
 Policy = Literal["strict", "lenient", "off"]
@@ -441,6 +441,10 @@ class Verifier:
         body = check.sentence
         if LEAD_IN.search(body) and i + 1 < len(checks):
             return Claim(body, check.cited, False, lead_in=True, how=check.how)
+        if QUESTION_END.search(strip_markers(body)):  # a question line copied from a passage asks, it states nothing
+            if i + 1 < len(checks) and LIST_ITEM.match(checks[i + 1].sentence):  # ... unless a list answers it
+                return Claim(body, check.cited, False, lead_in=True, how=check.how)
+            return Claim(body, check.cited, False, "no-content", how=check.how)
         claim_text = _with_lead_in(checks, i)
         if not content_words(body, question):
             return Claim(body, check.cited, False, "no-content", how=check.how)
@@ -500,7 +504,8 @@ class Verifier:
         scored: list[tuple[float, int, str, int]] = []
         for n, chunk in enumerate(packed, start=1):
             framing = evidence_tokens(_frame(chunk))
-            units = [u for u in evidence_units(chunk.text) if (u, n) not in seen]
+            units = [u for u in evidence_units(chunk.text)
+                     if (u, n) not in seen and not ("\n" not in u and QUESTION_END.search(u))]  # a bare question
             if not units:
                 continue
             if self.align is not None and detect_language(chunk.text) != query_language(question):

@@ -298,7 +298,8 @@ def test_a_draft_that_says_nothing_still_gets_the_passage_s_words_when_they_answ
     verifier = Verifier(Calibration("test", {"en": fit}), evidence_check=evidence_check)
     v = verifier.verify(question, "Grouped-query attention makes decoding faster [1].", packed, model_refused=False,
                         signals=Signals(gate=0.9))
-    assert v.claims[0].reason == "no-content" and len(asked) == 2
+    assert v.claims[0].reason == "no-content" and asked[0].startswith("Query heads")
+    assert not any(unit.endswith("?") for unit in asked)  # the passage's own question line answers nothing
     text, _, refused, _ = v.apply("strict")
     assert not refused and v.delivered_by == "extract" and "KV cache is smaller" in text and text.endswith("[1].")
     refused_draft = verifier.verify(question, "I cannot find the answer.", packed, model_refused=True,
@@ -307,3 +308,27 @@ def test_a_draft_that_says_nothing_still_gets_the_passage_s_words_when_they_answ
     low_gate = verifier.verify(question, "I cannot find the answer.", packed, model_refused=True,
                                signals=Signals(gate=0.2))
     assert low_gate.apply("strict")[2] and not low_gate.units  # the model said no twice: nothing more is asked
+
+
+def test_a_question_copied_from_the_passage_is_no_answer_and_no_extract() -> None:
+    """A scraped FAQ's question line ('Advertisement > 11. How do I join?') states nothing: as the whole draft it is
+    no-content, it is never the extract; above a list it introduces, it stands with the items."""
+    packed = [_chunk(0, "11. How do I join the committee?\nWrite to the committee secretary before spring.")]
+    asked: list[str] = []
+
+    def evidence_check(unit: str, n: int) -> float:
+        asked.append(unit)
+        return 0.95
+
+    question = "How do I join the garden committee?"
+    verifier = Verifier(Calibration("test", {"en": TrustModel(0.0, {"gate": 1.0}, 0.5, extract_min_evidence=0.8)}),
+                        evidence_check=evidence_check)
+    v = verifier.verify(question, "Garden > 11. How do I join the committee? [1]", packed, model_refused=False,
+                        signals=Signals(gate=0.9))
+    assert v.claims[0].reason == "no-content"
+    assert all("?" not in unit for unit in asked) and any("secretary" in unit for unit in asked)
+    assert v.apply("strict")[0].startswith("Write to the committee secretary")
+    listed = verifier.verify("What should I bring?", "What should I bring? [1]\n- a pen [1]\n- a hat [1]",
+                             [_chunk(0, "What should I bring?\n- a pen\n- a hat")], model_refused=False,
+                             signals=Signals(gate=0.9))
+    assert listed.claims[0].lead_in and [c.reason for c in listed.claims[1:]] != ["no-content"] * 2
