@@ -31,19 +31,28 @@ from rag_service.verification import FEATURES, TrustModel
 WRONG_COST = 0.5
 
 
+# The trust score's inputs. Fitted with all of FEATURES, the weights follow the sets they saw (the gate's turned
+# negative for English) and did worst left out: mean left-out objective 0.682 with all seven, 0.692 with the gate and
+# the evidence check, 0.698 with these three (1.5B, five sets, eval/README.md "Calibrating the checks"). All three
+# come from any generator (a server reports no refusal start); verbatim quotes have their own rule.
+TRUST_FEATURES = ("gate", "evidence", "anchoring")
+
+
 @dataclass(frozen=True, slots=True)
 class Procedure:
     """What a fit weighs and how much a wrong answer costs. GENERIC is the default for a generator nobody fitted:
-    only signals any generator gives (an OpenAI-compatible server reports no refusal start), and a wrong answer
-    costs as much as a right one is worth."""
+    a wrong answer costs as much as a right one is worth."""
 
-    features: tuple[str, ...] = FEATURES
+    features: tuple[str, ...] = TRUST_FEATURES
     wrong_cost: float = WRONG_COST
 
 
-GENERIC = Procedure(tuple(f for f in FEATURES if f != "refusal_start"), 1.0)
+GENERIC = Procedure(TRUST_FEATURES, 1.0)
 # Evidence levels tried for the quote rule and the extract (P(yes) of the unit; None: the rule off).
 LEVELS: tuple[float | None, ...] = (None, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+# The quote rule is never off: a sentence copied verbatim from its passage is the strongest evidence there is, so
+# the fit only chooses how sure the evidence check must be that the copied unit speaks of the question.
+QUOTE_LEVELS = LEVELS[1:]
 # Score thresholds tried: quantiles of the candidates' scores (enough to find the best to within a question).
 THRESHOLDS = 120
 
@@ -159,7 +168,8 @@ def choose(items: Sequence[Example], scores: np.ndarray,
         return float(np.mean([_value(rates([items[i] for i in idx], scores[idx], t, q, x), wrong_cost)
                               for idx in groups.values()]))
 
-    best = max(((value(t, q, x), -_complexity(q, x), t, q, x) for t in thresholds for q in LEVELS for x in LEVELS),
+    best = max(((value(t, q, x), -_complexity(q, x), t, q, x)
+                for t in thresholds for q in QUOTE_LEVELS for x in LEVELS),
                key=lambda v: (round(v[0], 9), v[1], v[2]))
     return best[2], best[3], best[4]
 

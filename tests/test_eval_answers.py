@@ -19,7 +19,7 @@ from eval.answers import (
     select_questions,
     summarise,
 )
-from eval.calibrate import Example, calibrate, choose, evaluate, fit_model
+from eval.calibrate import TRUST_FEATURES, Example, Procedure, calibrate, choose, evaluate, fit_model
 from eval.datasets import EvalQuery, load_jsonl
 from eval.metrics import has_required
 from rag_service.verification import FEATURES
@@ -186,7 +186,9 @@ def test_calibration_separates_right_from_wrong_answers() -> None:
         items.append(_example(f"set{i % 3}", answerable, good, rng.gauss(2.5 if good else -1.0, 1.0), rng))
     fit = calibrate(items)
     weights = fit["model"]["weights"]
-    assert weights["gate"] > 1.0 and abs(weights["refusal_start"]) < 0.3 * weights["gate"]
+    assert set(weights) == set(TRUST_FEATURES) and weights["gate"] > 1.0
+    everything = calibrate(items, Procedure(FEATURES))["model"]["weights"]  # noise gets little weight
+    assert set(everything) == set(FEATURES) and abs(everything["refusal_start"]) < 0.3 * everything["gate"]
     assert set(fit["leave_one_out"]) == {"set0", "set1", "set2"}
     for rates in (*fit["in_sample"].values(), *fit["leave_one_out"].values()):
         assert rates["answered_correctly"] > 0.75 and rates["refused"] > 0.75 and rates["wrong"] < 0.1
