@@ -88,6 +88,9 @@ def test_selection_keeps_both_kinds_of_question() -> None:
     assert [q.id for q in select_questions(queries, 4)] == ["a0", "a1", "a2", "u"]
     assert [q.id for q in select_questions(queries[:5], 2)] == ["a0", "a1"]
     assert len(select_questions(queries, None)) == 6
+    bilingual = ([EvalQuery(f"zh{i}", "几点开门？", answers=["x"]) for i in range(4)]
+                 + [EvalQuery(f"en{i}", "When?", answers=["x"]) for i in range(4)])
+    assert [q.id for q in select_questions(bilingual, 4)] == ["zh0", "en0", "zh1", "en1"]  # languages take turns
 
 
 def test_a_retrieval_only_data_set_is_refused_clearly(tmp_path: Path) -> None:
