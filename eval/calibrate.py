@@ -31,11 +31,11 @@ from rag_service.verification import FEATURES, TrustModel
 WRONG_COST = 0.5
 
 
-# The trust score's inputs. Fitted with all of FEATURES, the weights follow the sets they saw (the gate's turned
-# negative for English) and did worst left out: mean left-out objective 0.682 with all seven, 0.692 with the gate and
-# the evidence check, 0.698 with these three (1.5B, five sets, eval/README.md "Calibrating the checks"). All three
-# come from any generator (a server reports no refusal start); verbatim quotes have their own rule.
-TRUST_FEATURES = ("gate", "evidence", "anchoring")
+# The trust score's inputs: every signal any generator gives (a server reports no refusal start). Left out of the
+# fit, fewer inputs did no better beyond noise (eval/README.md "Calibrating the checks": mean objective 0.682-0.698
+# over five sets), and without the verbatim share a sentence copied from its passage lost to a doubtful evidence
+# check ("Taxi rides are reimbursed only between 22:00 and 06:00 [1]." withdrawn at evidence 0.37).
+TRUST_FEATURES = tuple(f for f in FEATURES if f != "refusal_start")
 
 
 @dataclass(frozen=True, slots=True)
