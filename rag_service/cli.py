@@ -216,20 +216,20 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 def cmd_glossary(args: argparse.Namespace) -> int:
     """``rag glossary list|add|remove|suggest``: the KB's domain terms (README, 'Domain glossary')."""
-    from rag_service import glossary
+    from rag_service import glossary, glossary_edits
     from rag_service.errors import GlossaryEntryNotFoundError
 
     ws = _workspace()
     kb = ws.catalog.get_kb(args.kb)
     if args.glossary_cmd == "remove":
-        if not glossary.remove(ws, kb, args.entry_id):
+        if not glossary_edits.remove(ws, kb, args.entry_id):
             raise GlossaryEntryNotFoundError(f"knowledge base '{kb.name}' has no glossary entry '{args.entry_id}'")
         print(f"removed glossary entry {args.entry_id} from '{kb.name}'")
         return 0
     if args.glossary_cmd == "suggest":
-        found = glossary.suggest(ws, kb, args.limit)
+        found = glossary.suggest(ws.catalog, kb, args.limit)
         if args.accept and found:
-            glossary.add(ws, kb, [s.terms for s in found])
+            glossary_edits.add(ws, kb, [s.terms for s in found])
         if args.json:
             _print_json({"suggestions": [s.to_json() for s in found], "accepted": bool(args.accept and found)})
             return 0
@@ -246,7 +246,7 @@ def cmd_glossary(args: argparse.Namespace) -> int:
             new += glossary.read_file(Path(args.file))
         if not new:
             raise InvalidInputError("give entries ('SFT = 有监督微调 = supervised fine-tuning') or --file FILE")
-        glossary.add(ws, kb, new)
+        glossary_edits.add(ws, kb, new)
         kb = ws.catalog.get_kb(kb.id)
     items = glossary.entries(kb)
     if args.json:
@@ -355,7 +355,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import threading
 
     from ingest.sandbox import ParseWorker, SandboxLimits
-    from rag_service.jobs import JobWorker
+    from rag_service.job_worker import JobWorker
     from rag_service.server.workspaces import Workspaces
     from rag_service.settings import load_settings
 

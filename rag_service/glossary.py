@@ -24,7 +24,6 @@ import hashlib
 import json
 import re
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,8 +34,7 @@ from rag_service.errors import InvalidInputError
 from rag_service.tokenize import Tokenizer, has_cjk
 
 if TYPE_CHECKING:
-    from rag_service.catalog import KnowledgeBase
-    from rag_service.workspace import Workspace
+    from rag_service.catalog import Catalog, KnowledgeBase
 
 OPTION = "glossary"
 MAX_ENTRIES = 2000
@@ -124,51 +122,6 @@ def read_file(path: Path) -> list[tuple[str, ...]]:
 
 def entries(kb: KnowledgeBase) -> list[GlossaryEntry]:
     return [GlossaryEntry(e["id"], tuple(e["terms"])) for e in kb.options.get(OPTION, [])]
-
-
-def _store(ws: Workspace, kb: KnowledgeBase, items: list[GlossaryEntry]) -> None:
-    ws.catalog.set_kb_option(kb.id, OPTION, [e.to_json() for e in items])
-
-
-def add(ws: Workspace, kb: KnowledgeBase, new: Iterable[tuple[str, ...]], *,
-        lock_timeout: float | None = None) -> list[GlossaryEntry]:
-    """Add entries (an entry sharing a term with an existing one is merged into it); returns the glossary. Under
-    the write lock: the KB's BM25 tokens are re-tokenised with the new terms right away (the CLI and REST share
-    this)."""
-    from rag_service.lexical import ensure_tokens
-
-    with ws.write_lock(lock_timeout):
-        current = entries(ws.catalog.get_kb(kb.id))
-        for terms in new:
-            keys = {normalise(t) for t in terms}
-            overlapping = [e for e in current if keys & {normalise(t) for t in e.terms}]
-            if overlapping:  # one concept: fold the entries that share a term into the first of them
-                merged: dict[str, str] = {}  # first spelling of each term, in order
-                for term in [*(t for e in overlapping for t in e.terms), *terms]:
-                    merged.setdefault(normalise(term), term)
-                current = [e for e in current if e not in overlapping] + [
-                    GlossaryEntry(overlapping[0].id, tuple(merged.values())[:MAX_TERMS])]
-            else:
-                current.append(GlossaryEntry(uuid.uuid4().hex[:8], terms))
-        if len(current) > MAX_ENTRIES:
-            raise InvalidInputError(f"a glossary holds at most {MAX_ENTRIES} entries")
-        _store(ws, kb, current)
-        ensure_tokens(ws, ws.catalog.get_kb(kb.id))
-    return current
-
-
-def remove(ws: Workspace, kb: KnowledgeBase, entry_id: str, *, lock_timeout: float | None = None) -> bool:
-    """Remove one entry by id; False when there is none (the KB is re-tokenised without its terms)."""
-    from rag_service.lexical import ensure_tokens
-
-    with ws.write_lock(lock_timeout):
-        current = entries(ws.catalog.get_kb(kb.id))
-        kept = [e for e in current if e.id != entry_id]
-        if len(kept) == len(current):
-            return False
-        _store(ws, kb, kept)
-        ensure_tokens(ws, ws.catalog.get_kb(kb.id))
-    return True
 
 
 # -- tokens ---------------------------------------------------------------------------------------------------
@@ -304,13 +257,13 @@ def _count_pairs(text: str, counts: Counter[tuple[str, str]], examples: dict[tup
             examples.setdefault(key, text[max(0, m.start() - 20):m.end() + 20].replace("\n", " "))
 
 
-def suggest(ws: Workspace, kb: KnowledgeBase, limit: int = 50) -> list[Suggestion]:
+def suggest(catalog: Catalog, kb: KnowledgeBase, limit: int = 50) -> list[Suggestion]:
     """Abbreviation-expansion pairs the KB's own documents write out, most frequent first, minus the pairs the
     glossary already has."""
     counts: Counter[tuple[str, str]] = Counter()
     examples: dict[tuple[str, str], str] = {}
     seen_headings: set[tuple[str, str]] = set()
-    for chunk in ws.catalog.indexed_chunks(kb.id):
+    for chunk in catalog.indexed_chunks(kb.id):
         # A section's heading/question line is indexed with each of its chunks but written once: read it once.
         headings = [h for h in chunk.metadata.get("headings", ()) if (chunk.doc_id, h) not in seen_headings]
         seen_headings.update((chunk.doc_id, h) for h in headings)

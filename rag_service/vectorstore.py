@@ -3,23 +3,21 @@
 One collection per knowledge base, keyed by chunk id, holding our own unit-length embeddings. Filters arrive as a
 ``VectorFilter`` (documents and metadata equalities), so each backend translates them into its own syntax (Chroma's
 ``where`` lives in ``rag_service.chroma``). Adding a backend (pgvector, Qdrant...) is one module with a
-``VectorIndex`` subclass and an entry in ``VECTOR_BACKENDS``.
+``VectorIndex`` subclass and an entry in ``rag_service.vector_backends.VECTOR_BACKENDS``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag_service.errors import ConfigError
 from rag_service.filters import Scalar
 
 if TYPE_CHECKING:
-    from rag_service.settings import Settings
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,20 +65,3 @@ class VectorIndex(ABC):
             return {}
         sims = np.stack(list(stored.values())) @ vector
         return dict(zip(stored, (float(x) for x in sims), strict=True))
-
-
-def _chroma(settings: Settings) -> VectorIndex:
-    from rag_service.chroma import ChromaIndex
-
-    return ChromaIndex(settings.data_dir, settings.chroma_url)
-
-
-# Name -> backend (``settings.vector_store``). Chroma embedded or a ``chroma run`` server, by ``chroma_url``.
-VECTOR_BACKENDS: dict[str, Callable[[Settings], VectorIndex]] = {"chroma": _chroma}
-
-
-def open_vector_index(settings: Settings) -> VectorIndex:
-    factory = VECTOR_BACKENDS.get(settings.vector_store)
-    if factory is None:
-        raise ConfigError(f"vector_store: unknown {settings.vector_store!r}; one of {', '.join(VECTOR_BACKENDS)}")
-    return factory(settings)

@@ -17,7 +17,8 @@ from rag_service.jobs import JobStore
 from rag_service.sessions import SessionStore
 from rag_service.settings import Settings
 from rag_service.tokenize import Tokenizer, get_tokenizer
-from rag_service.vectorstore import VectorIndex, open_vector_index
+from rag_service.vector_backends import open_vector_index
+from rag_service.vectorstore import VectorIndex
 
 
 def canonical_embedder(name: str) -> str:

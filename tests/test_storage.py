@@ -241,7 +241,8 @@ def test_rag_worker_once_ingests_what_was_queued_and_exits(tmp_path: Path) -> No
 
 def test_a_running_job_reports_progress_within_its_file_and_time_left(tmp_path: Path) -> None:
     """One big file: the job's progress moves with its embedded batches, with an estimate of the time left."""
-    from rag_service.jobs import JobWorker, UploadedFile
+    from rag_service.job_worker import JobWorker
+    from rag_service.jobs import UploadedFile
     from rag_service.workspace import Workspace
 
     ws = Workspace(Settings(data_dir=tmp_path / "data", embed_batch_size=2))

@@ -1,11 +1,11 @@
-"""A knowledge base's glossary over REST: the same use cases as ``rag glossary`` (rag_service.glossary)."""
+"""A knowledge base's glossary over REST: the same use cases as ``rag glossary`` (glossary, glossary_edits)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from rag_service import glossary
+from rag_service import glossary, glossary_edits
 from rag_service.errors import GlossaryEntryNotFoundError
 from rag_service.server.services.writes import WriteGate
 from rag_service.server.workspaces import Workspaces
@@ -24,16 +24,16 @@ class GlossaryService:
         ws = self.workspaces.current()
         kb = ws.catalog.get_kb(kb_ref)
         parsed = [glossary.parse_entry(item) for item in items]  # all checked before anything is stored
-        stored = self.writes.run(ws, lambda w, timeout: glossary.add(w, kb, parsed, lock_timeout=timeout))
+        stored = self.writes.run(ws, lambda w, timeout: glossary_edits.add(w, kb, parsed, lock_timeout=timeout))
         return {"entries": [e.to_json() for e in stored]}
 
     def remove(self, kb_ref: str, entry_id: str) -> None:
         ws = self.workspaces.current()
         kb = ws.catalog.get_kb(kb_ref)
-        if not self.writes.run(ws, lambda w, timeout: glossary.remove(w, kb, entry_id, lock_timeout=timeout)):
+        if not self.writes.run(ws, lambda w, timeout: glossary_edits.remove(w, kb, entry_id, lock_timeout=timeout)):
             raise GlossaryEntryNotFoundError(f"knowledge base '{kb.name}' has no glossary entry '{entry_id}'")
 
     def suggestions(self, kb_ref: str, limit: int) -> dict[str, Any]:
         ws = self.workspaces.current()
         kb = ws.catalog.get_kb(kb_ref)
-        return {"suggestions": [s.to_json() for s in glossary.suggest(ws, kb, limit)]}
+        return {"suggestions": [s.to_json() for s in glossary.suggest(ws.catalog, kb, limit)]}

@@ -16,7 +16,8 @@ from typing import Any
 from ingest.sandbox import ParseWorker, SandboxLimits
 from rag_service.catalog import KnowledgeBase
 from rag_service.errors import BusyError
-from rag_service.jobs import JobWorker, UploadedFile
+from rag_service.job_worker import JobWorker
+from rag_service.jobs import UploadedFile
 from rag_service.server.problems import JobNotFoundError
 from rag_service.server.workspaces import Workspaces
 
