@@ -432,9 +432,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
                    "finds it (<data_dir>/calibration/, as rag calibrate does)")
     c.add_argument("--write", type=Path, metavar="FILE", help="also write the fit to FILE (the same format; the "
                    "bundled models' fits are such files in rag_service/calibrations/)")
-    c.add_argument("--generic", action="store_true", help="fit the default for generators without a fit: only the "
-                   "signals any generator gives, a wrong answer costing as much as a right one is worth "
-                   "(rag_service/calibrations/default.json is written this way)")
+    c.add_argument("--generic", action="store_true", help="fit the default for generators without a fit: a wrong "
+                   "answer costing as much as a right one is worth (rag_service/calibrations/default.json is "
+                   "written this way)")
     c.set_defaults(func=cmd_eval_calibrate)
 
     m = sub.add_parser("matrix", help="retrieval metrics over a grid of splitters, chunk sizes, overlaps and modes",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from rag_service.language import detect_language
 from rag_service.records import Chunk, Citation
-from rag_service.textunits import NUMBERING_ONLY, evidence_units
+from rag_service.textunits import evidence_units, join_numbering
 from rag_service.tokenize import evidence_tokens
 
 SUPPORT_THRESHOLD = 0.5
@@ -64,11 +64,9 @@ def _sentences(text: str) -> list[str]:
                 piece = piece[head.end():]
         if parts and not re.search(r"\w", _MARKER_RE.sub("", piece)):
             parts[-1] += piece  # a lone marker or full stop after a sentence belongs to it
-        elif parts and NUMBERING_ONLY.search(_MARKER_RE.sub("", parts[-1])):
-            parts[-1] += piece  # 'Garden > 11.' numbers the sentence that follows
         elif piece.strip():
             parts.append(piece)
-    return parts
+    return join_numbering(parts, sep="")  # 'Garden > 11.' numbers the sentence that follows
 
 
 def strip_markers(text: str) -> str:

@@ -27,15 +27,21 @@ _SENTENCE_BREAK = re.compile(r"(?<=[。！？!?；;])|(?<=\.)\s+")
 NUMBERING_ONLY = re.compile(r"(?:^|>|\n)\s*\d{1,2}[.)]\s*$")
 
 
-def join_numbering(pieces: list[str]) -> list[str]:
-    """Sentences with a bare list number glued back onto the sentence it numbers."""
+def join_numbering(pieces: list[str], sep: str = " ") -> list[str]:
+    """Sentences with a bare list number glued back onto the sentence it numbers (``sep`` between them: pieces cut
+    on whitespace lost theirs, raw pieces keep it and take "")."""
     out: list[str] = []
     for piece in pieces:
         if out and NUMBERING_ONLY.search(out[-1]):
-            out[-1] = f"{out[-1].rstrip()} {piece.lstrip()}"
+            out[-1] += sep + piece
         else:
             out.append(piece)
     return out
+
+
+def is_bare_question(unit: str) -> bool:
+    """One line that asks (a scraped FAQ's question line): it names a topic and states nothing."""
+    return "\n" not in unit.strip() and bool(QUESTION_END.search(unit))
 
 
 def evidence_units(text: str) -> list[str]:

@@ -38,7 +38,7 @@ from typing import Any, Literal
 from rag_service.citations import Aligner, SentenceCheck, place_markers, strip_markers, validate
 from rag_service.language import detect_language, query_language
 from rag_service.records import Chunk, Citation, Claim
-from rag_service.textunits import LEAD_IN, LIST_ITEM, QUESTION_END, evidence_units
+from rag_service.textunits import LEAD_IN, LIST_ITEM, QUESTION_END, evidence_units, is_bare_question
 from rag_service.tokenize import STOPWORDS, arabic_numerals, english_numerals, evidence_tokens, has_cjk, tokenize
 
 Policy = Literal["strict", "lenient", "off"]
@@ -206,7 +206,7 @@ def quote_text(unit: str, n: int) -> str:
     """An evidence unit as an answer, in the document's words, each line with the passage's marker; a question line
     that introduces a list is left out (the list answers it), a lead-in line stays unmarked."""
     lines = [line.strip() for line in unit.splitlines() if line.strip()]
-    if len(lines) > 1 and _QUESTION_LINE.search(lines[0]):
+    if len(lines) > 1 and QUESTION_END.search(lines[0]):
         lines = lines[1:]
     return "\n".join(line if LEAD_IN.search(line) and len(lines) > 1 else place_markers(line, line, [n])
                      for line in lines)
@@ -249,7 +249,6 @@ def content_words(sentence: str, question: str) -> set[str]:
 _INTERROGATIVE = re.compile(r"为什么|怎么样|怎么|如何|什么|哪些|哪个|哪里|哪儿|哪|谁|多少|几|是否|吗|呢|"
                             r"\b(?:what|which|who|whom|whose|when|where|why|how|many|much|does|did|is|are)\b",
                             re.IGNORECASE)
-_QUESTION_LINE = re.compile(r"[?？]\s*$")
 
 
 def anchoring(question: str, claim: str, passage: str, frame: str = "") -> tuple[float, str]:
@@ -441,7 +440,7 @@ class Verifier:
         body = check.sentence
         if LEAD_IN.search(body) and i + 1 < len(checks):
             return Claim(body, check.cited, False, lead_in=True, how=check.how)
-        if QUESTION_END.search(strip_markers(body)):  # a question line copied from a passage asks, it states nothing
+        if is_bare_question(strip_markers(body)):  # a question line copied from a passage asks, it states nothing
             if i + 1 < len(checks) and LIST_ITEM.match(checks[i + 1].sentence):  # ... unless a list answers it
                 return Claim(body, check.cited, False, lead_in=True, how=check.how)
             return Claim(body, check.cited, False, "no-content", how=check.how)
@@ -504,8 +503,7 @@ class Verifier:
         scored: list[tuple[float, int, str, int]] = []
         for n, chunk in enumerate(packed, start=1):
             framing = evidence_tokens(_frame(chunk))
-            units = [u for u in evidence_units(chunk.text)
-                     if (u, n) not in seen and not ("\n" not in u and QUESTION_END.search(u))]  # a bare question
+            units = [u for u in evidence_units(chunk.text) if (u, n) not in seen and not is_bare_question(u)]
             if not units:
                 continue
             if self.align is not None and detect_language(chunk.text) != query_language(question):

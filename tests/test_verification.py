@@ -331,4 +331,5 @@ def test_a_question_copied_from_the_passage_is_no_answer_and_no_extract() -> Non
     listed = verifier.verify("What should I bring?", "What should I bring? [1]\n- a pen [1]\n- a hat [1]",
                              [_chunk(0, "What should I bring?\n- a pen\n- a hat")], model_refused=False,
                              signals=Signals(gate=0.9))
-    assert listed.claims[0].lead_in and [c.reason for c in listed.claims[1:]] != ["no-content"] * 2
+    assert listed.claims[0].lead_in and [c.supported for c in listed.claims[1:]] == [True, True]
+    assert listed.apply("strict")[0].endswith("- a pen [1]\n- a hat [1]")  # delivered under its question line
