@@ -15,7 +15,7 @@ yields on both sides (ours through ``Answer.usage``), so the accounting is ident
 chat template (for the LangChain prompt, which has no system message, that means Qwen's default system
 prompt). Time to first token and total time are measured from handing the question and hits to the
 pipeline to its first text piece and to its end (retrieval excluded on both sides). F1 is
-``eval.metrics.token_f1`` (SQuAD tokens for English, CMRC 2018 characters for Chinese), after
+``rag_service.eval.metrics.token_f1`` (SQuAD tokens for English, CMRC 2018 characters for Chinese), after
 removing ``[n]`` citation markers, which only our answers carry.
 
 KV cache: llama.cpp reuses the longest common prompt prefix with the previous call, which would favour
@@ -53,15 +53,15 @@ from langchain_core.documents import Document  # noqa: E402
 from langchain_core.prompt_values import PromptValue  # noqa: E402
 from langchain_core.runnables import Runnable, RunnableGenerator  # noqa: E402
 
-from eval.metrics import token_f1  # noqa: E402
-from ingest.pipeline import Ingestor  # noqa: E402
-from rag_service.citations import strip_markers  # noqa: E402
-from rag_service.generation import Answerer, language  # noqa: E402
-from rag_service.langchain_adapter import to_document  # noqa: E402
-from rag_service.llm import LLM, Completion, get_llm  # noqa: E402
-from rag_service.models import force_offline  # noqa: E402
+from rag_service.answering.citations import strip_markers  # noqa: E402
+from rag_service.answering.generation import Answerer, language  # noqa: E402
+from rag_service.eval.metrics import token_f1  # noqa: E402
+from rag_service.ingestion.pipeline import Ingestor  # noqa: E402
+from rag_service.models.llm import LLM, Completion, get_llm  # noqa: E402
+from rag_service.models.registry import force_offline  # noqa: E402
 from rag_service.records import Answer, Hit  # noqa: E402
-from rag_service.retrieval import Retriever  # noqa: E402
+from rag_service.retrieval.langchain_adapter import to_document  # noqa: E402
+from rag_service.retrieval.search import Retriever  # noqa: E402
 from rag_service.settings import Settings  # noqa: E402
 from rag_service.workspace import Workspace  # noqa: E402
 

@@ -416,7 +416,7 @@ def bare_llama(questions: Sequence[Question], llm: str, model_cache: str | None)
 
     from llama_cpp import Llama
 
-    from rag_service.models import llm_model_path
+    from rag_service.models.registry import llm_model_path
     from rag_service.settings import load_settings
 
     if model_cache:

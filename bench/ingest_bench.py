@@ -82,8 +82,8 @@ def make_corpus(root: Path, chars: int, files: int, language: str, seed: int = 7
 
 def run_cell(embedder: str, language: str, chunks: int, files: int, batches: list[int]) -> dict[str, Any]:
     """One measurement in this process: pipeline ingest, then the raw embedder on the same texts."""
-    from ingest.pipeline import Ingestor
-    from rag_service.models import force_offline
+    from rag_service.ingestion.pipeline import Ingestor
+    from rag_service.models.registry import force_offline
     from rag_service.settings import Settings
     from rag_service.workspace import Workspace
 

@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from rag_service.embeddings import Embedder  # noqa: E402
+from rag_service.models.embeddings import Embedder  # noqa: E402
 
 KB_NAME = "bench"
 DIM = 384
@@ -224,7 +224,7 @@ def make_document(corpus: Corpus, index: int, n_chunks: int, extra: str = "") ->
 
 def store_documents(ws: Any, kb: Any, docs: list[tuple[Any, list[Any]]], vectors: HashVectors) -> None:
     """What ``Ingestor._ingest`` does minus the embedder: pending rows, vectors, then ready."""
-    from ingest.pipeline import vector_metadata
+    from rag_service.storage.vectorstore import vector_metadata
 
     all_chunks, all_tokens = [], []
     for doc, chunks in docs:
@@ -240,7 +240,7 @@ def store_documents(ws: Any, kb: Any, docs: list[tuple[Any, list[Any]]], vectors
 
 def build_kb(data_dir: str, n_chunks: int, per_doc: int, n_queries: int, seed: int) -> dict[str, Any]:
     """Child process: write the KB, return timings and the bench queries with their vectors."""
-    from rag_service.models import force_offline
+    from rag_service.models.registry import force_offline
     from rag_service.workspace import Workspace
 
     force_offline()
@@ -273,7 +273,7 @@ def build_kb(data_dir: str, n_chunks: int, per_doc: int, n_queries: int, seed: i
 
 def _bm25(ws: Any, kb: Any) -> Any:
     """The KB's BM25 index brought up to date (this benchmark reads it from one thread only)."""
-    from rag_service.lexical import bm25_reader
+    from rag_service.index.lexical import bm25_reader
 
     with bm25_reader(ws, kb) as index:
         return index
@@ -365,7 +365,7 @@ class BuildCounter:
     """Counts ``BM25Index.build`` calls, to show that an update replays the change log instead."""
 
     def __init__(self) -> None:
-        from rag_service.bm25 import BM25Index
+        from rag_service.index.bm25 import BM25Index
 
         self.calls = 0
         self._cls, self._orig = BM25Index, BM25Index.build
@@ -392,8 +392,8 @@ def footprint(data_dir: str, query: str, vector: list[float]) -> dict[str, float
         last = now
 
     steps["python + numpy + bench module (baseline)"] = last
-    from rag_service.models import force_offline
-    from rag_service.retrieval import Retriever
+    from rag_service.models.registry import force_offline
+    from rag_service.retrieval.search import Retriever
     from rag_service.workspace import Workspace
 
     force_offline()
@@ -557,12 +557,12 @@ def curves(args: argparse.Namespace, sizes: list[int]) -> None:
 
 
 def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
-    from rag_service.admin import delete_document
-    from rag_service.bm25 import BM25Index
-    from rag_service.filters import SearchFilter
-    from rag_service.lexical import index_dir
-    from rag_service.models import force_offline
-    from rag_service.retrieval import Retriever
+    from rag_service.admin.documents import delete_document
+    from rag_service.index.bm25 import BM25Index
+    from rag_service.index.lexical import index_dir
+    from rag_service.models.registry import force_offline
+    from rag_service.retrieval.search import Retriever
+    from rag_service.storage.filters import SearchFilter
     from rag_service.workspace import Workspace
 
     force_offline()

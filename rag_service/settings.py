@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
     fusion: Literal["rrf", "weighted"] | None = Field(
         None, description="How BM25 and vector results are fused. Unset: by the KB's language (weighted for both "
-        "today; `rag config` prints the table and rag_service/language.py the measurements).")
+        "today; `rag config` prints the table and rag_service/retrieval/fusion.py the measurements).")
     bm25_weight: float | None = Field(
         None, ge=0.0, le=1.0, description="Weight of BM25 in weighted fusion (vector gets 1 - this). Unset: by the "
         "KB's language (zh 0.3, en 0.5).")
@@ -158,7 +158,7 @@ class Settings(BaseSettings):
     pseudo_feedback_min_coherence: float | None = Field(
         None, ge=-1, le=1, description="Pseudo-relevance feedback only acts when its results are this close to "
         "each other (mean pairwise cosine): several passages on one thing, not neighbouring FAQ sections. "
-        "Default: calibrated per embedder (rag_service/retrieval.py PSEUDO_FEEDBACK_MIN_COHERENCE: e5 0.92); "
+        "Default: calibrated per embedder (rag_service/retrieval/search.py PSEUDO_FEEDBACK_MIN_COHERENCE: e5 0.92); "
         "for others feedback is off unless pseudo_feedback is set, and then always acts.")
     pseudo_feedback_weight: float = Field(
         1.0, gt=0, le=10, description="How far pseudo-relevance feedback moves the query vector: q + this x the "
@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     trust_min: float | None = Field(
         None, ge=0.0, le=1.0, description="Score from which a checked answer is delivered (higher: more "
         "refusals, fewer wrong answers). Default: calibrated per bundled model and language "
-        "(rag_service/verification.py).",
+        "(rag_service/answering/verification.py).",
     )
     history_max_tokens: int = Field(600, ge=0, description="Most tokens of chat history used to condense a follow-up.")
     prompts_dir: Path | None = Field(None, description="A directory of prompt templates overriding ours.")
@@ -210,7 +210,7 @@ class Settings(BaseSettings):
     )
     glossary_expand_vector: bool = Field(
         False, description="Also add a KB's glossary expansions to the vector query text (BM25 always gets them).")
-    vector_store: str = Field("chroma", description="The vector index backend (rag_service.vectorstore."
+    vector_store: str = Field("chroma", description="The vector index backend (rag_service.storage.vectorstore."
                               "VECTOR_BACKENDS): 'chroma', embedded under data_dir or the server at chroma_url.")
     chroma_url: str | None = Field(
         None, description="URL of a 'chroma run' server; unset means embedded Chroma under data_dir."

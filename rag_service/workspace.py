@@ -7,18 +7,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rag_service.catalog import Catalog, KnowledgeBase
-from rag_service.db import Backend, open_backend
-from rag_service.embeddings import Embedder, get_embedder
 from rag_service.errors import ConfigError, EmbedderMismatchError
-from rag_service.feedback import FeedbackStore
-from rag_service.glossary import GlossaryTokenizer, tokenizer_for
-from rag_service.jobs import JobStore
-from rag_service.sessions import SessionStore
+from rag_service.index.glossary import GlossaryTokenizer, tokenizer_for
+from rag_service.models.embeddings import Embedder, get_embedder
 from rag_service.settings import Settings
-from rag_service.tokenize import Tokenizer, get_tokenizer
-from rag_service.vector_backends import open_vector_index
-from rag_service.vectorstore import VectorIndex
+from rag_service.storage.catalog import Catalog, KnowledgeBase
+from rag_service.storage.db import Backend, open_backend
+from rag_service.storage.feedback import FeedbackStore
+from rag_service.storage.jobs import JobStore
+from rag_service.storage.sessions import SessionStore
+from rag_service.storage.vector_backends import open_vector_index
+from rag_service.storage.vectorstore import VectorIndex
+from rag_service.text.tokenize import Tokenizer, get_tokenizer
 
 
 def canonical_embedder(name: str) -> str:
@@ -74,6 +74,14 @@ class Workspace:
         as it takes, as the CLI and the ingest worker do)."""
         with self.backend.write_lock(timeout):
             yield
+
+    def remove_document(self, kb: KnowledgeBase, doc_id: str) -> None:
+        """Remove one document from every store; the caller holds the write lock. Hidden first, then its vectors,
+        then its rows (the change log carries the BM25 removal): a crash in between leaves a pending document that
+        the next ingest purges."""
+        self.catalog.set_status(kb.id, doc_id, "pending")
+        self.vectors.delete(kb.collection, self.catalog.chunk_ids(kb.id, doc_id))
+        self.catalog.delete_document(kb.id, doc_id)
 
     def close(self) -> None:
         if "backend" in self.__dict__:

@@ -289,7 +289,7 @@ def test_ingest_and_search_through_a_chroma_server(tmp_path: Path, chroma_server
 def test_chat_through_an_openai_compatible_llama_server(tmp_path: Path) -> None:
     for module in ("sse_starlette", "starlette_context"):
         pytest.importorskip(module, reason="`python -m llama_cpp.server` needs llama-cpp-python[server]")
-    from rag_service.models import llm_model_path
+    from rag_service.models.registry import llm_model_path
 
     gguf = llm_model_path(None, Path(os.environ["RAG_MODEL_CACHE_DIR"]), DEFAULT_LLM)
     port = free_port()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rag_service.generation import Answerer
+from rag_service.answering.generation import Answerer
 from rag_service.settings import Settings
 from rag_service.workspace import Workspace
 from tests.conftest import rag_json

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from rag_service.bm25 import BM25Index
-from rag_service.tokenize import tokenize
+from rag_service.index.bm25 import BM25Index
+from rag_service.text.tokenize import tokenize
 
 CORPUS = [
     "the cat sat on the mat",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rag_service.calibration import (
+from rag_service.answering.calibration import (
     calibration_for,
     calibration_status,
     default_fit,
@@ -18,10 +18,10 @@ from rag_service.calibration import (
     model_identity,
     save_fit,
 )
+from rag_service.answering.verification import DEFAULT_TRUST, NO_FIT_WARNING, TrustModel
 from rag_service.errors import ConfigError
-from rag_service.models import BUNDLED_LLMS
+from rag_service.models.registry import BUNDLED_LLMS
 from rag_service.settings import Settings
-from rag_service.verification import DEFAULT_TRUST, NO_FIT_WARNING, TrustModel
 from tests.conftest import SAMPLES, rag_json, run_rag
 
 FIT = TrustModel(-1.0, {"gate": 2.0, "quote": 1.0}, 0.4, quote_min_evidence=0.8, extract_min_evidence=0.9)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ingest.splitters import SPLITTERS
+from rag_service.ingestion.splitters import SPLITTERS
 from tests.conftest import ROOT, run_rag
 from tests.test_api import KEY, LIBRARY, TRAVEL, Server, rag_server
 

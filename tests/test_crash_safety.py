@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rag_service.retrieval import Retriever
+from rag_service.retrieval.search import Retriever
 from rag_service.settings import Settings
 from rag_service.workspace import Workspace
 from tests.conftest import RAG, run_rag

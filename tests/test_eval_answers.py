@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval.answers import (
+from rag_service.answering.verification import FEATURES
+from rag_service.eval.answers import (
     FAITHFUL_MIN_SIMILARITY,
     E5Judge,
     PolicyResult,
@@ -19,10 +20,9 @@ from eval.answers import (
     select_questions,
     summarise,
 )
-from eval.calibrate import TRUST_FEATURES, Example, Procedure, calibrate, choose, evaluate, fit_model
-from eval.datasets import EvalQuery, load_jsonl
-from eval.metrics import has_required
-from rag_service.verification import FEATURES
+from rag_service.eval.calibrate import TRUST_FEATURES, Example, Procedure, calibrate, choose, evaluate, fit_model
+from rag_service.eval.datasets import EvalQuery, load_jsonl
+from rag_service.eval.metrics import has_required
 from tests.conftest import ROOT, run_rag
 
 SAMPLES = ROOT / "samples"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.datasets import (
+from rag_service.errors import InvalidInputError
+from rag_service.eval.datasets import (
     Dataset,
     EvalDoc,
     EvalQuery,
@@ -18,7 +19,6 @@ from eval.datasets import (
     load_squad,
     load_squad_settings,
 )
-from rag_service.errors import InvalidInputError
 from tests.conftest import ROOT
 
 EVAL_DATA = ROOT.parent / "shared" / "eval-data"

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from eval.matrix import load_config, run_matrix
 from rag_service.errors import InvalidInputError
+from rag_service.eval.matrix import load_config, run_matrix
 from tests.conftest import ROOT, run_rag
 
 SCIFACT = ROOT.parent / "shared" / "eval-data" / "scifact"

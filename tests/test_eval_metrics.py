@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from eval.metrics import (
+from rag_service.eval.metrics import (
     exact_match,
     hit_at_k,
     mean,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.datasets import Dataset, EvalQuery, load_beir, load_jsonl
-from eval.retrieval import RetrievalConfig, RetrievalReport, judge, run_retrieval
+from rag_service.eval.datasets import Dataset, EvalQuery, load_beir, load_jsonl
+from rag_service.eval.retrieval import RetrievalConfig, RetrievalReport, judge, run_retrieval
 from rag_service.records import Chunk, Hit
 from tests.conftest import ROOT, run_rag
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rag_service.retrieval import Retriever
+from rag_service.retrieval.search import Retriever
 from rag_service.settings import Settings
 from rag_service.workspace import Workspace
 from tests.conftest import run_rag

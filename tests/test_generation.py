@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rag_service.generation import Answerer
+from rag_service.answering.generation import Answerer
 from rag_service.records import Chunk, Hit
 from rag_service.settings import Settings
 from rag_service.workspace import Workspace

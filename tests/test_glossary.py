@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from rag_service.errors import InvalidInputError
-from rag_service.glossary import GlossaryEntry, GlossaryTokenizer, parse_entry, read_file
-from rag_service.tokenize import get_tokenizer
+from rag_service.index.glossary import GlossaryEntry, GlossaryTokenizer, parse_entry, read_file
+from rag_service.text.tokenize import get_tokenizer
 from tests.conftest import rag_json, run_rag
 
 FAQ = """大模型训练常见问题

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rag_service.retrieval import Retriever
+from rag_service.retrieval.search import Retriever
 from rag_service.settings import Settings
 from rag_service.workspace import Workspace
 from tests.conftest import rag_json, run_rag
@@ -131,8 +131,8 @@ def test_pdf_chunks_carry_their_page(tmp_path: Path) -> None:
 def test_the_next_file_is_read_while_this_one_is_embedded(tmp_path: Path) -> None:
     """Loading (parsing) overlaps embedding: the second document is being read before the first one's last
     batch is embedded, in the loader thread; a file that fails to load fails alone and the rest go on."""
-    from ingest.pipeline import Ingestor
     from rag_service.errors import InvalidInputError
+    from rag_service.ingestion.pipeline import Ingestor
     from rag_service.records import Document
 
     events: list[tuple[str, str, float]] = []

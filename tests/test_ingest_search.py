@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag_service.errors import EmbedderMismatchError
-from rag_service.retrieval import Retriever
+from rag_service.retrieval.search import Retriever
 from rag_service.settings import Settings
 from rag_service.workspace import Workspace
 from tests.conftest import SAMPLES, rag_json, run_rag

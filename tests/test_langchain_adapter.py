@@ -12,7 +12,7 @@ from langchain_core.prompts import PromptTemplate
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 
 from rag_service.errors import InvalidInputError, KnowledgeBaseNotFoundError
-from rag_service.langchain_adapter import RagRetriever
+from rag_service.retrieval.langchain_adapter import RagRetriever
 from rag_service.settings import Settings
 from rag_service.workspace import Workspace
 from tests.conftest import run_rag

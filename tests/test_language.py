@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from rag_service.fusion import weighted_fusion
-from rag_service.language import LANGUAGE_DEFAULTS, detect_language, majority_language
-from rag_service.retrieval import Retriever, fusion_choice
+from rag_service.retrieval.fusion import LANGUAGE_DEFAULTS, weighted_fusion
+from rag_service.retrieval.search import Retriever, fusion_choice
 from rag_service.settings import Settings
+from rag_service.text.language import detect_language, majority_language
 from rag_service.workspace import Workspace
 from tests.conftest import SAMPLES, rag_json, run_rag
 
@@ -59,7 +59,7 @@ def test_fusion_follows_the_kb_language_unless_set(tmp_path: Path) -> None:
         assert default == [h.chunk.id for h in retriever.search(query, k=5, fusion=zh.fusion)]
         assert [h["chunk_id"] for h in out["hits"]] == default
         assert fusion_choice(ws, kb, "rrf").method == "rrf"  # a request's own choice wins
-        # ... and is the weighted fusion of the two lists a fusion study reads (eval/fusion_study.py).
+        # ... and is the weighted fusion of the two lists a fusion study reads (rag_service/eval/fusion_study.py).
         lists = retriever.candidate_lists(query, 30)
         assert set(lists) == {"bm25", "vector"} and all(lists.values())
         by_hand = weighted_fusion(lists, {"bm25": zh.bm25_weight, "vector": 1 - zh.bm25_weight})

@@ -14,9 +14,9 @@ import pypdf
 import pytest
 from fpdf import FPDF
 
-from ingest import loaders
-from ingest.loaders import load, read_bytes
 from rag_service.errors import InvalidInputError
+from rag_service.ingestion import loaders
+from rag_service.ingestion.loaders import load, read_bytes
 from rag_service.records import Document
 
 ZH_SIMPLIFIED = "差旅补贴标准按照出差地区和职级确定。员工在出差前需要提交申请，经部门负责人批准后方可报销。"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from rag_service.errors import ConfigError, ModelError, ModelHashMismatchError, ModelPackageMissingError
-from rag_service.models import BUNDLED_LLMS, QWEN_GGUF, SlicedModel, assemble, llm_model_path
+from rag_service.models.registry import BUNDLED_LLMS, QWEN_GGUF, SlicedModel, assemble, llm_model_path
 from rag_service.settings import DEFAULT_LLM
 from tests.conftest import run_rag
 

@@ -1,7 +1,7 @@
 import pytest
 
 from rag_service import prompts
-from rag_service.citations import validate
+from rag_service.answering.citations import validate
 from rag_service.errors import ConfigError
 from rag_service.records import Chunk
 

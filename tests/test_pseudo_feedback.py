@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from rag_service.errors import InvalidInputError
-from rag_service.filters import SearchFilter
-from rag_service.retrieval import Retriever
+from rag_service.retrieval.search import Retriever
 from rag_service.settings import Settings
+from rag_service.storage.filters import SearchFilter
 from rag_service.workspace import Workspace
 from tests.conftest import rag_json
 

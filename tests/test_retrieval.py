@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from rag_service.bm25 import BM25Index
-from rag_service.filters import SearchFilter
-from rag_service.fusion import reciprocal_rank_fusion, weighted_fusion
-from rag_service.lexical import bm25_reader, index_dir
-from rag_service.models import minilm_path
-from rag_service.rerank import cross_encoder
-from rag_service.retrieval import Retriever
+from rag_service.index.bm25 import BM25Index
+from rag_service.index.lexical import bm25_reader, index_dir
+from rag_service.models.registry import minilm_path
+from rag_service.retrieval.fusion import reciprocal_rank_fusion, weighted_fusion
+from rag_service.retrieval.rerank import cross_encoder
+from rag_service.retrieval.search import Retriever
 from rag_service.settings import Settings
+from rag_service.storage.filters import SearchFilter
 from rag_service.workspace import Workspace
 from tests.conftest import SAMPLES, rag_json, run_rag
 
@@ -39,7 +39,7 @@ def test_rrf_and_weighted_fusion_by_hand() -> None:
 def test_filters_hold_on_every_path(retriever: Retriever, mode: str, exact_scope_max: int,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Narrow filters score their chunks' stored vectors directly, wide ones go through Chroma's where."""
-    monkeypatch.setattr("rag_service.retrieval.EXACT_SCOPE_MAX", exact_scope_max)
+    monkeypatch.setattr("rag_service.retrieval.search.EXACT_SCOPE_MAX", exact_scope_max)
     zh_only = retriever.search("图书馆 library 咖啡 coffee", mode=mode, k=10,
                                filter=SearchFilter.parse(["source=samples/zh/*"]))
     assert zh_only and all(h.chunk.source.startswith("samples/zh/") for h in zh_only)
@@ -54,7 +54,7 @@ def test_filters_hold_on_every_path(retriever: Retriever, mode: str, exact_scope
 def test_exact_scope_scoring_ranks_like_chroma(retriever: Retriever, monkeypatch: pytest.MonkeyPatch) -> None:
     flt = SearchFilter.parse(["source=samples/en/*"])
     exact = retriever.search("tea farm tours", mode="vector", k=10, filter=flt)
-    monkeypatch.setattr("rag_service.retrieval.EXACT_SCOPE_MAX", 0)
+    monkeypatch.setattr("rag_service.retrieval.search.EXACT_SCOPE_MAX", 0)
     walked = retriever.search("tea farm tours", mode="vector", k=10, filter=flt)
     assert [h.chunk.id for h in exact] == [h.chunk.id for h in walked]
     assert [h.score for h in exact] == pytest.approx([h.score for h in walked], abs=1e-5)

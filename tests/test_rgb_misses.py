@@ -1,4 +1,4 @@
-"""eval/rgb_misses.py end to end on a tiny RGB-layout directory: real ingestion (e5), real search, the labels."""
+"""rag_service.eval.rgb_misses end to end on a tiny RGB-layout folder: real ingestion (e5), real search, the labels."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from eval import rgb_misses
+from rag_service.eval import rgb_misses
 
 PASSAGES = {
     "p1": "2022年北京冬奥会于2月4日开幕，开幕式在国家体育场举行。",

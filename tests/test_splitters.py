@@ -9,8 +9,8 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from ingest.splitters import SPLITTERS, Splitter, make_splitter, sentence_spans
 from rag_service.errors import ConfigError
+from rag_service.ingestion.splitters import SPLITTERS, Splitter, make_splitter, sentence_spans
 from rag_service.records import Chunk, Document
 
 ZH = ("公司的差旅政策适用于全体员工。出差前须在系统中提交申请并获得主管批准！机票应选择经济舱，特殊情况需另行说明。"

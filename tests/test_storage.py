@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from rag_service.catalog import MIGRATIONS, Catalog
-from rag_service.db import Backend, open_backend
-from rag_service.db.postgres import PostgresBackend, _glob_regex
 from rag_service.errors import BusyError, InvalidInputError, KnowledgeBaseExistsError
-from rag_service.feedback import FeedbackStore
 from rag_service.records import Chunk
-from rag_service.sessions import SessionStore
 from rag_service.settings import Settings
+from rag_service.storage.catalog import MIGRATIONS, Catalog
+from rag_service.storage.db import Backend, open_backend
+from rag_service.storage.db.postgres import PostgresBackend, _glob_regex
+from rag_service.storage.feedback import FeedbackStore
+from rag_service.storage.sessions import SessionStore
 
 # The catalog schema as the first release wrote it: no schema_migrations table, none of the later columns.
 FIRST_RELEASE_SCHEMA = """
@@ -192,7 +192,7 @@ def test_the_write_lock_admits_one_writer(backend: Backend) -> None:
 
 HOLD_THE_LOCK = """
 import sys, time
-from rag_service.db.postgres import PostgresBackend
+from rag_service.storage.db.postgres import PostgresBackend
 backend = PostgresBackend(sys.argv[1], pool_size=1)
 with backend.write_lock(None):
     print("held", flush=True)
@@ -219,7 +219,7 @@ def test_a_writer_killed_holding_the_postgres_lock_releases_it(postgres_url: str
 @pytest.mark.usefixtures("on_each_catalog")
 def test_rag_worker_once_ingests_what_was_queued_and_exits(tmp_path: Path) -> None:
     """`rag worker` needs no HTTP API: jobs queued in the database (by any replica) are claimed and run."""
-    from rag_service.jobs import UploadedFile
+    from rag_service.storage.jobs import UploadedFile
     from rag_service.workspace import Workspace
     from tests.conftest import run_rag
 
@@ -241,8 +241,8 @@ def test_rag_worker_once_ingests_what_was_queued_and_exits(tmp_path: Path) -> No
 
 def test_a_running_job_reports_progress_within_its_file_and_time_left(tmp_path: Path) -> None:
     """One big file: the job's progress moves with its embedded batches, with an estimate of the time left."""
-    from rag_service.job_worker import JobWorker
-    from rag_service.jobs import UploadedFile
+    from rag_service.ingestion.worker import JobWorker
+    from rag_service.storage.jobs import UploadedFile
     from rag_service.workspace import Workspace
 
     ws = Workspace(Settings(data_dir=tmp_path / "data", embed_batch_size=2))

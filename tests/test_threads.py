@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from rag_service.job_worker import JobWorker
-from rag_service.jobs import UploadedFile
-from rag_service.llm import LlamaCppLLM, get_llm
+from rag_service.ingestion.worker import JobWorker
+from rag_service.models.llm import LlamaCppLLM, get_llm
 from rag_service.settings import Settings
+from rag_service.storage.jobs import UploadedFile
 from rag_service.threads import configure_openmp, ingest_active, ingesting, lower_thread_priority
 from rag_service.workspace import Workspace
 

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from rag_service.tokenize import Tokenizer, has_cjk, tokenize
+from rag_service.text.tokenize import Tokenizer, has_cjk, tokenize
 
 
 def test_chinese_uses_jieba_search_mode_without_stop_words() -> None:
@@ -38,7 +38,7 @@ def test_has_cjk() -> None:
 
 
 def test_chinese_numerals_read_as_digits() -> None:
-    from rag_service.tokenize import arabic_numerals
+    from rag_service.text.tokenize import arabic_numerals
 
     cases = {"八本书": "8本书", "十二位": "12位", "二十一天": "21天", "二〇一五年": "2015年", "二百零五度": "205度",
              "零点五元": "0.5元", "三万五千人": "35000人", "12位": "12位"}
@@ -46,7 +46,7 @@ def test_chinese_numerals_read_as_digits() -> None:
 
 
 def test_chinese_quantities_get_their_digits_for_a_reader_of_another_language() -> None:
-    from rag_service.tokenize import digits_beside_numerals
+    from rag_service.text.tokenize import digits_beside_numerals
 
     assert (
         digits_beside_numerals("年卡：每张两千六百八十元，有效期六个月")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rag_service import transfer
+from rag_service.admin import transfer
 from rag_service.errors import InvalidInputError
 from rag_service.settings import Settings
 from rag_service.workspace import Workspace

@@ -9,13 +9,10 @@ from dataclasses import replace
 
 import pytest
 
-from rag_service.calibration import calibration_for
-from rag_service.citations import validate
-from rag_service.passages import complete_lists, is_question_list, with_neighbours
-from rag_service.records import Chunk, Citation, Claim
-from rag_service.settings import Settings
-from rag_service.textunits import evidence_units
-from rag_service.verification import (
+from rag_service.answering.calibration import calibration_for
+from rag_service.answering.citations import validate
+from rag_service.answering.passages import complete_lists, is_question_list, with_neighbours
+from rag_service.answering.verification import (
     Calibration,
     Signals,
     TrustModel,
@@ -29,6 +26,9 @@ from rag_service.verification import (
     quote_share,
     quote_text,
 )
+from rag_service.records import Chunk, Citation, Claim
+from rag_service.settings import Settings
+from rag_service.text.textunits import evidence_units
 
 
 @pytest.mark.parametrize(("sentence", "question", "has_content"), [

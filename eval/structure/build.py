@@ -14,7 +14,8 @@ PDFs are set in Noto Sans CJK SC (``fonts-noto-cjk``; the one font covers Latin 
 subset and converted to TrueType, see ``_truetype_subset``) with fpdf2, DOCX files with python-docx. Dates and ZIP
 timestamps are pinned, so rebuilding unchanged sources gives identical bytes.
 
-The check loads every document through the project's own loaders (``ingest.loaders.load``, as ``rag ingest``
+The check loads every document through the project's own loaders (``rag_service.ingestion.loaders.load``,
+as ``rag ingest``
 does) and requires each question's gold span to occur exactly once in its document's extracted text and in no
 other document and to be 10-80 characters long, its ``question_line`` to occur before the span, and every document
 to hold 3,000-12,000 characters.
@@ -202,8 +203,8 @@ def build() -> list[Path]:
 
 def extracted_texts() -> dict[str, str]:
     """Source name as ``rag ingest`` names it (``docs/<file>``) -> the text the loaders extract."""
-    from ingest.loaders import load
-    from ingest.pipeline import discover
+    from rag_service.ingestion.loaders import load
+    from rag_service.ingestion.pipeline import discover
 
     return {source: load(file, source, file.read_bytes()).text for file, source in discover([DOCS])}
 

@@ -16,11 +16,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # run.py beside this file, as heading_study.py imports it
+    sys.path.insert(0, str(HERE))
 
-from eval.structure.run import (  # noqa: E402
+from run import (  # noqa: E402
     KB,
     Question,
     evaluate,

@@ -23,10 +23,10 @@ sys.path.insert(0, str(HERE))
 
 import run as bench  # noqa: E402
 
-from rag_service.fusion import weighted_fusion  # noqa: E402
-from rag_service.models import force_offline  # noqa: E402
+from rag_service.models.registry import force_offline  # noqa: E402
 from rag_service.records import Chunk  # noqa: E402
-from rag_service.retrieval import Retriever  # noqa: E402
+from rag_service.retrieval.fusion import weighted_fusion  # noqa: E402
+from rag_service.retrieval.search import Retriever  # noqa: E402
 from rag_service.settings import load_settings  # noqa: E402
 from rag_service.workspace import Workspace  # noqa: E402
 

@@ -81,8 +81,8 @@ def load_questions(texts: dict[str, str]) -> list[Question]:
 
 def extracted_texts() -> dict[str, str]:
     """Source name -> text, through the same discovery and loaders as ``rag ingest``."""
-    from ingest.loaders import load
-    from ingest.pipeline import discover
+    from rag_service.ingestion.loaders import load
+    from rag_service.ingestion.pipeline import discover
 
     return {source: load(file, source, file.read_bytes()).text for file, source in discover([DOCS])}
 
@@ -133,8 +133,8 @@ def evaluate(data_dir: Path, texts: dict[str, str], questions: list[Question],
              modes: Sequence[str], expand: str | None = None) -> tuple[dict[str, Any], dict[str, bool], dict[str, Any]]:
     """(index description, question id -> whether the chunking split the answer from its question line,
     per-mode per-question first relevant rank and top-5 chunk offsets)."""
-    from rag_service.models import force_offline
-    from rag_service.retrieval import Retriever
+    from rag_service.models.registry import force_offline
+    from rag_service.retrieval.search import Retriever
     from rag_service.settings import load_settings
     from rag_service.workspace import Workspace
 

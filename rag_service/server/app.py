@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from rag_service import __version__
+from rag_service import __version__, console
 from rag_service.errors import ConfigError
-from rag_service.server import problems, web
+from rag_service.server import problems
 from rag_service.server.auth import bearer_scheme
 from rag_service.server.config import ServerSettings, load_server_settings
 from rag_service.server.deps import Services
@@ -37,7 +37,7 @@ def create_app(settings: Settings, server: ServerSettings | None = None) -> Fast
     app.state.services = services
     problems.install(app)
     app.include_router(health.router)
-    web.install(app)
+    console.install(app)
     app.add_middleware(RequestGuard, api_keys=services.api_keys, max_body=server.max_request_kb * 1024,
                        hosts=server.allowed_hosts(bool(services.api_keys)), streamed_paths=("/documents",))
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(bearer_scheme)])
@@ -52,7 +52,7 @@ def serve(host: str, port: int) -> None:
     unless RAG_CHROMA_URL, in-process llama.cpp unless RAG_LLM_BASE_URL."""
     import uvicorn
 
-    from rag_service.models import force_offline
+    from rag_service.models.registry import force_offline
     from rag_service.settings import load_settings
 
     force_offline()

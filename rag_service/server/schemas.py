@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag_service.catalog import MAX_KB_NAME
 from rag_service.errors import InvalidInputError
+from rag_service.storage.catalog import MAX_KB_NAME
 
 MAX_QUESTION = 4000
 

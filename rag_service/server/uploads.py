@@ -18,8 +18,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from rag_service.errors import InvalidInputError
-from rag_service.jobs import UploadedFile
 from rag_service.server.problems import PayloadTooLargeError
+from rag_service.storage.jobs import UploadedFile
 
 FIELD = "file"
 MAX_NAME_BYTES = 200

@@ -20,12 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from rag_service.catalog import KnowledgeBase
+from rag_service.answering.generation import Answerer
 from rag_service.errors import BusyError, InvalidInputError, LLMError
-from rag_service.generation import Answerer
 from rag_service.records import Answer
 from rag_service.server.problems import SessionNotFoundError
 from rag_service.server.workspaces import Workspaces
+from rag_service.storage.catalog import KnowledgeBase
 from rag_service.workspace import Workspace
 
 Event = str | Answer

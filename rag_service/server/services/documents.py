@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest.pipeline import check_no_collision
-from rag_service.admin import delete_document
-from rag_service.catalog import KnowledgeBase
+from rag_service.admin.documents import delete_document
+from rag_service.ingestion.pipeline import check_no_collision
 from rag_service.server.services.jobs import IngestJobs
 from rag_service.server.services.writes import WriteGate
 from rag_service.server.uploads import SavedFile
 from rag_service.server.workspaces import Workspaces
+from rag_service.storage.catalog import KnowledgeBase
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rag_service import glossary, glossary_edits
+from rag_service.admin import glossary as glossary_edits
 from rag_service.errors import GlossaryEntryNotFoundError
+from rag_service.index import glossary
 from rag_service.server.services.writes import WriteGate
 from rag_service.server.workspaces import Workspaces
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import httpx
 
-from rag_service.calibration import calibration_status
-from rag_service.embeddings import get_embedder
+from rag_service.answering.calibration import calibration_status
+from rag_service.answering.verification import NO_FIT_WARNING
 from rag_service.errors import RagError
-from rag_service.llm import get_llm
+from rag_service.models.embeddings import get_embedder
+from rag_service.models.llm import get_llm
 from rag_service.server.workspaces import Workspaces
-from rag_service.verification import NO_FIT_WARNING
 from rag_service.workspace import canonical_embedder
 
 log = logging.getLogger("rag_service.server.health")

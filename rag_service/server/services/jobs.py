@@ -1,7 +1,7 @@
 """Upload jobs for the REST API: admission (a bounded queue), storage in the database, status, and the ingest
 workers this process runs (``RAG_SERVE_WORKERS``, default 1; 0 for API replicas beside ``rag worker``).
 
-The jobs themselves are durable (``rag_service.jobs``): any replica answers ``GET /v1/jobs/{id}``, before and
+The jobs themselves are durable (``rag_service.storage.jobs``): any replica answers ``GET /v1/jobs/{id}``, before and
 after a restart, and any worker on the same database may run them.
 """
 
@@ -13,13 +13,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from ingest.sandbox import ParseWorker, SandboxLimits
-from rag_service.catalog import KnowledgeBase
 from rag_service.errors import BusyError
-from rag_service.job_worker import JobWorker
-from rag_service.jobs import UploadedFile
+from rag_service.ingestion.sandbox import ParseWorker, SandboxLimits
+from rag_service.ingestion.worker import JobWorker
 from rag_service.server.problems import JobNotFoundError
 from rag_service.server.workspaces import Workspaces
+from rag_service.storage.catalog import KnowledgeBase
+from rag_service.storage.jobs import UploadedFile
 
 log = logging.getLogger("rag_service.server.jobs")
 # Seconds a client is asked to wait when the queue is full: roughly one small job.
@@ -35,7 +35,7 @@ class IngestJobs:
         self._stopping = False
         self._lock = threading.Lock()
         settings = workspaces.settings
-        # Uploaded files are parsed in a child process with CPU, memory and time limits (ingest.sandbox).
+        # Uploaded files are parsed in a child process with CPU, memory and time limits (rag_service.ingestion.sandbox).
         self.parser = ParseWorker(SandboxLimits.of(settings)) if workers else None
         self.workers = [JobWorker(workspaces.current, self.parser, lease_s=settings.job_lease_s,
                                   poll_s=settings.job_poll_s, max_attempts=settings.job_max_attempts,

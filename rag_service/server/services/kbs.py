@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingest.pipeline import Ingestor, SplitOptions
-from rag_service.admin import delete_kb, describe_kb
+from rag_service.admin.documents import delete_kb, describe_kb
 from rag_service.errors import ConfigError, InvalidInputError, KnowledgeBaseExistsError
+from rag_service.ingestion.pipeline import Ingestor, SplitOptions
 from rag_service.server.services.writes import WriteGate
 from rag_service.server.workspaces import Workspaces
 from rag_service.workspace import Workspace

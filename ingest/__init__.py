@@ -1,1 +1,0 @@
-"""Ingestion: load files, clean them, split into chunks, embed and store them."""

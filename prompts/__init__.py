@@ -1,1 +1,0 @@
-"""Prompt templates as files: see rag_service/prompts.py for the format."""

@@ -1,0 +1,1 @@
+"""Use cases that change a workspace as a whole: removing documents and KBs, glossary edits, export and import."""

@@ -1,0 +1,1 @@
+"""Ranked chunks to a checked answer: packing, prompts, generation, citations, the evidence checks and calibration."""

@@ -1,0 +1,3 @@
+from rag_service.cli.main import main
+
+raise SystemExit(main())

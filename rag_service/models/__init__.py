@@ -1,0 +1,1 @@
+"""Bundled models located and verified (registry), the embedders, and the LLM backends."""

@@ -1,0 +1,1 @@
+"""Questions to ranked chunks: BM25 and vector search, fusion, expansion, filters, reranking, feedback boosts."""

@@ -1,0 +1,1 @@
+"""The bottom layer: databases (catalog, jobs, sessions, feedback) and vector indexes, with their filters."""

@@ -1,0 +1,91 @@
+"""Multi-turn chat sessions: who asked what, and what was answered, per knowledge base (any ``rag_service.storage.db``
+backend, so any replica continues any session)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from rag_service.errors import InvalidInputError
+from rag_service.storage.db import AddColumn, Database, Migration
+
+MIGRATIONS = (
+    Migration(1, "sessions and their messages", ("""
+CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, kb_id TEXT NOT NULL, created TEXT NOT NULL{rowid_column});
+CREATE TABLE IF NOT EXISTS messages (
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+    content TEXT NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+)""",)),
+    Migration(2, "session titles (web console)", (AddColumn("sessions", "title", "TEXT"),)),
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+MAX_TITLE = 200
+
+
+class SessionStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        db.migrate("sessions", MIGRATIONS)
+
+    def for_kb(self, kb_id: str) -> list[dict[str, Any]]:
+        """The KB's sessions, most recently active first, each with its title (or first question) and size."""
+        rows = self._db.execute(
+            "SELECT s.id, s.kb_id, s.created, s.title, COUNT(m.seq) AS messages, MAX(m.created) AS active, "
+            "(SELECT content FROM messages WHERE session_id = s.id ORDER BY seq LIMIT 1) AS first "
+            "FROM sessions s LEFT JOIN messages m ON m.session_id = s.id WHERE s.kb_id = ? "
+            "GROUP BY s.id ORDER BY COALESCE(MAX(m.created), s.created) DESC, s.{rowid} DESC", (kb_id,))
+        return [{"id": r["id"], "kb_id": r["kb_id"], "created": r["created"], "active": r["active"] or r["created"],
+                 "title": r["title"] or (r["first"] or "")[:80], "messages": r["messages"]} for r in rows]
+
+    def rename(self, session_id: str, title: str) -> bool:
+        title = " ".join(title.split())
+        if not title or len(title) > MAX_TITLE:
+            raise InvalidInputError(f"a session title needs 1-{MAX_TITLE} characters")
+        return self._db.execute("UPDATE sessions SET title = ? WHERE id = ?", (title, session_id)).rowcount > 0
+
+    def open(self, kb_id: str, session_id: str | None) -> str:
+        """An existing session of this KB, or a new one when ``session_id`` is None."""
+        if session_id is None:
+            session_id = uuid.uuid4().hex
+            self._db.execute("INSERT INTO sessions (id, kb_id, created) VALUES (?, ?, ?)", (session_id, kb_id, _now()))
+            return session_id
+        row = self._db.execute("SELECT kb_id FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            raise InvalidInputError(f"session '{session_id}' does not exist")
+        if row[0] != kb_id:
+            raise InvalidInputError(f"session '{session_id}' belongs to another knowledge base")
+        return session_id
+
+    def append(self, session_id: str, role: str, content: str) -> None:
+        # The session row is locked first, so two replicas appending to one session number turns in order.
+        with self._db.transaction() as tx:
+            tx.execute("SELECT id FROM sessions WHERE id = ? {lock_row}", (session_id,))
+            tx.execute(
+                "INSERT INTO messages SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM messages WHERE session_id = ?",
+                (session_id, role, content, _now(), session_id))
+
+    def history(self, session_id: str) -> list[dict[str, str]]:
+        return [{"role": r["role"], "content": r["content"]} for r in self._db.execute(
+            "SELECT role, content FROM messages WHERE session_id = ? ORDER BY seq", (session_id,))]
+
+    def get(self, session_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            return None
+        messages = [dict(r) for r in self._db.execute(
+            "SELECT role, content, created FROM messages WHERE session_id = ? ORDER BY seq", (session_id,))]
+        return {"id": row["id"], "kb_id": row["kb_id"], "created": row["created"], "title": row["title"],
+                "messages": messages}
+
+    def delete(self, session_id: str) -> bool:
+        return self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
