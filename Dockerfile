@@ -15,9 +15,6 @@ RUN CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=4 pip install "lla
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY rag_service rag_service
-COPY ingest ingest
-COPY eval eval
-COPY prompts prompts
 RUN pip install --extra-index-url "$TORCH_INDEX" -c constraints.txt .
 
 FROM python:3.11-slim
