@@ -248,7 +248,8 @@ def test_dockerfile_follows_the_setup_recipe() -> None:
         assert _assignment(dockerfile, var) == _assignment(setup, var)
     assert "torch==2.13.0" in setup and "torch==2.13.0" in dockerfile
     assert '"rag", "serve", "--host", "0.0.0.0"' in dockerfile and "FROM python:3.11-slim" in dockerfile
-    copied = [line.split()[1:-1] for line in dockerfile.splitlines() if line.startswith("COPY ") and "--from" not in line]
+    copied = [line.split()[1:-1] for line in dockerfile.splitlines()
+              if line.startswith("COPY ") and "--from" not in line]
     assert ["rag_service"] in copied  # the one package; everything it installs lives under it
     assert all((ROOT / name).exists() for sources in copied for name in sources)
 

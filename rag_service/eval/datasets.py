@@ -331,8 +331,8 @@ def load_jsonl(path: Path, docs_dir: Path | None = None) -> Dataset:
 
 def _folder_docs(folder: Path) -> tuple[list[EvalDoc], list[tuple[str, Path]]]:
     """Every file of ``folder`` through the same discovery and loaders as ``rag ingest``."""
-    from ingest.loaders import load
-    from ingest.pipeline import discover
+    from rag_service.ingestion.loaders import load
+    from rag_service.ingestion.pipeline import discover
 
     docs, files = [], []
     for file, source in discover([folder]):
