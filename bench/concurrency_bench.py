@@ -416,7 +416,7 @@ def bare_llama(questions: Sequence[Question], llm: str, model_cache: str | None)
 
     from llama_cpp import Llama
 
-    from rag_service.models.registry import llm_model_path
+    from rag_service.models.registry import resolve_generator
     from rag_service.settings import load_settings
 
     if model_cache:
@@ -424,7 +424,7 @@ def bare_llama(questions: Sequence[Question], llm: str, model_cache: str | None)
     else:
         os.environ.setdefault("RAG_MODEL_CACHE_DIR", str(ROOT / "data" / "models"))
     settings = load_settings(llm=llm)
-    path = llm_model_path(settings.llm_model_path, settings.models_dir, settings.llm)
+    path = resolve_generator(settings).gguf(settings.models_dir)
     model = Llama(model_path=str(path), n_ctx=settings.llm_context_size, n_threads=settings.llm_threads,
                   verbose=False)
     prompts = [q for q in questions if q.messages]

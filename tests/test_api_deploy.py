@@ -188,7 +188,6 @@ def _nginx_seconds(value: str) -> int:
 
 
 def test_nginx_config_spreads_over_the_replicas_and_passes_streams_and_uploads() -> None:
-    from rag_service.server.config import ServerSettings
     from rag_service.settings import Settings
 
     http = _one(nginx_config(), "http")["block"]
@@ -203,7 +202,7 @@ def test_nginx_config_spreads_over_the_replicas_and_passes_streams_and_uploads()
 
     public = _server(http, "8000")  # the port compose publishes
     # Uploads: a full request of the API's own limits passes (the API answers its own 413s), streamed on.
-    files = ServerSettings.model_fields["max_upload_files"].default
+    files = Settings.model_fields["max_upload_files"].default
     file_mb = Settings.model_fields["max_file_mb"].default
     assert _nginx_size(_one(public, "client_max_body_size")["args"][0]) > files * file_mb * 1024 * 1024
     assert _one(public, "proxy_request_buffering")["args"] == ["off"]
@@ -293,9 +292,9 @@ def test_ingest_and_search_through_a_chroma_server(tmp_path: Path, chroma_server
 def test_chat_through_an_openai_compatible_llama_server(tmp_path: Path) -> None:
     for module in ("sse_starlette", "starlette_context"):
         pytest.importorskip(module, reason="`python -m llama_cpp.server` needs llama-cpp-python[server]")
-    from rag_service.models.registry import llm_model_path
+    from rag_service.models.registry import generator_named
 
-    gguf = llm_model_path(None, Path(os.environ["RAG_MODEL_CACHE_DIR"]), DEFAULT_LLM)
+    gguf = generator_named(DEFAULT_LLM).gguf(Path(os.environ["RAG_MODEL_CACHE_DIR"]))
     port = free_port()
     log = tmp_path / "llm.log"
     args = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from rag_service.errors import ConfigError, ModelError, ModelHashMismatchError, ModelPackageMissingError
-from rag_service.models.registry import BUNDLED_LLMS, QWEN_GGUF, SlicedModel, assemble, llm_model_path
+from rag_service.models.registry import BUNDLED_LLMS, QWEN_GGUF, SlicedModel, assemble, generator_named
 from rag_service.settings import DEFAULT_LLM
 from tests.conftest import run_rag
 
@@ -16,7 +16,7 @@ from tests.conftest import run_rag
 def test_each_bundled_gguf_is_assembled_once_and_verified(name: str, size: int) -> None:
     model = BUNDLED_LLMS[name]
     cache = Path(os.environ["RAG_MODEL_CACHE_DIR"])
-    path = llm_model_path(None, cache, name)
+    path = generator_named(name).gguf(cache)
     assert path == cache / model.filename and path.stat().st_size == size
     with path.open("rb") as f:
         assert f.read(4) == b"GGUF"
@@ -29,10 +29,10 @@ def test_the_default_generator_is_bundled_and_unknown_names_are_config_errors(tm
     assert DEFAULT_LLM in BUNDLED_LLMS and QWEN_GGUF is BUNDLED_LLMS["qwen2.5-coder-0.5b"]
     message = "unknown LLM 'qwen-7b': use qwen2.5-coder-0.5b or qwen2.5-coder-1.5b"
     with pytest.raises(ConfigError, match=re.escape(message)):
-        llm_model_path(None, tmp_path, "qwen-7b")
+        generator_named("qwen-7b")
     gguf = tmp_path / "mine.gguf"
     gguf.write_bytes(b"GGUF")
-    assert llm_model_path(None, tmp_path, str(gguf)) == gguf
+    assert generator_named(str(gguf)).gguf(tmp_path) == gguf
 
 
 def test_missing_model_package_is_a_clear_error(tmp_path: Path) -> None:
@@ -62,12 +62,19 @@ def test_tampered_cache_file_is_rebuilt_not_trusted(tmp_path: Path) -> None:
 
 def test_configured_model_path_must_exist(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="does not exist"):
-        llm_model_path(tmp_path / "nope.gguf", tmp_path, DEFAULT_LLM)
+        generator_named(str(tmp_path / "nope.gguf")).gguf(tmp_path)
 
 
 def test_cli_reports_bad_model_in_one_line(sample_dir: Path, tmp_path: Path) -> None:
     proc = run_rag("ask", "--kb", "samples", "What is the meal allowance?", data_dir=sample_dir,
-                   env={"RAG_LLM_MODEL_PATH": str(tmp_path / "missing.gguf")}, check=False)
+                   env={"RAG_LLM": str(tmp_path / "missing.gguf")}, check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"error: configured LLM model file {tmp_path / 'missing.gguf'} does not exist"]
+
+
+def test_a_removed_setting_is_an_error_that_says_what_replaces_it(tmp_path: Path) -> None:
+    proc = run_rag("config", data_dir=tmp_path, env={"RAG_LLM_MODEL_PATH": str(tmp_path / "x.gguf")}, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: RAG_LLM_MODEL_PATH was removed: set RAG_LLM to the path of the GGUF file"]

@@ -22,7 +22,7 @@ from typing import Any
 
 from rag_service.answering.verification import NO_FIT_WARNING, UNCALIBRATED, Calibration, TrustModel
 from rag_service.errors import ConfigError
-from rag_service.models.registry import BUNDLED_LLMS, llm_model_path
+from rag_service.models.registry import BUNDLED_LLMS, resolve_generator
 from rag_service.settings import Settings
 
 SHIPPED_DIR = Path(__file__).with_name("calibrations")
@@ -41,14 +41,14 @@ class ModelIdentity:
 def model_identity(settings: Settings) -> ModelIdentity:
     """The configured generator: an OpenAI-compatible server by URL and model name, a bundled model by its published
     sha256, any other GGUF by the sha256 of its bytes (hashed once, remembered by path, size and mtime)."""
-    if settings.llm_base_url:
-        url = settings.llm_base_url.rstrip("/")
-        digest = hashlib.sha256(f"{url}\n{settings.llm_model}".encode()).hexdigest()
-        return ModelIdentity(f"server-{digest[:16]}", f"model '{settings.llm_model}' at {url}")
-    if settings.llm_model_path is None and settings.llm in BUNDLED_LLMS:
-        model = BUNDLED_LLMS[settings.llm]
-        return ModelIdentity(f"gguf-{model.sha256[:16]}", f"{model.filename} (bundled {settings.llm})")
-    path = llm_model_path(settings.llm_model_path, settings.models_dir, settings.llm)
+    generator = resolve_generator(settings)
+    if generator.base_url is not None:
+        digest = hashlib.sha256(f"{generator.base_url}\n{generator.model}".encode()).hexdigest()
+        return ModelIdentity(f"server-{digest[:16]}", f"model '{generator.model}' at {generator.base_url}")
+    if generator.bundled is not None:
+        model = BUNDLED_LLMS[generator.bundled]
+        return ModelIdentity(f"gguf-{model.sha256[:16]}", f"{model.filename} (bundled {generator.bundled})")
+    path = generator.gguf(settings.models_dir)
     return ModelIdentity(f"gguf-{_file_sha256(path, settings.data_dir / 'calibration')[:16]}", path.name)
 
 

@@ -17,9 +17,7 @@ from rag_service.answering.citations import strip_markers
 from rag_service.answering.passages import complete_lists, is_question_list, with_neighbours
 from rag_service.answering.verification import (
     NO_FIT_WARNING,
-    POLICIES,
     Calibration,
-    Policy,
     Signals,
     Verification,
     Verifier,
@@ -29,6 +27,7 @@ from rag_service.models.embeddings import similarity
 from rag_service.models.llm import LLM, Completion, get_llm
 from rag_service.records import Answer, Chunk, Citation, Claim, Hit, Usage
 from rag_service.retrieval.search import Retriever
+from rag_service.settings import POLICIES, Policy
 from rag_service.storage.catalog import KnowledgeBase
 from rag_service.storage.filters import SearchFilter
 from rag_service.text.language import detect_language, query_language

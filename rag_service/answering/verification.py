@@ -33,16 +33,14 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from difflib import SequenceMatcher
-from typing import Any, Literal
+from typing import Any
 
 from rag_service.answering.citations import Aligner, SentenceCheck, place_markers, strip_markers, validate
 from rag_service.records import Chunk, Citation, Claim
+from rag_service.settings import Policy
 from rag_service.text.language import detect_language, query_language
 from rag_service.text.textunits import LEAD_IN, LIST_ITEM, QUESTION_END, evidence_units, is_bare_question
 from rag_service.text.tokenize import STOPWORDS, arabic_numerals, english_numerals, evidence_tokens, has_cjk, tokenize
-
-Policy = Literal["strict", "lenient", "off"]
-POLICIES: tuple[Policy, ...] = ("strict", "lenient", "off")
 
 # Words that add no information to an answer: "X has some drawbacks" restates "What drawbacks does X
 # have?". Compared after stemming (the BM25 tokenizer's rules), so plural and verb forms are covered.

@@ -315,31 +315,48 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    from rag_service.answering.calibration import calibration_status
     from rag_service.retrieval.fusion import LANGUAGE_DEFAULTS
-    from rag_service.settings import Settings, load_settings
-    from rag_service.storage.db import redact
+    from rag_service.settings import SECTIONS, load_settings
 
     current = load_settings()
-    for name, field in Settings.model_fields.items():
-        value = getattr(current, name)
-        if name == "database_url" and value is not None:  # where it points, without the password
-            value = redact(value.get_secret_value())
-        print(f"RAG_{name.upper()}={value}\n    {field.description}")
-    print("\nSearch defaults by the language of a KB's chunks (used where the settings above are unset):")
+    values = {section: {name: _shown(name, getattr(current, name)) for name in model.model_fields}
+              for section, model in SECTIONS.items()}
+    try:
+        status: dict[str, Any] = calibration_status(current)
+    except RagError as exc:
+        status = {"error": f"cannot identify the generator ({exc})"}
+    if args.json:
+        _print_json({"settings": values, "language_defaults": {
+            language: {"fusion": d.fusion, "bm25_weight": d.bm25_weight, "measured": d.evidence}
+            for language, d in LANGUAGE_DEFAULTS.items()}, "answer_checks": status})
+        return 0
+    for section, model in SECTIONS.items():
+        print(f"[{section}] {model.__doc__}")
+        for name, field in model.model_fields.items():
+            print(f"  RAG_{name.upper()}={values[section][name]}\n      {field.description}")
+        print()
+    print("Search defaults by the language of a KB's chunks (used where the settings above are unset):")
     for language, d in LANGUAGE_DEFAULTS.items():
         print(f"  {language}: fusion {d.fusion}, bm25 weight {d.bm25_weight}\n    measured: {d.evidence}")
-    from rag_service.answering.calibration import calibration_status
-    from rag_service.errors import RagError
-
-    try:
-        status = calibration_status(current)
-    except RagError as exc:
-        print(f"\nAnswer checks: cannot identify the generator ({exc})")
+    if "error" in status:
+        print(f"\nAnswer checks: {status['error']}")
         return 0
     print(f"\nAnswer checks: generator {status['generator']} ({status['key']}), fit: {status['fit']}")
     if "warning" in status:
         print(f"warning: {status['warning']}", file=sys.stderr)
     return 0
+
+
+def _shown(name: str, value: object) -> object:
+    """A value as `rag config` prints it: secrets as set or not, a database URL without its password."""
+    from pydantic import SecretStr
+
+    from rag_service.storage.db import redact
+
+    if isinstance(value, SecretStr):
+        return redact(value.get_secret_value()) if name == "database_url" else "(set)"
+    return str(value) if isinstance(value, Path) else value
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -499,7 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file", help="a file written by `rag export` (gzip or plain JSON Lines)")
     s.set_defaults(func=cmd_import)
 
-    s = sub.add_parser("config", help="show every setting, its current value and what it does")
+    s = sub.add_parser("config", help="show every setting by section, its current value and what it does")
+    s.add_argument("--json", action="store_true", help="print {settings: {section: {name: value}}, "
+                   "language_defaults, answer_checks}")
     s.set_defaults(func=cmd_config)
 
     s = sub.add_parser("serve", help="run the REST API (OpenAPI docs at /docs)")

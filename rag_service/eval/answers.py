@@ -44,7 +44,7 @@ from rag_service import prompts
 from rag_service.answering.calibration import calibration_for
 from rag_service.answering.citations import Aligner, marked_sentences, strip_markers, validate
 from rag_service.answering.generation import Answerer, language
-from rag_service.answering.verification import POLICIES, QUOTE_MIN, TrustModel, Verification, trust_features
+from rag_service.answering.verification import QUOTE_MIN, TrustModel, Verification, trust_features
 from rag_service.errors import InvalidInputError
 from rag_service.eval.datasets import Dataset, EvalQuery
 from rag_service.eval.llm_cache import CachedLLM
@@ -54,7 +54,7 @@ from rag_service.eval.retrieval import EvalIndex, RetrievalConfig, build_index, 
 from rag_service.models.embeddings import get_embedder, similarity
 from rag_service.models.llm import LLM, get_llm
 from rag_service.records import Answer, Chunk, Citation
-from rag_service.settings import load_settings
+from rag_service.settings import POLICIES, load_settings
 from rag_service.storage.catalog import KnowledgeBase
 from rag_service.storage.filters import SearchFilter
 from rag_service.text.language import query_language

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from rag_service.errors import RagError
-from rag_service.models.registry import BUNDLED_LLMS, minilm_path
-from rag_service.settings import load_settings
+from rag_service.models.registry import BUNDLED_LLMS, minilm_path, resolve_generator
+from rag_service.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("rag-service", "chromadb", "sentence-transformers", "llama-cpp-python", "langchain-text-splitters",
@@ -87,36 +87,35 @@ def _embedder_model(dist: str, weights: Callable[[], Path]) -> dict[str, Any]:
     return entry
 
 
-def model_record(settings: dict[str, Any]) -> dict[str, Any]:
+def model_record(settings: Settings) -> dict[str, Any]:
     """Package versions and weight hashes of the bundled embedders; the generator as configured (the
     bundled GGUF's hash is verified when it is assembled, so its constant is the truth)."""
     embedders = {name: _embedder_model(dist, weights) for name, (dist, weights) in EMBEDDER_MODELS.items()}
-    if settings["embedder"] not in embedders:
-        embedders[settings["embedder"]] = {"path": settings["embedder"]}
-    if settings["llm_base_url"]:
-        llm: dict[str, Any] = {"server": settings["llm_base_url"], "model": settings["llm_model"]}
-    elif settings["llm_model_path"]:
-        llm = {"path": settings["llm_model_path"]}
-    elif settings["llm"] in BUNDLED_LLMS:
-        model = BUNDLED_LLMS[settings["llm"]]
-        llm = {"name": settings["llm"], "file": model.filename, "sha256": model.sha256,
+    if settings.embedder not in embedders:
+        embedders[settings.embedder] = {"path": settings.embedder}
+    generator = resolve_generator(settings)
+    if generator.base_url is not None:
+        llm: dict[str, Any] = {"server": generator.base_url, "model": generator.model}
+    elif generator.bundled is not None:
+        model = BUNDLED_LLMS[generator.bundled]
+        llm = {"name": generator.bundled, "file": model.filename, "sha256": model.sha256,
                "packages": {dist: _version(dist) for dist in model.distributions}}
     else:
-        llm = {"path": settings["llm"]}
+        llm = {"path": str(generator.path)}
     return {"embedders": embedders, "llm": llm}
 
 
 def run_record(**extra: Any) -> dict[str, Any]:
     """Everything needed to reproduce a run, plus ``extra`` (e.g. the data set's name and content hash)."""
-    settings = {key: value for key, value in load_settings().model_dump(mode="json").items()
-                if not _SECRET.search(key)}
+    current = load_settings()
+    settings = {key: value for key, value in current.model_dump(mode="json").items() if not _SECRET.search(key)}
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "code": code_version(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": {dist: _version(dist) for dist in PACKAGES},
-        "models": model_record(settings),
+        "models": model_record(current),
         "settings": settings,
         **extra,
     }

@@ -18,7 +18,7 @@ from typing import Any, cast
 import httpx
 
 from rag_service.errors import LLMError, ModelError
-from rag_service.models.registry import llm_model_path
+from rag_service.models.registry import resolve_generator
 from rag_service.settings import Settings
 from rag_service.threads import ingest_active
 
@@ -281,9 +281,11 @@ def _unload_models() -> None:
 
 def get_llm(settings: Settings) -> LLM:
     """The process-wide model for these settings (loaded once)."""
-    if settings.llm_base_url:
-        return OpenAIHttpLLM(settings.llm_base_url, settings.llm_model, settings.llm_api_key)
-    path = llm_model_path(settings.llm_model_path, settings.models_dir, settings.llm)
+    generator = resolve_generator(settings)
+    if generator.base_url is not None:
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key is not None else None
+        return OpenAIHttpLLM(generator.base_url, settings.llm_model, key)
+    path = generator.gguf(settings.models_dir)
     return _load(path.resolve(), settings.llm_context_size, settings.llm_threads, settings.llm_threads_ingesting,
                  settings.llm_prompt_threads_ingesting, settings.llm_check_threads_ingesting,
                  settings.llm_prompt_cache_mb)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rag_service.errors import ConfigError, ModelError, ModelHashMismatchError, ModelPackageMissingError
+from rag_service.settings import Settings
 
 
 def force_offline() -> None:
@@ -110,18 +111,43 @@ def _stamp(path: Path, sha256: str) -> str:
     return f"{sha256} {st.st_size} {st.st_mtime_ns}"
 
 
-def llm_model_path(override: Path | None, cache_dir: Path, name: str) -> Path:
-    """The GGUF to load: the user's file when configured, else ``name``: a bundled model's name (assembled
-    and verified on first use) or the path of a GGUF file."""
-    if override is None and name not in BUNDLED_LLMS:
-        override = Path(name).expanduser()
-        if not override.suffix.lower() == ".gguf" and not override.is_file():
-            raise ConfigError(f"unknown LLM '{name}': use {' or '.join(BUNDLED_LLMS)}, or the path of a GGUF file")
-    if override is not None:
-        if not override.is_file():
-            raise ModelError(f"configured LLM model file {override} does not exist")
-        return override
-    return assemble(BUNDLED_LLMS[name], cache_dir)
+@dataclass(frozen=True, slots=True)
+class Generator:
+    """Which generator the settings name, decided in one place (``resolve_generator``): an OpenAI-compatible
+    server (``base_url`` + ``model``), a bundled model (``bundled``, its name in ``BUNDLED_LLMS``) or a GGUF file of
+    the user's (``path``)."""
+
+    base_url: str | None = None
+    model: str | None = None
+    bundled: str | None = None
+    path: Path | None = None
+
+    def gguf(self, cache_dir: Path) -> Path:
+        """The GGUF to load (a bundled model is assembled and verified on first use)."""
+        if self.bundled is not None:
+            return assemble(BUNDLED_LLMS[self.bundled], cache_dir)
+        if self.path is None:
+            raise ConfigError(f"the generator is the server at {self.base_url}, not a GGUF file")
+        if not self.path.is_file():
+            raise ModelError(f"configured LLM model file {self.path} does not exist")
+        return self.path
+
+
+def resolve_generator(settings: Settings) -> Generator:
+    """``llm_base_url`` when set, else ``llm``: a bundled model's name or the path of a GGUF file."""
+    if settings.llm_base_url:
+        return Generator(base_url=settings.llm_base_url.rstrip("/"), model=settings.llm_model)
+    return generator_named(settings.llm)
+
+
+def generator_named(name: str) -> Generator:
+    """A bundled model by name, or a GGUF file by path."""
+    if name in BUNDLED_LLMS:
+        return Generator(bundled=name)
+    path = Path(name).expanduser()
+    if path.suffix.lower() != ".gguf" and not path.is_file():
+        raise ConfigError(f"unknown LLM '{name}': use {' or '.join(BUNDLED_LLMS)}, or the path of a GGUF file")
+    return Generator(path=path)
 
 
 def load_sentence_transformers(kind: str, path: Path, label: str) -> Any:

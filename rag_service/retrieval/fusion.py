@@ -7,12 +7,9 @@ KB's stored option, then an explicit ``RAG_FUSION`` / ``RAG_BM25_WEIGHT``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
+from rag_service.settings import Fusion
 from rag_service.text.language import Language
-
-Fusion = Literal["rrf", "weighted"]
-FUSIONS: tuple[Fusion, ...] = ("rrf", "weighted")
 
 
 def reciprocal_rank_fusion(ranked: dict[str, list[str]], k: int = 60) -> list[tuple[str, float]]:

@@ -25,8 +25,8 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
 from rag_service.records import Hit
 from rag_service.retrieval.expansion import Expand
-from rag_service.retrieval.fusion import Fusion
 from rag_service.retrieval.search import Mode, Retriever
+from rag_service.settings import Fusion
 from rag_service.storage.catalog import KnowledgeBase
 from rag_service.storage.filters import SearchFilter
 from rag_service.workspace import Workspace

@@ -16,8 +16,9 @@ from rag_service.models.llm import get_llm
 from rag_service.records import Hit
 from rag_service.retrieval.expansion import EXPANSIONS, Expand, QueryExpander
 from rag_service.retrieval.feedback_boost import boosted_chunks
-from rag_service.retrieval.fusion import FUSIONS, Fusion, defaults_for, reciprocal_rank_fusion, weighted_fusion
+from rag_service.retrieval.fusion import defaults_for, reciprocal_rank_fusion, weighted_fusion
 from rag_service.retrieval.rerank import E5Rescorer, Reranker, cross_encoder
+from rag_service.settings import FUSIONS, Fusion
 from rag_service.storage.catalog import KnowledgeBase
 from rag_service.storage.filters import SearchFilter
 from rag_service.storage.vectorstore import VectorFilter

@@ -13,16 +13,15 @@ from rag_service import __version__, console
 from rag_service.errors import ConfigError
 from rag_service.server import problems
 from rag_service.server.auth import bearer_scheme
-from rag_service.server.config import ServerSettings, load_server_settings
+from rag_service.server.config import allowed_hosts, api_keys
 from rag_service.server.deps import Services
 from rag_service.server.guard import RequestGuard
 from rag_service.server.routers import chat, documents, feedback, glossary, health, kbs, openai, search
 from rag_service.settings import Settings
 
 
-def create_app(settings: Settings, server: ServerSettings | None = None) -> FastAPI:
-    server = server or load_server_settings()
-    services = Services.build(settings, server)
+def create_app(settings: Settings) -> FastAPI:
+    services = Services.build(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -38,8 +37,8 @@ def create_app(settings: Settings, server: ServerSettings | None = None) -> Fast
     problems.install(app)
     app.include_router(health.router)
     console.install(app)
-    app.add_middleware(RequestGuard, api_keys=services.api_keys, max_body=server.max_request_kb * 1024,
-                       hosts=server.allowed_hosts(bool(services.api_keys)), streamed_paths=("/documents",))
+    app.add_middleware(RequestGuard, api_keys=services.api_keys, max_body=settings.max_request_kb * 1024,
+                       hosts=allowed_hosts(settings, bool(services.api_keys)), streamed_paths=("/documents",))
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(bearer_scheme)])
     for module in (kbs, documents, search, chat, openai, feedback, glossary):
         v1.include_router(module.router)
@@ -56,11 +55,11 @@ def serve(host: str, port: int) -> None:
     from rag_service.settings import load_settings
 
     force_offline()
-    server = load_server_settings()
-    if not server.api_keys() and not server.allow_open and not _loopback(host):
+    settings = load_settings()
+    if not api_keys(settings) and not settings.allow_open and not _loopback(host):
         raise ConfigError(f"refusing to listen on {host} without API keys: set RAG_API_KEY (or RAG_API_KEYS_FILE), "
                           "or RAG_ALLOW_OPEN=true for a trusted network")
-    uvicorn.run(create_app(load_settings(), server), host=host, port=port, timeout_graceful_shutdown=10)
+    uvicorn.run(create_app(settings), host=host, port=port, timeout_graceful_shutdown=10)
 
 
 def _loopback(host: str) -> bool:

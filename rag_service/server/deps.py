@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from rag_service.server.config import ServerSettings
+from rag_service.server.config import api_keys
 from rag_service.server.services.chat import ChatService
 from rag_service.server.services.documents import DocumentService
 from rag_service.server.services.feedback import FeedbackService
@@ -41,22 +41,22 @@ class Services:
     reports: ReportService
 
     @classmethod
-    def build(cls, settings: Settings, server: ServerSettings) -> Services:
+    def build(cls, settings: Settings) -> Services:
         workspaces = Workspaces(settings)
-        if server.upload_dir is not None:
-            server.upload_dir.mkdir(parents=True, exist_ok=True)
+        if settings.upload_dir is not None:
+            settings.upload_dir.mkdir(parents=True, exist_ok=True)
         # A private directory per process: replicas sharing a data dir never see each other's uploads.
-        upload_root = Path(tempfile.mkdtemp(prefix="rag-uploads-", dir=server.upload_dir))
-        jobs = IngestJobs(workspaces, server.ingest_queue_size, server.shutdown_drain_s, server.serve_workers)
-        writes = WriteGate(server.write_lock_timeout_s)
-        return cls(api_keys=server.api_keys(), workspaces=workspaces, upload_root=upload_root,
+        upload_root = Path(tempfile.mkdtemp(prefix="rag-uploads-", dir=settings.upload_dir))
+        jobs = IngestJobs(workspaces, settings.ingest_queue_size, settings.shutdown_drain_s, settings.serve_workers)
+        writes = WriteGate(settings.write_lock_timeout_s)
+        return cls(api_keys=api_keys(settings), workspaces=workspaces, upload_root=upload_root,
                    readiness=Readiness(workspaces), kbs=KnowledgeBaseService(workspaces, writes), jobs=jobs,
-                   documents=DocumentService(workspaces, jobs, upload_root, server.max_upload_files, writes),
+                   documents=DocumentService(workspaces, jobs, upload_root, settings.max_upload_files, writes),
                    search=SearchService(workspaces),
-                   chat=ChatService(workspaces, server.chat_concurrency, server.chat_queue_size,
-                                    server.max_history_messages),
+                   chat=ChatService(workspaces, settings.chat_concurrency, settings.chat_queue_size,
+                                    settings.max_history_messages),
                    feedback=FeedbackService(workspaces), glossary=GlossaryService(workspaces, writes),
-                   reports=ReportService(server.reports_dir))
+                   reports=ReportService(settings.reports_dir))
 
     def start(self) -> None:
         self.jobs.start()

@@ -8,7 +8,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag_service.errors import InvalidInputError
+from rag_service.retrieval.search import Mode
+from rag_service.settings import ChunkUnit, Fusion, Policy
 from rag_service.storage.catalog import MAX_KB_NAME
+from rag_service.storage.feedback import Rating
+from rag_service.text.language import Language
 
 MAX_QUESTION = 4000
 
@@ -23,15 +27,15 @@ class CreateKnowledgeBase(_Strict):
                                    "parent_child (default: the server's RAG_SPLITTER)")
     chunk_size: int | None = Field(None, ge=20)
     chunk_overlap: int | None = Field(None, ge=0)
-    chunk_unit: Literal["chars", "tokens"] | None = None
+    chunk_unit: ChunkUnit | None = None
     embedder: Literal["e5", "minilm"] | None = Field(None, description="fixed for the KB's lifetime")
 
 
 class SearchRequest(_Strict):
     query: str = Field(min_length=1, max_length=MAX_QUESTION)
     k: int | None = Field(None, ge=1, le=200)
-    mode: Literal["bm25", "vector", "hybrid"] = "hybrid"
-    fusion: Literal["rrf", "weighted"] | None = None
+    mode: Mode = "hybrid"
+    fusion: Fusion | None = None
     filter: dict[str, str | int | float | bool | list[str]] | None = Field(
         None, description="doc_id (one or a list), source (a glob) or chunk metadata fields by equality")
     pseudo_feedback: int | None = Field(None, ge=0, le=50, description="search the vectors again with the query "
@@ -53,7 +57,7 @@ class FeedbackIn(_Strict):
     kb: str = Field(min_length=1, max_length=200, description="knowledge base name or id")
     question: str = Field(min_length=1, max_length=MAX_QUESTION)
     answer: str = Field(min_length=1, max_length=20_000)
-    rating: Literal["up", "down"]
+    rating: Rating
     comment: str | None = Field(None, max_length=4000)
     session_id: str | None = Field(None, max_length=64)
     citations: list[dict[str, Any]] | None = Field(None, max_length=50, description="the answer's citations")
@@ -68,7 +72,7 @@ class FeedbackOut(BaseModel):
     kb: str
     question: str
     answer: str
-    rating: Literal["up", "down"]
+    rating: Rating
     comment: str | None
     session_id: str | None
     citations: list[dict[str, Any]]
@@ -88,7 +92,7 @@ class JobFile(BaseModel):
 
 
 class FusionOut(BaseModel):
-    method: Literal["rrf", "weighted"]
+    method: Fusion
     bm25_weight: float = Field(description="BM25's weight when the method is weighted (the vector list gets the rest)")
     pseudo_feedback: int = Field(0, description="first fused results the vector query is moved towards before the "
                                  "vectors are searched again (0: no pseudo-relevance feedback)")
@@ -105,9 +109,9 @@ class KnowledgeBaseOut(BaseModel):
     splitter: str
     chunk_size: int
     chunk_overlap: int
-    chunk_unit: Literal["chars", "tokens"]
+    chunk_unit: ChunkUnit
     created: str
-    language: Literal["zh", "en"] | None = Field(
+    language: Language | None = Field(
         description="the language of most of its chunks (None while empty); it chooses the default fusion")
     fusion: FusionOut = Field(description="how a search fuses BM25 and vectors unless the request says otherwise")
 
@@ -258,7 +262,7 @@ class ExpansionOut(BaseModel):
 
 
 class FusionUsedOut(FusionOut):
-    kb_language: Literal["zh", "en"] | None = Field(description="the KB language that chose the default fusion")
+    kb_language: Language | None = Field(description="the KB language that chose the default fusion")
 
 
 class SearchOut(BaseModel):
@@ -297,5 +301,5 @@ class AnswerOut(BaseModel):
     usage: UsageOut
     related: list[PassageOut] = Field(description="when refused: the closest passages (at most 3)")
     claims: list[ClaimOut]
-    policy: Literal["strict", "lenient", "off"]
+    policy: Policy
     session_id: str | None = None

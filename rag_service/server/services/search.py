@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rag_service.retrieval.fusion import Fusion
 from rag_service.retrieval.search import Mode, Retriever
 from rag_service.server.workspaces import Workspaces
+from rag_service.settings import Fusion
 from rag_service.storage.filters import SearchFilter
 
 
