@@ -34,23 +34,23 @@ EXACT_SCOPE_MAX = 2000
 # Weighted fusion: the feedback list's weight (the retrievers' weights sum to 1): a nudge, not a takeover.
 FEEDBACK_WEIGHT = 0.2
 # Weighted fusion: the lists of the question translated into a mixed KB's other language count this much of the
-# question's own (expand="translate"). Answerable questions of our sets (eval/README "Questions in the other
-# language"): hit@5 with the translation at weight 1.0 / 0.75 / 0.5 and without it: cross-lingual sample KB (56)
-# 0.929 / 0.893 / 0.857 / 0.411, FAQ asked in the other language (72) 0.847 / 0.819 / 0.736 / 0.222, FAQ in its own
-# language (72) 0.944 / 0.958 / 0.958 / 0.958 (MRR 0.781 / 0.813 / 0.810 / 0.823).
+# question's own (expand="translate"). A question asked in the other language then finds its passage several times
+# as often as without the translation; full weight found a few more of those but pushed down the answers to
+# questions asked in the documents' language, and half weight lost cross-lingual hits (docs/evaluation.md
+# "Questions in the other language").
 TRANSLATION_WEIGHT = 0.75
 TRANSLATED = "#t"  # suffix of the translated question's lists
-# A language is searched in translation only when it holds at least this share of the KB's chunks: RGB zh dev's 5,847
-# news passages include 41 (0.7 %) detected as English, which would otherwise cost every question a translation.
+# A language is searched in translation only when it holds at least this share of the KB's chunks: a few stray
+# passages detected as the other language (as in RGB zh dev's news) must not cost every question a translation
+# (docs/evaluation.md "Questions in the other language").
 TRANSLATE_MIN_SHARE = 0.05
 PSEUDO_FEEDBACK_MAX = 50  # results a pseudo-relevance feedback may average (Settings.pseudo_feedback's bound too)
 # Pseudo-relevance feedback acts only when the results it would average are at least this close to each other
-# (mean pairwise cosine under the KB's embedder). e5, on 387 questions (eval/README.md "Pseudo-relevance
-# feedback"): the first five fused results of RGB zh news questions have a median coherence of 0.938 (10th
-# percentile 0.918), those of our FAQ set 0.885 (90th percentile 0.918). Hybrid nDCG@10 RGB / FAQ, without
-# feedback 0.791 / 0.899; always 0.822 / 0.869; from 0.90 0.822 / 0.888; 0.92 0.815 / 0.889; 0.93 0.810 / 0.894;
-# the structure benchmark's hit@5 is 0.893 at 0.92 and 0.93, as without. For an embedder not listed feedback is
-# off unless asked for (a search's pseudo_feedback or RAG_PSEUDO_FEEDBACK), and then it always acts.
+# (mean pairwise cosine under the KB's embedder). The e5 floor is the one that kept feedback on for news questions,
+# whose first results are several reports of one event, and off for most FAQ questions, whose first results are
+# neighbouring sections: it keeps most of the news gain and costs FAQ-like text little (docs/evaluation.md
+# "Pseudo-relevance feedback"). For an embedder not listed feedback is off unless asked for (a search's
+# pseudo_feedback or RAG_PSEUDO_FEEDBACK), and then it always acts.
 PSEUDO_FEEDBACK_MIN_COHERENCE = {"e5": 0.92}
 
 
@@ -209,28 +209,32 @@ class Retriever:
 
     def run(self, query: str, options: SearchOptions | None = None, **given: Unpack[SearchArgs]) -> SearchResult:
         """Search the KB: ``options`` (or the same as keywords) through ``STAGES`` in order."""
+        state = self.start(query, replace(options or SearchOptions(), **given))
+        if state.scope is not None and not state.scope.chunk_ids:  # a filter nothing matches
+            return SearchResult([], [state.query])
+        for stage in STAGES:
+            stage(self, state)
+        state.result.hits = state.hits
+        return state.result
+
+    def start(self, query: str, options: SearchOptions) -> SearchState:
+        """The state the stages begin from: options checked, the filter resolved, the KB's current glossary."""
         query = query.strip()
         if not query:
             raise InvalidInputError("the query is empty")
-        opts = replace(options or SearchOptions(), **given).validated()
+        opts = options.validated()
         settings = self.ws.settings
         k = opts.k or settings.search_k
         scope = self._scope(opts.filter or SearchFilter())
         result = SearchResult([], [query])
-        if scope is not None and not scope.chunk_ids:
-            return result
         current = self.ws.catalog.get_kb(self.kb.id)
         result.fusion = fusion_choice(self.ws, current, opts.fusion, opts.pseudo_feedback)
         tokenizer = self.ws.tokenizer_for(current)
         result.expansions = tokenizer.expand(query)
         terms = Terms(tokenizer, [t for e in result.expansions for t in e.added] if settings.glossary_expand_vector
                       else [])
-        state = SearchState(query, opts, k, max(settings.search_candidates, k), scope, current, tokenizer, terms,
-                            QueryExpander(settings, lambda: get_llm(settings)), result)
-        for stage in STAGES:
-            stage(self, state)
-        result.hits = state.hits
-        return result
+        return SearchState(query, opts, k, max(settings.search_candidates, k), scope, current, tokenizer, terms,
+                           QueryExpander(settings, lambda: get_llm(settings)), result)
 
     # -- the stages, in order (STAGES below) -----------------------------------------------------------
     def paraphrase(self, s: SearchState) -> None:
@@ -344,7 +348,7 @@ class Retriever:
         """Rocchio feedback in the embedding space: the query moved towards the mean of the first fused results,
         for a second vector search. Several reports of one event then lift each other where the question's own
         wording reaches only some of them; neighbouring sections of a FAQ would pull the query off its one
-        answer, so feedback acts only when the results are close to each other (eval/README.md
+        answer, so feedback acts only when the results are close to each other (docs/evaluation.md
         "Pseudo-relevance feedback"). Returns their coherence and, when it acts, the chunks and the vector."""
         # Only ready chunks: a document pending or deleted mid-way can have BM25 rows and no vectors (as in _hits).
         head = [chunk_id for chunk_id, _ in fused[: choice.pseudo_feedback * 2]]
@@ -394,7 +398,7 @@ class Retriever:
     def _vector(self, vector: np.ndarray, n: int, scope: Scope | None) -> list[tuple[str, float]]:
         if scope is not None and len(scope.chunk_ids) <= EXACT_SCOPE_MAX:
             # A narrow filter (a document, a few files): scoring its stored vectors directly is exact and
-            # beats Chroma's filtered HNSW walk (277 ms p50 for one document among 100k chunks).
+            # beats Chroma's filtered HNSW walk (docs/benchmarks.md "Other single measurements").
             sims = self.ws.vectors.similarities(self.kb.collection, sorted(scope.chunk_ids), vector)
             return sorted(sims.items(), key=lambda item: (-item[1], item[0]))[:n]
         hits = self.ws.vectors.query(self.kb.collection, self.embedder.name, vector, n,
