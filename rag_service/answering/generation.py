@@ -34,15 +34,15 @@ from rag_service.text.language import detect_language, query_language
 from rag_service.text.tokenize import digits_beside_numerals, has_cjk
 from rag_service.workspace import Workspace
 
-# Best e5 cosine below which a question with no BM25 match is refused without calling the LLM.
-# Calibrated on the bundled samples: off-topic questions sharing no keyword scored <= 0.813 (others up to
-# 0.830, left to the model), answerable ones >= 0.844 except
-# one help-desk question at 0.804, which shares keywords with its passage; hence the BM25 condition.
-# Other embedders have no default because their scores live in other bands.
+# Best e5 cosine below which a question with no BM25 match is refused without calling the LLM: on the bundled
+# samples, the floor between off-topic questions that share no keyword with the documents and answerable ones. The
+# one answerable question below it shares keywords with its passage, hence the BM25 condition (docs/evaluation.md
+# "Calibrated constants"). Other embedders have no default because their scores live in other bands.
 REFUSAL_MIN_SIMILARITY = {"e5": 0.82}
 # How far below the best vector similarity a hybrid hit may score and still be packed. e5 cosines of
-# passages that answer a question sit within a few hundredths of each other; passages 0.03 lower were
-# topical neighbours that cost prompt tokens and pulled the small model off the answer.
+# passages that answer a question sit within a few hundredths of each other; passages further below were
+# topical neighbours that cost prompt tokens and pulled the small model off the answer (docs/evaluation.md
+# "Calibrated constants").
 CONTEXT_VECTOR_MARGIN = {"e5": 0.03}
 # Passages offered beside a refusal, closest first.
 RELATED_MAX = 3
@@ -323,8 +323,8 @@ class Answerer:
         retriever ranked falls below a chunk both ranked). Single-retriever results are left alone.
         Each searched form of the question (the question, its translation, paraphrases) is judged in its own lists:
         a hit passes when it passes in one of them. A passage in the KB's other language ranks high in the
-        translation's lists and nowhere in the question's (on our FAQ set, the passage that answers was kept for
-        86 % of the answerable questions judged over all lists together, 92 % form by form, eval/README).
+        translation's lists and nowhere in the question's; judged form by form, the passage that answers is kept
+        for more of our FAQ set's questions (docs/evaluation.md "Questions in the other language").
         The best vector hit written in another language than ``question`` is always kept: BM25 cannot match
         it, so its rank score says nothing ("How many books can I borrow?" over a Chinese rule whose English
         neighbour says "booked")."""

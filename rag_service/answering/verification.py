@@ -17,7 +17,8 @@ with the refusal, of how much of the question that unit speaks of (``anchoring``
 copied verbatim from its passage (``quote_share``) and of whether it was matched across languages. The yes/no answers
 are read as probabilities from the next-token logits; all but the unit check extend the answer prompt, so llama.cpp
 reuses its KV cache. Measured on RGB, a yes/no check of each sentence asked right after the model's own answer told
-right from wrong no better than chance (AUC 0.53) and went; the single-sentence check separated best (eval/README.md).
+right from wrong no better than chance and went; the single-sentence check separated best (docs/evaluation.md
+"Calibrating the checks: which inputs").
 Below the threshold, quotes the model vouches for stay; an answer left with nothing gets the extract, the passage's
 own words (``Verification.decide``).
 

@@ -216,7 +216,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_glossary(args: argparse.Namespace) -> int:
-    """``rag glossary list|add|remove|suggest``: the KB's domain terms (README, 'Domain glossary')."""
+    """``rag glossary list|add|remove|suggest``: the KB's domain terms (docs/how-it-works.md, 'Retrieval')."""
     from rag_service.admin import glossary as glossary_edits
     from rag_service.errors import GlossaryEntryNotFoundError
     from rag_service.index import glossary

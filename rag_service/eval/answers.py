@@ -63,9 +63,9 @@ from rag_service.workspace import Workspace
 # e5 cosine (passage-prefixed on both sides) between "question + answer sentence" and a passage unit
 # from which the sentence counts as supported. The question is prepended because answers are often bare
 # spans ("Mara Okafor."), which say little on their own. Calibrated on hand-made cases over the bundled
-# samples (tests/test_eval_answers.py): supported answers 0.926-0.949, the same answer with another name
-# or number 0.891-0.912, unsupported claims 0.785-0.859. A changed Chinese numeral still passes (0.95):
-# embedding similarity cannot check numbers, which is what --judge llm is for.
+# samples (tests/test_eval_answers.py): supported answers score above it, the same answer with another name or
+# number and unsupported claims below (docs/evaluation.md "Calibrated constants"). A changed Chinese numeral still
+# passes: embedding similarity cannot check numbers, which is what --judge llm is for.
 FAITHFUL_MIN_SIMILARITY = 0.92
 
 # How deep a second search looks for the gold passage: a question whose gold passage is not in it counts as lost to

@@ -32,9 +32,8 @@ WRONG_COST = 0.5
 
 
 # The trust score's inputs: every signal any generator gives (a server reports no refusal start). Left out of the
-# fit, fewer inputs did no better beyond noise (eval/README.md "Calibrating the checks": mean objective 0.682-0.698
-# over five sets), and without the verbatim share a sentence copied from its passage lost to a doubtful evidence
-# check ("Taxi rides are reimbursed only between 22:00 and 06:00 [1]." withdrawn at evidence 0.37).
+# fit, fewer inputs did no better beyond noise, and without the verbatim share a sentence copied from its passage
+# was withdrawn when the evidence check doubted it (docs/evaluation.md "Calibrating the checks: which inputs").
 TRUST_FEATURES = tuple(f for f in FEATURES if f != "refusal_start")
 
 

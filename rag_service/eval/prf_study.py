@@ -8,7 +8,7 @@ then every candidate of the BM25 and vector lists (100 deep each, from ``Retriev
 cached ``rag eval retrieval`` index) is scored by ``q' . v`` and fused with BM25 again. News questions whose
 positives are several reports of one event are where feedback should pay; abstracts with one positive where it
 should not: run it on both. The study has no coherence floor; the product's gated feedback
-(``Retriever.run``, ``RAG_PSEUDO_FEEDBACK*``) is measured with ``rag eval retrieval`` (eval/README.md
+(``Retriever.run``, ``RAG_PSEUDO_FEEDBACK*``) is measured with ``rag eval retrieval`` (docs/evaluation.md
 "Pseudo-relevance feedback").
 """
 

@@ -21,11 +21,11 @@ from rag_service.models.registry import load_sentence_transformers, minilm_path
 class Embedder(ABC):
     name: str
     dim: int
-    # Chunks per ``embed_documents`` call when RAG_EMBED_BATCH_SIZE is unset: each engine's fastest measured
-    # (bench/ingest_bench.py, README "Ingestion throughput").
+    # Chunks per ``embed_documents`` call when RAG_EMBED_BATCH_SIZE is unset: chosen per engine with
+    # bench/ingest_bench.py (docs/benchmarks.md "Ingestion throughput").
     batch_size: int = 32
-    # Whether a text and its translation land close together (e5: EN->ZH related .86 / unrelated .72, shared/MODELS.md;
-    # MiniLM: noise across languages): only then can sentences be matched to passages in another language.
+    # Whether a text and its translation land close together (e5 yes, MiniLM no: docs/benchmarks.md "Other single
+    # measurements"): only then can sentences be matched to passages in another language.
     multilingual: bool = False
 
     @abstractmethod
@@ -46,8 +46,8 @@ class E5Embedder(Embedder):
 
     name = "e5"
     multilingual = True
-    # Raw chunks/s by batch 8/16/32/64: 4.56/4.52/4.29/3.94 on Chinese, 16.1/16.7/16.9/15.4 on English chunks:
-    # 16 is within 2 % of the best on both (padding to the longest text costs more in bigger batches).
+    # Close to the fastest batch on both Chinese and English chunks; bigger batches pad every text to the longest
+    # and slow down (docs/benchmarks.md "Ingestion throughput").
     batch_size = 16
 
     def __init__(self) -> None:
@@ -68,7 +68,8 @@ class E5Embedder(Embedder):
 
 
 class SentenceTransformerEmbedder(Embedder):
-    # MiniLM raw chunks/s by batch 8/16/32/64: 94/103/107/121 on English chunks (torch gains from bigger batches).
+    # MiniLM (torch) embeds faster the bigger the batch, up to the largest measured (docs/benchmarks.md "Ingestion
+    # throughput").
     batch_size = 64
 
     def __init__(self, name: str, path: Path) -> None:

@@ -3,8 +3,8 @@ as one more ranked list in the fusion ("feedback" in ``--explain``), so what hel
 
 Closeness is the cosine of the two questions under the KB's embedder, at least ``feedback_boost_similarity``. A
 chunk cited by a down-voted answer to a close question is never boosted. The up-voted questions' embeddings are
-computed once per process and feedback item. Off by default (``feedback_boost``): README and the closing notes
-give its measurement.
+computed once per process and feedback item. Off by default (``feedback_boost``): it helped on the structure
+benchmark, but on too few questions to trust its threshold (docs/evaluation.md "Feedback boost").
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Re-scoring of fused candidates. Off by default: RRF alone is what was measured (see README);
-turn one on per KB or request when it helps your data."""
+"""Re-scoring of fused candidates. Off by default: no reranker has been measured here (the retrieval numbers in
+docs/evaluation.md are fusion without one, and no cross-encoder ships in a package); turn one on per KB or request
+when it helps your data."""
 
 from __future__ import annotations
 
