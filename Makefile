@@ -1,9 +1,15 @@
 # The two fresh-machine commands are `make demo` and `make test` (see README.md).
+#
+# Test tiers (markers in pyproject.toml, tests/conftest.py):
+#   make check  before every commit: ruff, mypy and the fast tier, every test not marked llm, postgres or slow.
+#               The answer flow runs there with a scripted generator (tests/fakes.py); about 2 minutes on 2 cores.
+#   make test   everything real (CI: .ci/run): the bundled LLM, PostgreSQL, the browser; prints the 10 slowest.
 VENV   := .venv
 STAMP  := $(VENV)/.setup-done
 BIN    := $(VENV)/bin
+FAST   := not llm and not postgres and not slow
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo check test lint clean
 
 $(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 	bash scripts/setup.sh
@@ -14,10 +20,15 @@ setup: $(STAMP)
 demo: setup
 	bash scripts/demo.sh
 
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -m "$(FAST)"
+
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=10
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,4 +1,10 @@
-"""Shared fixtures. Everything is real: the bundled models, embedded Chroma, the CLI as a process."""
+"""Shared fixtures and the test tiers. Everything is real (the bundled models, embedded Chroma, the CLI as a process)
+except the scripted generator of the fast tier (tests/fakes.py).
+
+Tiers (Makefile): ``make check`` runs ``-m "not llm and not postgres and not slow"``, ``make test`` runs everything.
+``llm`` and ``slow`` are set by hand; ``postgres`` is set here on every test that needs the PostgreSQL server, however
+it asks for it (``pytest_collection_modifyitems``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +40,7 @@ def run_rag(*args: str, data_dir: Path, env: dict[str, str] | None = None,
     return proc
 
 
-def rag_json(*args: str, data_dir: Path, **kw: object) -> dict:
+def rag_json(*args: str, data_dir: Path, **kw: Any) -> dict:
     return json.loads(run_rag(*args, "--json", data_dir=data_dir, **kw).stdout)
 
 
@@ -93,3 +100,24 @@ def on_each_catalog(catalog_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
     for key, value in catalog_env.items():
         monkeypatch.setenv(key, value)
     return catalog_env
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the markers set here
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks ``postgres`` every test that uses the PostgreSQL server: through its fixtures, or as the 'postgresql'
+    run of a parametrised catalog (``catalog_env``, a backend fixture), which asks for the server at run time. A test
+    marked ``llm`` is not run on PostgreSQL: what it tests is the model's answer, not the catalog (sessions on each
+    catalog are tested without the model), and every run of the model costs seconds."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and "postgresql" in callspec.params.values()
+        if on_postgres and item.get_closest_marker("llm") is not None:
+            dropped.append(item)
+            continue
+        if on_postgres or "postgres_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

@@ -1,7 +1,8 @@
 """The REST API over real HTTP: `rag serve` in a subprocess on a free port, the bundled models, embedded Chroma.
 
-Two servers: the main one (API key, default limits) and a "limits" one (1 KB uploads, no chat queue).
-The few LLM calls are marked ``llm`` and use tiny documents.
+One server (API key, default limits) per catalog. The few LLM calls are marked ``llm``, use tiny documents and run
+on SQLite only (tests/conftest.py). The chat plumbing (events, OpenAI shapes, sessions on each catalog, the full
+queue) and the upload limit are tested on a server with a scripted generator in test_api_chat.py.
 """
 
 from __future__ import annotations
@@ -154,24 +155,9 @@ def sse_events(lines: Iterable[str]) -> list[tuple[str | None, str]]:
 # -- fixtures --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, catalog_env: dict[str, str]) -> Iterator[Server]:
-    """Every test of this server runs twice: on the embedded SQLite catalog and on PostgreSQL."""
+    """Every test of this server runs twice: on the embedded SQLite catalog and on PostgreSQL (llm tests: SQLite)."""
     with rag_server(tmp_path_factory.mktemp("api"), **catalog_env) as s:
         yield s
-
-
-@pytest.fixture(scope="module")
-def limits_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Uploads above ~1 KB refused; one chat at a time and none waiting."""
-    with rag_server(tmp_path_factory.mktemp("api-limits"), RAG_MAX_FILE_MB="0.001", RAG_CHAT_QUEUE_SIZE="0") as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def small(limits_server: Server) -> Iterator[httpx.Client]:
-    """A client of the limits server, whose KB 'small' holds one short document."""
-    with limits_server.client() as c:
-        ingest(c, "small", ("lighthouse.txt", LIGHTHOUSE))
-        yield c
 
 
 @pytest.fixture(scope="module")
@@ -473,45 +459,6 @@ def test_openai_compatible_completion(client: httpx.Client, facts: dict[str, Any
         {"role": "user", "content": "hi"}]}), 404, "kb_not_found")
     assert_problem(client.post("/v1/chat/completions", json={"model": "facts", "messages": [
         {"role": "assistant", "content": "hi"}]}), 400, "invalid_input")
-
-
-# -- limits ----------------------------------------------------------------------------------------
-def test_oversized_upload_is_refused_with_413(limits_server: Server, small: httpx.Client) -> None:
-    body = assert_problem(upload(small, "small", ("big.txt", b"x" * 5000)), 413, "file_too_large")
-    assert "big.txt" in body["detail"]
-    assert [d["source"] for d in small.get("/v1/kbs/small/documents").json()["documents"]] == ["lighthouse.txt"]
-    assert not any(limits_server.upload_dir.rglob("big.txt"))
-
-
-@pytest.mark.llm
-def test_full_chat_queue_answers_503_while_an_openai_stream_runs(limits_server: Server, small: httpx.Client) -> None:
-    """Queue size 0: while one chat streams, the next is refused at once with Retry-After; the stream itself
-    is checked against OpenAI's chunk format."""
-    body = {"model": "small", "stream": True,
-            "messages": [{"role": "user", "content": "When is the Lighthouse lab open to staff?"}]}
-    with small.stream("POST", "/v1/chat/completions", json=body) as stream:
-        assert stream.status_code == 200
-        lines = stream.iter_lines()
-        first = next(lines)  # the role chunk: the chat holds the only slot from here on
-        busy = small.post("/v1/kbs/small/chat", json={"question": "When is the Lighthouse lab open?"})
-        assert_problem(busy, 503, "busy")
-        assert int(busy.headers["retry-after"]) >= 1
-        events = sse_events([first, *lines])
-    data = [d for _, d in events]
-    assert data[-1] == "[DONE]"
-    chunks = [json.loads(d) for d in data[:-1]]
-    assert len({c["id"] for c in chunks}) == 1 and all(c["object"] == "chat.completion.chunk" for c in chunks)
-    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
-    assert "07:30" in text or "7:30" in text
-    # Checked before it is sent (policy strict): the role chunk, one content chunk, the final chunk.
-    assert len(chunks) == 3 and chunks[1]["choices"][0]["delta"] == {"content": text}
-    final = chunks[-1]
-    assert final["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
-    assert final["refused"] is False and final["citations"] and final["usage"]["completion_tokens"] > 0
-    assert final["related"] == [] and final["claims"]
-    health = httpx.get(limits_server.url + "/healthz").json()
-    assert health["chat_queue"] == {"admitted": 0, "capacity": 1}
 
 
 def test_feedback_sessions_reports_and_offline_docs_over_http(server: Server, client: httpx.Client,

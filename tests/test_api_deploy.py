@@ -265,6 +265,7 @@ def chroma_server(tmp_path: Path) -> Iterator[tuple[str, Any]]:
         yield f"http://127.0.0.1:{port}", proc
 
 
+@pytest.mark.slow
 def test_ingest_and_search_through_a_chroma_server(tmp_path: Path, chroma_server: tuple[str, Any]) -> None:
     url, chroma_proc = chroma_server
     with rag_server(tmp_path / "api", RAG_CHROMA_URL=url) as server, server.client() as c:

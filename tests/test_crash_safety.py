@@ -85,6 +85,7 @@ def _assert_consistent(data: Path) -> set[int]:
 
 
 @pytest.mark.usefixtures("on_each_catalog")
+@pytest.mark.slow
 def test_kill_9_mid_ingest_then_resume(tmp_path: Path) -> None:
     docs = _corpus(tmp_path)
     data = tmp_path / "data"

@@ -177,6 +177,7 @@ def _example(group: str, answerable: bool, good: bool, gate: float, rng: random.
     return Example(group, "zh", answerable, features, good if answerable else False, (), None)
 
 
+@pytest.mark.slow
 def test_calibration_separates_right_from_wrong_answers() -> None:
     """A synthetic run where the gate tells right answers from wrong ones: the fitted model leans on the gate
     and its threshold keeps most right answers while refusing most unanswerable questions, also on each data set

@@ -61,6 +61,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path,
 
 
 @pytest.mark.skipif(not SCIFACT.is_dir(), reason=f"{SCIFACT} is not available")
+@pytest.mark.slow
 def test_grid_results_and_record(run: tuple[dict[str, Any], Path, Path, Path, float]) -> None:
     results, _, _, out, _ = run
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
@@ -87,6 +88,7 @@ def test_grid_results_and_record(run: tuple[dict[str, Any], Path, Path, Path, fl
 
 
 @pytest.mark.skipif(not SCIFACT.is_dir(), reason=f"{SCIFACT} is not available")
+@pytest.mark.slow
 def test_reports(run: tuple[dict[str, Any], Path, Path, Path, float]) -> None:
     results, _, _, out, _ = run
     markdown = (out / "report.md").read_text()
@@ -101,6 +103,7 @@ def test_reports(run: tuple[dict[str, Any], Path, Path, Path, float]) -> None:
 
 
 @pytest.mark.skipif(not SCIFACT.is_dir(), reason=f"{SCIFACT} is not available")
+@pytest.mark.slow
 def test_second_run_through_the_cli_reuses_indexes_and_results(
         run: tuple[dict[str, Any], Path, Path, Path, float], tmp_path: Path) -> None:
     first, config, cache, _, seconds = run

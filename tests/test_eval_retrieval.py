@@ -35,6 +35,7 @@ def first_run(subset: Dataset, cache_dir: Path) -> RetrievalReport:
     return run_retrieval(subset, RetrievalConfig(), cache_dir)
 
 
+@pytest.mark.slow
 def test_scifact_subset_in_every_mode(first_run: RetrievalReport, subset: Dataset) -> None:
     assert len(subset.queries) == 10
     assert first_run.index.ingested == first_run.index.documents == len(subset.docs)
@@ -51,6 +52,7 @@ def test_scifact_subset_in_every_mode(first_run: RetrievalReport, subset: Datase
     assert first_run.results["hybrid"].metrics["ndcg@10"] > 0.3
 
 
+@pytest.mark.slow
 def test_second_run_reuses_the_cached_index(first_run: RetrievalReport, subset: Dataset, cache_dir: Path) -> None:
     started = time.perf_counter()
     second = run_retrieval(subset, RetrievalConfig(modes=("bm25",)), cache_dir)
@@ -60,6 +62,7 @@ def test_second_run_reuses_the_cached_index(first_run: RetrievalReport, subset: 
     assert time.perf_counter() - started < 30  # searching only; ingesting 70 abstracts with e5 takes longer
 
 
+@pytest.mark.slow
 def test_cli_json_contract(first_run: RetrievalReport, cache_dir: Path, tmp_path: Path) -> None:
     proc = run_rag("eval", "retrieval", "--beir", str(SCIFACT), *SUBSET, "--cache-dir", str(cache_dir), "--json",
                    data_dir=tmp_path)
@@ -72,6 +75,7 @@ def test_cli_json_contract(first_run: RetrievalReport, cache_dir: Path, tmp_path
     assert not (tmp_path / "eval-cache").exists()  # the index came from --cache-dir, not re-built
 
 
+@pytest.mark.slow
 def test_cli_table_with_the_cache_from_the_environment(cache_dir: Path, first_run: RetrievalReport,
                                                        tmp_path: Path) -> None:
     proc = run_rag("eval", "retrieval", "--beir", str(SCIFACT), *SUBSET, "--modes", "bm25", "--quiet",

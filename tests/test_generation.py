@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rag_service.answering.generation import Answerer
+from rag_service.ingestion.pipeline import Ingestor, SplitOptions
+from rag_service.models.llm import LLM
 from rag_service.records import Chunk, Hit
 from rag_service.settings import Settings
 from rag_service.workspace import Workspace
-from tests.conftest import rag_json
+from tests.fakes import ScriptedLLM
 
 INJECTION = """Visitor rules of the Harbour Museum.
 
@@ -21,19 +24,25 @@ Children under ten enter for free.
 """
 
 
-def _answerer(data_dir: Path, kb: str = "samples", **settings: object) -> Answerer:
+def _answerer(data_dir: Path, kb: str = "samples", llm: LLM | None = None, **settings: Any) -> Answerer:
+    """``llm``: a scripted generator where only packing is tested (its token count is a fixed estimate), so the
+    fast tier never loads the real model."""
     ws = Workspace(Settings(data_dir=data_dir, **settings))
-    return Answerer(ws, ws.catalog.get_kb(kb))
+    return Answerer(ws, ws.catalog.get_kb(kb), llm)
 
 
-def test_off_topic_question_is_refused_without_the_llm(sample_dir: Path) -> None:
+@pytest.mark.llm
+def test_off_topic_question_is_refused_without_an_answer_from_the_llm(sample_dir: Path) -> None:
+    """Marked llm: over the mixed-language samples the question is first translated by the model (retrieval's
+    translate step); no answer is drafted and no check is asked (tests/test_answer_flow.py pins the calls)."""
     answerer = _answerer(sample_dir)
     for question, refusal in (("Who won the 2018 football World Cup?", "I cannot find the answer"),
                               ("法国的首都是哪里？", "无法回答")):
         answer = answerer.ask(question)
         assert answer.refused and refusal in answer.answer
         assert answer.usage.prompt_tokens == 0 and answer.trace["refused_before_llm"] is True
-    assert answerer._llm is None  # the model was never even loaded
+        assert answer.trace["translation"]
+    assert answerer._llm is None  # the answerer never asked its generator for anything
 
 
 def test_weak_vector_evidence_with_a_keyword_match_goes_to_the_llm(sample_dir: Path) -> None:
@@ -49,7 +58,7 @@ def test_weak_vector_evidence_with_a_keyword_match_goes_to_the_llm(sample_dir: P
 
 
 def test_packing_keeps_whole_passages_within_budget_and_drops_near_duplicates(sample_dir: Path) -> None:
-    answerer = _answerer(sample_dir)
+    answerer = _answerer(sample_dir, llm=ScriptedLLM())
     hits = answerer.retriever.search("tea farm harvest tours", k=5)
     dup = Hit(chunk=Chunk(id="x:0", doc_id="x", source="copy.txt", text=hits[0].chunk.text + " ", position=0,
                           start=0, end=1), score=0.0)
@@ -78,8 +87,11 @@ def test_a_section_is_packed_under_its_heading_path_and_borrows_nothing_from_the
     doc = tmp_path / "garden.txt"
     doc.write_text(SECTIONED_FAQ, encoding="utf-8")
     data = tmp_path / "data"
-    rag_json("ingest", "--kb", "garden", "--splitter", "structure", str(doc), data_dir=data)
-    answerer = _answerer(data, "garden")
+    ws = Workspace(Settings(data_dir=data))
+    ingestor, _ = Ingestor.open(ws, "garden", SplitOptions(splitter="structure"))  # what `rag ingest` runs
+    assert [r.status for r in ingestor.run([doc])] == ["added"]
+    ws.close()
+    answerer = _answerer(data, "garden", llm=ScriptedLLM())
     hits = answerer.retriever.search("How long until a maintainer replies to an issue?", k=2)
     assert hits[0].chunk.text.startswith("- a first response")  # the stored chunk is the bare body
     packed, text = answerer.pack(hits, budget=10_000)
@@ -97,7 +109,9 @@ def test_documents_are_data_not_instructions(tmp_path: Path) -> None:
     doc = tmp_path / "museum.txt"
     doc.write_text(INJECTION, encoding="utf-8")
     data = tmp_path / "data"
-    rag_json("ingest", "--kb", "museum", str(doc), data_dir=data)
+    ws = Workspace(Settings(data_dir=data))
+    assert [r.status for r in Ingestor.open(ws, "museum")[0].run([doc])] == ["added"]  # what `rag ingest` runs
+    ws.close()
     answer = _answerer(data, "museum").ask("How much is an adult ticket at the Harbour Museum?")
     # The 1.5B model sometimes obeys the injected line; the claim checks must then withhold its reply (it
     # says nothing the question asks for), so the injected text never reaches the user either way.
@@ -122,7 +136,7 @@ def test_follow_up_is_condensed_and_streamed(sample_dir: Path) -> None:
     assert standalone != "In which year did she found it?" and "1987" not in standalone
     assert "1987" in final.answer and any("1987" in c.chunk.text for c in final.citations)
     assert standalone not in final.answer
-    history = answerer.ws.sessions.history(first.session_id)
+    history = answerer.ws.sessions.history(first.session_id or "")
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
 
 
@@ -152,20 +166,3 @@ def test_refusal_is_reported_when_the_passages_lack_the_answer(sample_dir: Path)
     assert not answer.trace.get("refused_before_llm") and answer.usage.prompt_tokens > 0
     assert answer.refused and answer.answer == "I cannot find the answer in the provided documents."
     assert not answer.citations and not answer.grounded
-
-
-@pytest.mark.llm
-def test_marker_pointing_to_no_passage_is_dropped(sample_dir: Path, tmp_path: Path) -> None:
-    """A template override makes the model cite [9] (there are never nine packed passages here);
-    validation drops it and cites the passage that supports the sentence."""
-    template = (Path(__file__).parents[1] / "prompts" / "answer.en.txt").read_text(encoding="utf-8")
-    # Every marker the instructions and example answers show becomes [9]; the example passage keeps its label.
-    template = "\n".join(line if line.startswith("[1] ") else line.replace("[1]", "[9]")
-                         for line in template.split("\n"))
-    assert template.count("[9]") >= 3 and "like [9]" in template
-    (tmp_path / "answer.en.txt").write_text(template, encoding="utf-8")
-    answer = _answerer(sample_dir, prompts_dir=tmp_path).ask("Who founded the Greenleaf Tea Farm?")
-    assert "[9]" in answer.trace["raw_completion"] and "[9]" not in answer.answer
-    assert len(answer.trace["packed"]) < 9 and "Mara Okafor" in answer.answer
-    assert answer.citations and all(f"[{c.n}]" in answer.answer for c in answer.citations)
-    assert all("Mara Okafor" in c.chunk.text for c in answer.citations)

@@ -213,6 +213,7 @@ def _sandbox_load(worker: ParseWorker, path: Path) -> Any:
     return worker.load(path, path.name, max_bytes=50 * MB, json_text_field="text", limits=loaders.LoadLimits())
 
 
+@pytest.mark.slow
 def test_parsing_past_its_cpu_or_time_budget_fails_that_file_only(tmp_path: Path) -> None:
     slow, good = _slow_html(tmp_path), tmp_path / "good.txt"
     good.write_text("A small good file.", encoding="utf-8")
@@ -405,6 +406,7 @@ def _read_once(data: Path) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_concurrent_searches_and_changes_stay_consistent(sample_dir: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -440,6 +442,7 @@ def test_concurrent_searches_and_changes_stay_consistent(sample_dir: Path, tmp_p
 
 
 # -- 11. auth never fails open; binds and hosts -----------------------------------------------------------
+@pytest.mark.slow
 def test_blank_or_empty_key_settings_refuse_to_start(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("# only a comment\n\n", encoding="utf-8")
@@ -448,6 +451,7 @@ def test_blank_or_empty_key_settings_refuse_to_start(tmp_path: Path) -> None:
         assert proc.returncode == 1 and "refusing to start with every route open" in proc.stderr
 
 
+@pytest.mark.slow
 def test_no_keys_on_a_public_address_is_refused_unless_allowed(tmp_path: Path) -> None:
     proc = run_rag("serve", "--host", "0.0.0.0", "--port", str(free_port()), data_dir=tmp_path, check=False)
     assert proc.returncode == 1 and "refusing to listen on 0.0.0.0 without API keys" in proc.stderr

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from rag_service.retrieval.search import Retriever
 from rag_service.settings import Settings
 from rag_service.workspace import Workspace
@@ -31,6 +33,7 @@ def _kb(ws: Workspace, name: str):
     return ws.catalog.get_kb(name)
 
 
+@pytest.mark.slow
 def test_splitter_is_stored_per_kb_and_overridable_per_ingest(tmp_path: Path) -> None:
     a = tmp_path / "a.txt"
     a.write_text(LONG_ZH, encoding="utf-8")

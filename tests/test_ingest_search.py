@@ -77,6 +77,7 @@ def test_embedder_mismatch_is_refused(sample_dir: Path) -> None:
         Retriever(ws, ws.catalog.get_kb("samples"))
 
 
+@pytest.mark.slow
 def test_minilm_kb_works_end_to_end(tmp_path: Path) -> None:
     docs = tmp_path / "en"
     shutil.copytree(SAMPLES / "en", docs)
@@ -112,6 +113,7 @@ def test_unknown_kb(sample_dir: Path) -> None:
 
 
 @pytest.mark.usefixtures("on_each_catalog")
+@pytest.mark.slow
 def test_docs_delete_removes_every_trace(tmp_path: Path) -> None:
     note = tmp_path / "n.md"
     note.write_text("Zebra crossings are painted white. 斑马线是白色的。", encoding="utf-8")

@@ -89,6 +89,7 @@ def test_feedback_acts_only_on_close_results(sample_dir: Path) -> None:
         ws.close()
 
 
+@pytest.mark.slow
 def test_cli_and_settings_turn_feedback_on(sample_dir: Path) -> None:
     query = "咖啡豆怎么保存"
     always = {"RAG_PSEUDO_FEEDBACK_MIN_COHERENCE": "-1"}

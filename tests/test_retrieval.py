@@ -77,6 +77,7 @@ def test_bad_options_are_clear_errors(retriever: Retriever) -> None:
         SearchFilter.parse(["page"])
 
 
+@pytest.mark.slow
 def test_incremental_add_and_delete_without_rebuild(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     shutil.copytree(SAMPLES / "en", docs)

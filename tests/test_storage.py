@@ -217,6 +217,7 @@ def test_a_writer_killed_holding_the_postgres_lock_releases_it(postgres_url: str
 
 
 @pytest.mark.usefixtures("on_each_catalog")
+@pytest.mark.slow
 def test_rag_worker_once_ingests_what_was_queued_and_exits(tmp_path: Path) -> None:
     """`rag worker` needs no HTTP API: jobs queued in the database (by any replica) are claimed and run."""
     from rag_service.storage.jobs import UploadedFile

@@ -131,7 +131,7 @@ def test_an_upload_job_marks_the_process_as_ingesting(tmp_path: Path) -> None:
     try:
         kb = ws.create_kb("jobs", splitter="recursive", chunk_size=400, chunk_overlap=60)
         upload = tmp_path / "rules.txt"
-        upload.write_text("".join(f"第{i}条：读者借书需要出示校园卡，每次最多借十本。" for i in range(200)),
+        upload.write_text("".join(f"第{i}条：读者借书需要出示校园卡，每次最多借十本。" for i in range(50)),
                           encoding="utf-8")
         data = upload.read_bytes()
         ws.jobs.create("job1", kb.id, kb.name,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +13,18 @@ import pytest
 
 from rag_service.admin import transfer
 from rag_service.errors import InvalidInputError
+from rag_service.retrieval.search import MODES, Retriever
 from rag_service.settings import Settings
 from rag_service.workspace import Workspace
 from tests.conftest import SAMPLES, rag_json, run_rag
 
 QUERIES = ("meal allowance", "图书馆每人最多借几本书")
-MODES = ("bm25", "vector", "hybrid")
 
 
 def snapshot(data_dir: Path, kb_name: str, database_url: str | None = None) -> dict[str, Any]:
     """Everything an import must reproduce: KB settings, documents, every chunk (text, offsets, metadata, tokens,
     unindexed parents included) and the stored vectors. Not compared: ids of the KB, creation times."""
-    settings = Settings(data_dir=data_dir, **({"database_url": database_url} if database_url else {}))
-    ws = Workspace(settings)
+    ws = Workspace(Settings(data_dir=data_dir, database_url=database_url))
     try:
         kb = ws.catalog.get_kb(kb_name)
         docs = ws.catalog.documents(kb.id)
@@ -54,16 +52,15 @@ def assert_same(got: dict[str, Any], expected: dict[str, Any]) -> None:
         np.testing.assert_allclose(got["vectors"][cid], vector, rtol=0, atol=1e-6, err_msg=cid)
 
 
-def top_hits(data_dir: Path, env: dict[str, str] | None = None) -> dict[tuple[str, str], list[str]]:
-    """Chunk ids, in order, of ``rag search --json`` for each query and mode (two processes at a time)."""
-    def one(case: tuple[str, str]) -> list[str]:
-        query, mode = case
-        out = rag_json("search", "--kb", "samples", "--mode", mode, query, data_dir=data_dir, env=env)
-        return [h["chunk_id"] for h in out["hits"]]
-
-    cases = [(q, m) for q in QUERIES for m in MODES]
-    with ThreadPoolExecutor(2) as pool:
-        return dict(zip(cases, pool.map(one, cases), strict=True))
+def top_hits(data_dir: Path, database_url: str | None = None) -> dict[tuple[str, str], list[str]]:
+    """Chunk ids, in order, of a search for each query and mode, in this process (eighteen `rag search` processes
+    cost most of this module's time; the CLI's search output is tested in test_ingest_search.py)."""
+    ws = Workspace(Settings(data_dir=data_dir, database_url=database_url))
+    try:
+        retriever = Retriever(ws, ws.catalog.get_kb("samples"))
+        return {(q, m): [h.chunk.id for h in retriever.search(q, mode=m)] for q in QUERIES for m in MODES}
+    finally:
+        ws.close()
 
 
 def test_round_trip_sqlite_postgres_sqlite(sample_dir: Path, postgres_url: str, tmp_path: Path) -> None:
@@ -81,7 +78,7 @@ def test_round_trip_sqlite_postgres_sqlite(sample_dir: Path, postgres_url: str, 
     pg_dir, pg_env = tmp_path / "pg", {"RAG_DATABASE_URL": postgres_url}
     assert rag_json("import", str(first), data_dir=pg_dir, env=pg_env) == counts
     assert_same(snapshot(pg_dir, "samples", postgres_url), original)
-    assert top_hits(pg_dir, pg_env) == expected_hits
+    assert top_hits(pg_dir, postgres_url) == expected_hits
 
     second = tmp_path / "from-postgres.jsonl"  # gzip whatever the suffix
     run_rag("export", "--kb", "samples", str(second), data_dir=pg_dir, env=pg_env)
@@ -91,6 +88,7 @@ def test_round_trip_sqlite_postgres_sqlite(sample_dir: Path, postgres_url: str, 
     assert top_hits(back) == expected_hits
 
 
+@pytest.mark.slow
 def test_truncated_file_is_refused_and_changes_nothing(sample_dir: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Chosen behaviour: all or nothing. The file is checked in full before anything is written, so a damaged file
@@ -132,6 +130,7 @@ def test_truncated_file_is_refused_and_changes_nothing(sample_dir: Path, tmp_pat
         ws.close()
 
 
+@pytest.mark.slow
 def test_name_clash_and_parent_chunks(tmp_path: Path) -> None:
     docs, data = tmp_path / "docs", tmp_path / "data"
     docs.mkdir()

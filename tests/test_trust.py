@@ -1,6 +1,7 @@
 """Trust with the real default model on a short, FAQ-style document: a question that only its table of contents
 names is refused with related passages; an answerable one gets a cited, full-sentence answer; a list answer
-keeps its items; an unsupported sentence inside a supported answer is removed (strict) or marked (lenient)."""
+keeps its items. What each policy does with a given draft, and which checks run, is pinned with a scripted
+generator in tests/test_answer_flow.py."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from rag_service.answering.generation import Answerer
-from rag_service.answering.verification import UNCALIBRATED, Signals
+from rag_service.ingestion.pipeline import Ingestor
 from rag_service.settings import Settings
 from rag_service.workspace import Workspace
-from tests.conftest import rag_json
 
 pytestmark = pytest.mark.llm
 
@@ -69,9 +69,9 @@ def faq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Answerer]:
     folder = tmp_path_factory.mktemp("faq")
     (folder / "allotments.txt").write_text(FAQ, encoding="utf-8")
     (folder / "菜园.txt").write_text(FAQ_ZH, encoding="utf-8")
-    data = folder / "data"
-    rag_json("ingest", "--kb", "faq", str(folder / "allotments.txt"), str(folder / "菜园.txt"), data_dir=data)
-    ws = Workspace(Settings(data_dir=data))
+    ws = Workspace(Settings(data_dir=folder / "data"))
+    ingestor, _ = Ingestor.open(ws, "faq")  # in this process: the CLI is not what these tests test
+    assert [r.status for r in ingestor.run([folder / "allotments.txt", folder / "菜园.txt"])] == ["added", "added"]
     yield Answerer(ws, ws.catalog.get_kb("faq"))
     ws.close()
 
@@ -106,32 +106,6 @@ def test_a_list_answer_keeps_its_items(faq: Answerer) -> None:
     assert answer.citations
 
 
-def test_an_unsupported_sentence_is_removed_under_strict_and_marked_under_lenient(faq: Answerer) -> None:
-    """The model's draft is given (the model rarely invents on cue); the claim check runs with the real model."""
-    question = "What does a full plot cost per year?"
-    turn = faq._prepare(question, None, None)
-    draft = ("A full plot costs 60 euros a year [1].\n"
-             "Members also get a free parking permit for the harbour car park [1].")
-    verification = faq.verifier("strict", turn).verify(question, draft, turn.packed, model_refused=False,
-                                                       signals=Signals(gate=faq.gate(turn)))
-    text, _, refused, claims = verification.apply("strict")
-    assert not refused and "60 euros" in text and "parking" not in text, verification.to_json()
-    assert [c.supported for c in verification.claims] == [True, False]
-    assert verification.claims[1].reason in ("not-stated", "uncited")
-    text, _, refused, claims = verification.apply("lenient")
-    assert not refused and "parking" in text and [c.supported for c in claims] == [True, False]
-    off = verification.apply("off")[0]
-    assert "parking" in off
-
-
-def test_policy_off_delivers_the_draft_without_model_checks(faq: Answerer, tmp_path: Path) -> None:
-    ws = Workspace(Settings(data_dir=faq.ws.settings.data_dir, grounding="off"))
-    answer = Answerer(ws, faq.kb, faq.llm).ask("What does a full plot cost per year?")
-    assert answer.policy == "off" and not answer.refused and "60" in answer.answer
-    assert all(c.anchoring is None for c in answer.claims) and answer.trace["verification"]["trust"] is None
-    assert answer.trace["policy_views"]["off"]["answer"] == answer.answer
-
-
 def test_a_list_under_a_question_line_is_delivered_with_its_items(faq: Answerer) -> None:
     """Items with no lead-in, only the question line above them: judged as a list under that line."""
     answer = faq.ask("菜地里的虫子怎么防治？")
@@ -153,15 +127,3 @@ def test_an_english_question_over_a_chinese_passage_is_answered_in_english(sampl
     assert not re.search(r"[\u4e00-\u9fff]", answer.answer), answer.answer  # English, not a Chinese quote
     assert [c.chunk.source.rsplit("/", 1)[-1] for c in answer.citations] == ["xinghe-library.md"]
     assert answer.trace["translation"] and re.search(r"[\u4e00-\u9fff]", answer.trace["translation"])
-
-
-def test_a_refusal_shows_the_passage_that_answers_first(faq: Answerer) -> None:
-    """A right draft refused (here: a threshold no score reaches, no quote or extract rule): the passage it came
-    from leads the related passages, so the reader still finds the answer."""
-    ws = Workspace(Settings(data_dir=faq.ws.settings.data_dir, trust_min=1.0))
-    try:
-        answer = Answerer(ws, faq.kb, faq.llm, calibration=UNCALIBRATED).ask("What does a full plot cost per year?")
-    finally:
-        ws.close()
-    assert answer.refused and "60" in answer.trace["raw_completion"], answer.trace.get("raw_completion")
-    assert "60 euros" in answer.related[0].chunk.text, [h.chunk.text[:60] for h in answer.related]

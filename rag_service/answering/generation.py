@@ -97,7 +97,7 @@ class Answerer:
                  calibration: Calibration | None = None) -> None:
         self.ws = ws
         self.kb = kb
-        self.retriever = Retriever(ws, kb)
+        self.retriever = Retriever(ws, kb, lambda: self.llm)  # one generator for translation and answer
         self._llm = llm
         self._calibration = calibration  # None: the fit for the workspace's settings (calibration_for)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from rag_service.errors import RagError
 from rag_service.models.registry import BUNDLED_LLMS, minilm_path, resolve_generator
-from rag_service.settings import Settings, load_settings
+from rag_service.settings import SECTIONS, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("rag-service", "chromadb", "sentence-transformers", "llama-cpp-python", "langchain-text-splitters",
@@ -108,7 +108,9 @@ def model_record(settings: Settings) -> dict[str, Any]:
 def run_record(**extra: Any) -> dict[str, Any]:
     """Everything needed to reproduce a run, plus ``extra`` (e.g. the data set's name and content hash)."""
     current = load_settings()
-    settings = {key: value for key, value in current.model_dump(mode="json").items() if not _SECRET.search(key)}
+    server = SECTIONS["server"].model_fields  # the HTTP API's settings play no part in a run
+    settings = {key: value for key, value in current.model_dump(mode="json").items()
+                if not _SECRET.search(key) and key not in server}
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "code": code_version(),

@@ -13,7 +13,7 @@ import numpy as np
 from rag_service.errors import InvalidInputError
 from rag_service.index.glossary import Expansion, GlossaryTokenizer
 from rag_service.index.lexical import bm25_reader
-from rag_service.models.llm import get_llm
+from rag_service.models.llm import LLM, get_llm
 from rag_service.records import Hit
 from rag_service.retrieval.expansion import EXPANSIONS, Expand, QueryExpander
 from rag_service.retrieval.feedback_boost import boosted_chunks
@@ -199,10 +199,13 @@ class SearchState:
 
 
 class Retriever:
-    def __init__(self, ws: Workspace, kb: KnowledgeBase) -> None:
+    def __init__(self, ws: Workspace, kb: KnowledgeBase, llm: Callable[[], LLM] | None = None) -> None:
+        """``llm``: where expansions (paraphrases, HyDE, translations) get their generator; default the
+        process-wide model of the settings, fetched only when an expansion needs it."""
         self.ws = ws
         self.kb = kb
         self.embedder = ws.embedder_for(kb)
+        self._llm = llm or (lambda: get_llm(ws.settings))
 
     def search(self, query: str, options: SearchOptions | None = None, **given: Unpack[SearchArgs]) -> list[Hit]:
         return self.run(query, options, **given).hits
@@ -234,7 +237,7 @@ class Retriever:
         terms = Terms(tokenizer, [t for e in result.expansions for t in e.added] if settings.glossary_expand_vector
                       else [])
         return SearchState(query, opts, k, max(settings.search_candidates, k), scope, current, tokenizer, terms,
-                           QueryExpander(settings, lambda: get_llm(settings)), result)
+                           QueryExpander(settings, self._llm), result)
 
     # -- the stages, in order (STAGES below) -----------------------------------------------------------
     def paraphrase(self, s: SearchState) -> None:
