@@ -41,8 +41,8 @@ def test_off_topic_question_is_refused_without_an_answer_from_the_llm(sample_dir
         answer = answerer.ask(question)
         assert answer.refused and refusal in answer.answer
         assert answer.usage.prompt_tokens == 0 and answer.trace["refused_before_llm"] is True
-        assert answer.trace["translation"]
-    assert answerer._llm is None  # the answerer never asked its generator for anything
+        assert answer.trace["translation"]  # retrieval translated with the answerer's generator, and nothing else:
+        assert "raw_completion" not in answer.trace and "verification" not in answer.trace  # no draft, no checks
 
 
 def test_weak_vector_evidence_with_a_keyword_match_goes_to_the_llm(sample_dir: Path) -> None:
