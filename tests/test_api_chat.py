@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -164,6 +165,10 @@ def test_openai_completion_and_a_full_queue_while_its_stream_runs(server: Server
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
     assert out["citations"] and out["refused"] is False and out["related"] == [] and out["claims"]
 
+    # The slot is given back just after the response is sent: wait for it (queue size 0 leaves no room).
+    deadline = time.monotonic() + 10
+    while httpx.get(server.url + "/healthz").json()["chat_queue"]["admitted"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     release = threading.Event()
     llm = script(answers=[MEAL_ANSWER], yes=CONFIDENT, hold=release)
     body = {"model": "facts", "stream": True, "messages": [{"role": "user", "content": MEAL}]}
