@@ -2,8 +2,10 @@
 #
 # Test tiers (markers in pyproject.toml, tests/conftest.py):
 #   make check  before every commit: ruff, mypy and the fast tier, every test not marked llm, postgres or slow.
-#               The answer flow runs there with a scripted generator (tests/fakes.py); about 2 minutes on 2 cores.
-#   make test   everything real (CI: .ci/run): the bundled LLM, PostgreSQL, the browser; prints the 10 slowest.
+#               The answer flow runs there with a scripted generator (tests/fakes.py); 2.5 minutes on 2 cores
+#               with a cold mypy cache.
+#   make test   everything real (CI: .ci/run): the bundled LLM, PostgreSQL, the browser; prints the 10 slowest
+#               (about 14 minutes on 2 cores).
 VENV   := .venv
 STAMP  := $(VENV)/.setup-done
 BIN    := $(VENV)/bin
