@@ -332,6 +332,24 @@ def test_unknown_things_are_problem_404s(client: httpx.Client) -> None:
 
 
 # -- search ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flt", [{"source": "nope.txt"}, {"doc_id": "0000000000000000"}, {"doc_id": []},
+                                 {"doc_id": ""}, {"source": "[[:foo:]]*"}, {"source": "a\\"}, {"source": "]*"}])
+def test_a_filter_that_names_no_document_finds_nothing(client: httpx.Client, handbook: dict[str, Any],
+                                                       flt: dict[str, Any]) -> None:
+    """On both catalogs: 200 with no hits (PostgreSQL used to fail on `IN ()` and on its regex syntax)."""
+    for mode in ("hybrid", "bm25", "vector"):
+        resp = client.post("/v1/kbs/handbook/search", json={"query": "allowance", "filter": flt, "mode": mode})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["hits"] == []
+
+
+@pytest.mark.parametrize("glob", ["[z-a]*", "x[", "[^]*", "[abc"])
+def test_a_malformed_source_glob_is_a_400(client: httpx.Client, handbook: dict[str, Any], glob: str) -> None:
+    resp = client.post("/v1/kbs/handbook/search", json={"query": "allowance", "filter": {"source": glob}})
+    assert_problem(resp, 400, "invalid_input")
+    assert "source glob" in resp.json()["detail"]
+
+
 def test_search_english_and_chinese(client: httpx.Client, handbook: dict[str, Any]) -> None:
     en = client.post("/v1/kbs/handbook/search", json={"query": "daily meal allowance on business trips", "k": 3})
     hits = en.json()["hits"]

@@ -19,7 +19,7 @@ from rag_service.records import Chunk
 from rag_service.settings import Settings
 from rag_service.storage.catalog import MIGRATIONS, Catalog
 from rag_service.storage.db import Backend, open_backend
-from rag_service.storage.db.postgres import PostgresBackend, _glob_regex
+from rag_service.storage.db.postgres import PostgresBackend
 from rag_service.storage.feedback import FeedbackStore
 from rag_service.storage.sessions import SessionStore
 
@@ -116,12 +116,6 @@ def test_sessions_and_feedback_on_every_backend(backend: Backend) -> None:
     rated = [(f.rating, f.comment, f.citations) for f in feedback.for_kb("kb1")]
     assert rated == [("down", "wrong", [{"doc_id": "d1"}])]
     assert store.delete(sid) and store.get(sid) is None
-
-
-def test_globs_become_anchored_regexes() -> None:
-    assert _glob_regex("a*.md") == r"^a.*\.md$"
-    assert _glob_regex("[^x]?") == "^[^x].$"
-    assert _glob_regex("50%_(1)+") == r"^50%_\(1\)\+$"
 
 
 def test_an_old_sqlite_catalog_is_upgraded_in_place(tmp_path: Path) -> None:

@@ -350,9 +350,12 @@ class Catalog:
 
     def filtered_chunk_ids(self, kb_id: str, doc_ids: list[str] | None,
                            metadata: Iterable[tuple[str, Any]]) -> list[str]:
-        """Indexed chunks of ``doc_ids`` (all documents when None) whose metadata has the given values."""
+        """Indexed chunks of ``doc_ids`` (all documents when None, none when empty) whose metadata has the given
+        values."""
         sql, args = "SELECT id FROM chunks WHERE kb_id = ? AND indexed", [kb_id]
         if doc_ids is not None:
+            if not doc_ids:  # `IN ()` is an error in PostgreSQL (SQLite reads it as false)
+                return []
             sql += f" AND doc_id IN ({','.join('?' * len(doc_ids))})"
             args += doc_ids
         for key, value in metadata:

@@ -46,6 +46,60 @@ def _typed(key: str, value: str) -> Scalar:
     return {"true": True, "false": False}.get(value.lower(), value)
 
 
+def glob_regex(pattern: str) -> str:
+    """A source glob as an anchored POSIX regular expression that means what SQLite's GLOB means: ``*`` any text,
+    ``?`` one character, ``[...]`` / ``[^...]`` a class (a ``]`` first in it is literal, ``a-z`` a range), every
+    other character itself, case-sensitive. Every character is written as a ``\\uXXXX`` escape or a letter or
+    digit, so no pattern can produce regex syntax of its own. A glob SQLite would silently read as matching
+    nothing (an unclosed class, a reversed range) is an InvalidInputError, on every backend."""
+    out, i = ["^"], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "[":
+            body, i = _glob_class(pattern, i + 1)
+            out.append(body)
+            continue
+        else:
+            out.append(_literal(ch))
+        i += 1
+    return "".join(out) + "$"
+
+
+def _glob_class(pattern: str, i: int) -> tuple[str, int]:
+    """The class starting at ``pattern[i]`` (just after its ``[``) as a bracket expression, and the index after its
+    closing ``]``."""
+    negate = i < len(pattern) and pattern[i] == "^"
+    i += negate
+    parts: list[str] = []
+    first = True
+    while i < len(pattern) and (first or pattern[i] != "]"):
+        low = pattern[i]
+        if i + 2 < len(pattern) and pattern[i + 1] == "-" and pattern[i + 2] != "]":
+            high = pattern[i + 2]
+            if high < low:
+                raise InvalidInputError(f"source glob {pattern!r}: the range {low}-{high} is reversed")
+            parts.append(f"{_literal(low, escape_all=True)}-{_literal(high, escape_all=True)}")
+            i += 3
+        else:
+            parts.append(_literal(low, escape_all=True))
+            i += 1
+        first = False
+    if i >= len(pattern):
+        raise InvalidInputError(f"source glob {pattern!r}: a '[' class is not closed with ']'")
+    return "[" + ("^" if negate else "") + "".join(parts) + "]", i + 1
+
+
+def _literal(ch: str, *, escape_all: bool = False) -> str:
+    if ch.isascii() and ch.isalnum() and not escape_all:
+        return ch
+    code = ord(ch)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 @dataclass(frozen=True, slots=True)
 class SearchFilter:
     """``doc_ids`` None: any document; an empty tuple (``doc_id: []`` or ``""``): no document. ``source`` None:
@@ -72,6 +126,8 @@ class SearchFilter:
         if longest > settings.max_filter_value_chars:
             raise InvalidInputError(f"a filter value may have at most {settings.max_filter_value_chars} "
                                     f"characters, not {longest}")
+        if self.source is not None:
+            glob_regex(self.source)  # a malformed glob is a 400 here, on every backend
 
     @classmethod
     def parse(cls, items: Iterable[str]) -> SearchFilter:

@@ -4,7 +4,6 @@ database releases it when that connection ends, so a writer killed mid-write nev
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import uuid
@@ -15,33 +14,12 @@ from typing import Any, ClassVar
 from rag_service.errors import ConfigError, StoreError, UniqueViolationError
 from rag_service.storage.db import Backend, Database, Dialect, Executor, Migration, Result, apply_migrations, redact
 from rag_service.storage.db.sqlite import busy
+from rag_service.storage.filters import glob_regex
 
 # pg_advisory_lock keys (any two bigints of our own): the write lock, and the one that serialises migrations.
 WRITE_LOCK_KEY = 0x7261675F77726974  # "rag_writ"
 MIGRATION_LOCK_KEY = 0x7261675F6D696772  # "rag_migr"
 WRITE_LOCK_POLL_S = 0.05
-
-
-def _glob_regex(pattern: str) -> str:
-    """A SQLite GLOB pattern (``*``, ``?``, ``[...]``, ``[^...]``, case-sensitive) as an anchored POSIX regex."""
-    out, i = ["^"], 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        elif ch == "[" and "]" in pattern[i + 2:]:
-            end = pattern.index("]", i + 2)
-            body = pattern[i + 1:end]
-            negate = body.startswith("^")
-            body = body[1:] if negate else body
-            out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\") + "]")
-            i = end
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    return "".join(out) + "$"
 
 
 DIALECT = Dialect(
@@ -50,7 +28,7 @@ DIALECT = Dialect(
             "skip_locked": "FOR UPDATE SKIP LOCKED", "bool": "BOOLEAN", "true": "TRUE", "blob": "BYTEA",
             "double": "DOUBLE PRECISION", "rowid_column": ", seq BIGINT GENERATED ALWAYS AS IDENTITY"},
     glob=lambda column: f"{column} ~ ?",
-    glob_param=_glob_regex,
+    glob_param=glob_regex,  # GLOB's meaning as a POSIX regex (rag_service.storage.filters)
     json_equals=lambda column, key, value: (f"({column})::jsonb -> ? = ?::jsonb", [key, _json(value)]),
 )
 
