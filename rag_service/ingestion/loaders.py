@@ -346,6 +346,12 @@ class _HtmlText:
 
     def __init__(self) -> None:
         self.parts: list[str] = []
+        self._trailing = 0  # newlines at the end of the text so far: a break is O(1), not a scan back
+
+    def _add(self, text: str) -> None:
+        body = text.rstrip("\n")
+        self._trailing = self._trailing + len(text) if not body else len(text) - len(body)
+        self.parts.append(text)
 
     def text(self) -> str:
         return "".join(self.parts)
@@ -363,23 +369,17 @@ class _HtmlText:
             if not self.parts or self.parts[-1][-1] in " \n":
                 text = text.lstrip(" ")
         if text:
-            self.parts.append(text)
+            self._add(text)
 
     def _break(self, newlines: int) -> None:
         """End the current line or paragraph; adjacent blocks share one break instead of stacking theirs."""
-        have = 0
-        for part in reversed(self.parts):
-            body = part.rstrip("\n")
-            have += len(part) - len(body)
-            if body:
-                break
-        if self.parts and have < newlines:
-            self.parts.append("\n" * (newlines - have))
+        if self.parts and self._trailing < newlines:
+            self._add("\n" * (newlines - self._trailing))
 
     def _block(self, text: str, newlines: int) -> None:
         if text:
             self._break(newlines)
-            self.parts.append(text)
+            self._add(text)
             self._break(newlines)
 
     def _tag(self, tag: Tag, pre: bool) -> None:
@@ -387,7 +387,7 @@ class _HtmlText:
         if name in _HTML_DROP or (name in ("header", "footer") and tag.find_parent("article") is None):
             return  # page chrome; an article's own header usually holds its title, so that one is kept
         if name == "br":
-            self.parts.append("\n")
+            self._add("\n")
         elif re.fullmatch(r"h[1-6]", name):
             line = _inline(tag)
             self._block("#" * int(name[1]) + " " + line if line else "", 2)
