@@ -54,7 +54,7 @@ from langchain_core.prompt_values import PromptValue  # noqa: E402
 from langchain_core.runnables import Runnable, RunnableGenerator  # noqa: E402
 
 from rag_service.answering.citations import strip_markers  # noqa: E402
-from rag_service.answering.generation import Answerer, language  # noqa: E402
+from rag_service.answering.generation import Answerer  # noqa: E402
 from rag_service.eval.metrics import token_f1  # noqa: E402
 from rag_service.ingestion.pipeline import Ingestor  # noqa: E402
 from rag_service.models.llm import LLM, Completion, get_llm  # noqa: E402
@@ -63,6 +63,7 @@ from rag_service.records import Answer, Hit  # noqa: E402
 from rag_service.retrieval.langchain_adapter import to_document  # noqa: E402
 from rag_service.retrieval.search import Retriever  # noqa: E402
 from rag_service.settings import Settings  # noqa: E402
+from rag_service.text.language import query_language  # noqa: E402
 from rag_service.workspace import Workspace  # noqa: E402
 
 try:  # LangChain's own stuff chain and default QA prompt
@@ -329,7 +330,7 @@ def main() -> None:
                     runs["ours"].raw_eval_s = raw_eval_seconds(llm, ours_ids)
                 if args.raw_eval == "both":
                     runs["langchain"].raw_eval_s = raw_eval_seconds(llm, lc_ids)
-                record = {"id": q["id"], "language": language(q["question"]), "question": q["question"],
+                record = {"id": q["id"], "language": query_language(q["question"]), "question": q["question"],
                           "answers": q["answers"], "hits": [hit_record(llm, h, q["answers"]) for h in hits],
                           **{name: asdict(run) for name, run in runs.items()}}
                 records.append(record)

@@ -30,8 +30,8 @@ from rag_service.retrieval.search import Retriever
 from rag_service.settings import POLICIES, Policy
 from rag_service.storage.catalog import KnowledgeBase
 from rag_service.storage.filters import SearchFilter
-from rag_service.text.language import detect_language, query_language
-from rag_service.text.tokenize import digits_beside_numerals, has_cjk
+from rag_service.text.language import Language, detect_language, query_language
+from rag_service.text.tokenize import digits_beside_numerals
 from rag_service.workspace import Workspace
 
 # Best e5 cosine below which a question with no BM25 match is refused without calling the LLM: on the bundled
@@ -46,10 +46,6 @@ REFUSAL_MIN_SIMILARITY = {"e5": 0.82}
 CONTEXT_VECTOR_MARGIN = {"e5": 0.03}
 # Passages offered beside a refusal, closest first.
 RELATED_MAX = 3
-
-
-def language(text: str) -> str:
-    return "zh" if has_cjk(text) else "en"
 
 
 def _normalise(text: str) -> str:
@@ -81,7 +77,7 @@ class _Turn:
     question: str
     standalone: str
     refusal: str
-    language: str
+    language: Language  # the question's: answers and prompts follow it
     options: AskOptions = field(default_factory=AskOptions)
     started: float = 0.0  # when the gate was asked: the time to first token counts from here
     packed: list[Chunk] = field(default_factory=list)
@@ -193,7 +189,7 @@ class Answerer:
     def gate(self, turn: _Turn) -> float:
         """P(yes) to "do the passages above state the answer?", asked before the answer after the same
         prompt: llama.cpp keeps the prompt's KV cache for both."""
-        gate = self._template(f"gate.{turn.trace['language']}").messages()
+        gate = self._template(f"gate.{turn.language}").messages()
         return self.llm.yes_probability([*turn.messages, *gate])
 
     def verifier(self, policy: Policy, turn: _Turn | None = None) -> Verifier:
@@ -203,7 +199,7 @@ class Answerer:
         calibration = self._calibration or calibration_for(settings)
         if turn is None or policy == "off":
             return Verifier(calibration, check=policy != "off", trust_min=settings.trust_min)
-        lang = turn.trace["language"]
+        lang = turn.language
         gate, check = self._template(f"gate_passage.{lang}"), self._template(f"check_evidence.{lang}")
 
         def passage_gate(n: int) -> float:  # asked after the answer prompt: its KV cache is reused
@@ -233,7 +229,7 @@ class Answerer:
     # -- before the prompt: the PREPARE steps --------------------------------------------------------
     def _open(self, question: str, options: AskOptions) -> _Turn:
         sid = self.ws.sessions.open(self.kb.id, options.session_id)
-        lang = language(question)
+        lang = query_language(question)
         return _Turn(sid, question, question, self._template(f"refusal.{lang}").text(), lang, options)
 
     def condense(self, turn: _Turn) -> None:
@@ -270,7 +266,7 @@ class Answerer:
         """The passages that fit the budget, packed into the answer prompt; none left refuses here."""
         settings = self.ws.settings
         t2 = time.perf_counter()
-        template = self._template(f"answer.{turn.trace['language']}")
+        template = self._template(f"answer.{turn.language}")
         overhead = sum(self.llm.count_tokens(m["content"])
                        for m in template.messages(passages="", question=turn.standalone))
         budget = min(settings.context_max_tokens,
@@ -352,7 +348,7 @@ class Answerer:
 
         best_vector = max((_vector_score(h) or -1.0 for h in hits), default=-1.0)
         foreign = next((h for h in hits if _vector_score(h) == best_vector), None) if question else None
-        if foreign is not None and detect_language(foreign.chunk.text) == language(question):
+        if foreign is not None and detect_language(foreign.chunk.text) == query_language(question):
             foreign = None
         return [hits[0]] + [h for h in hits[1:] if h is foreign or any(passes(h, f) for f in forms)]
 

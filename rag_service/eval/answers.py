@@ -43,7 +43,7 @@ from tqdm import tqdm
 from rag_service import prompts
 from rag_service.answering.calibration import calibration_for
 from rag_service.answering.citations import Aligner, marked_sentences, strip_markers, validate
-from rag_service.answering.generation import Answerer, language
+from rag_service.answering.generation import Answerer
 from rag_service.answering.verification import QUOTE_MIN, TrustModel, Verification, trust_features
 from rag_service.errors import InvalidInputError
 from rag_service.eval.datasets import Dataset, EvalQuery
@@ -115,7 +115,7 @@ class LLMJudge:
     def supported(self, statement: str, passages: Sequence[str]) -> bool:
         if not passages:
             return False
-        lang = language(statement)
+        lang = query_language(statement)
         template = prompts.load(f"judge.{lang}", self.prompts_dir)
         numbered = "\n\n".join(f"[{n}] {p}" for n, p in enumerate(passages, start=1))
         reply = self.llm.complete(template.messages(passages=numbered, statement=statement),
@@ -328,7 +328,7 @@ def score(query: EvalQuery, answer: Answer, packed: Sequence[Chunk], judge: Supp
         valid_model_markers=sum(_valid(judge, f"{query.text} {c['sentence']}", c["marked"], passages)
                                 for c in checks),
         prompt_tokens=answer.usage.prompt_tokens, completion_tokens=answer.usage.completion_tokens,
-        timings=timings, lang=language(query.text), setting=query.setting, policies=results,
+        timings=timings, lang=query_language(query.text), setting=query.setting, policies=results,
         early_refusal=bool(answer.trace.get("refused_before_llm")),
         gold_packed=any(gold(c.doc_id, c.text) for c in packed) if judged else None,
         gold_rank=rank, gold_hit=any(gold(*h) for h in hits) if judged else None,

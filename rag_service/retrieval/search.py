@@ -315,8 +315,7 @@ class Retriever:
     def candidate_lists(self, query: str, n: int, mode: Mode = "hybrid") -> Ranked:
         """Each retriever's ranked ``(chunk id, score)`` list for ``query``, ``n`` deep, before fusion and
         without expansions: what a fusion study (rag_service/eval/fusion_study.py) fuses in other ways."""
-        if mode not in MODES:
-            raise InvalidInputError(f"unknown search mode '{mode}' (choose from {', '.join(MODES)})")
+        SearchOptions(mode=mode).validated()
         current = self.ws.catalog.get_kb(self.kb.id)
         return self._candidates(query.strip(), mode, n, None, Terms(self.ws.tokenizer_for(current), []))[0]
 
