@@ -267,6 +267,17 @@ class ServerSettings(BaseModel):
     serve_workers: int = Field(1, ge=0, le=8, description="Ingest workers run inside 'rag serve' (0: this replica "
                                "only queues uploads, for deployments where 'rag worker' processes ingest).")
     max_upload_files: int = Field(20, ge=1, description="Files accepted in one upload request.")
+    # An upload holds a place in the ingest queue while it arrives: a stalled or crawling one must give it back.
+    upload_idle_s: float = Field(
+        30.0, gt=0, le=3600, description="An upload that sends nothing for this long is cut off (408) and its "
+        "place in the queue given back.")
+    upload_min_kbps: float = Field(
+        8.0, ge=0, description="Slowest average rate (KiB/s) an upload may keep once RAG_UPLOAD_IDLE_S has passed; "
+        "slower is cut off (408). 8 KiB/s is a 64 kbit/s line; 0 turns the check off.")
+    stream_drafts: bool = Field(
+        True, description="Send the model's unchecked draft as SSE 'token' events of /v1/kbs/{kb}/chat while the "
+        "checks run (the wait is bearable because the text appears). false: no token events unless the grounding "
+        "policy is 'off'; the checked answer arrives in 'done' (the OpenAI route always withholds drafts).")
     upload_dir: Path | None = Field(
         None, description="Where uploads wait for ingestion (default: a private temporary directory).")
     reports_dir: Path | None = Field(

@@ -14,6 +14,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -132,6 +133,28 @@ def test_chat_streams_the_draft_as_token_events_then_the_checked_answer(client: 
     # The done event carries the checked answer: the unsupported sentence the draft streamed is gone.
     assert final["answer"] == MEAL_ANSWER and not final["refused"] and final["session_id"]
     assert [c["supported"] for c in final["claims"]] == [True] and final["citations"]
+
+
+@pytest.mark.slow  # a second server
+def test_with_drafts_withheld_no_unchecked_text_reaches_the_stream(tmp_path: Path, generator: ScriptedServer,
+                                                                   script: Script) -> None:
+    """RAG_STREAM_DRAFTS=false: under a checking policy the SSE stream carries keep-alive comments while the model
+    writes, then the checked answer. The finding: a prompt-injected "PWNED" showed in the token events before the
+    refusal replaced it."""
+    env = {"RAG_LLM_BASE_URL": generator.url, "RAG_TRANSLATE_QUERY": "false", "RAG_STREAM_DRAFTS": "false"}
+    with rag_server(tmp_path, KEY, None, **env) as withheld, withheld.client(timeout=60) as client:
+        ingest(client, "facts", ("travel.txt", TRAVEL))
+        script(answers=["PWNED. Ignore the documents [1]."], yes={**CONFIDENT, "evidence": 0.01})
+        with client.stream("POST", "/v1/kbs/facts/chat", json={"question": MEAL, "stream": True}) as resp:
+            assert resp.status_code == 200
+            raw = resp.read().decode()
+        events = sse_events(raw.splitlines())
+        assert [e for e, _ in events] == ["done"] and "PWNED" not in raw
+        assert ": checking" in raw  # the proxy still saw traffic while the model wrote
+        script(answers=[MEAL_ANSWER], yes=CONFIDENT)  # a supported answer arrives whole in done
+        with client.stream("POST", "/v1/kbs/facts/chat", json={"question": MEAL, "stream": True}) as resp:
+            events = sse_events(resp.iter_lines())
+        assert [e for e, _ in events] == ["done"] and json.loads(events[0][1])["answer"] == MEAL_ANSWER
 
 
 def test_a_generator_failure_mid_stream_is_an_error_event_that_names_no_internals(

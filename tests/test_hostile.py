@@ -9,10 +9,9 @@ LLM server URL, so it starts without loading a language model; none of these cas
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
+import select
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -68,9 +67,11 @@ def _serve(root: Path, key: str | None, **env: str) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, catalog_env: dict[str, str]) -> Iterator[Server]:
+    """Every test of this server runs on the embedded SQLite catalog and on PostgreSQL."""
     with _serve(tmp_path_factory.mktemp("hostile"), KEY, RAG_MAX_REQUEST_KB="64", RAG_INGEST_QUEUE_SIZE="1",
-                RAG_WRITE_LOCK_TIMEOUT_S="1", RAG_MAX_HISTORY_MESSAGES="4") as s:
+                RAG_WRITE_LOCK_TIMEOUT_S="1", RAG_MAX_HISTORY_MESSAGES="4", RAG_UPLOAD_IDLE_S="3",
+                **catalog_env) as s:
         yield s
 
 
@@ -132,18 +133,17 @@ def _timed(call: Any) -> float:
 
 # -- 2. deletes wait for the write lock with a deadline, one at a time -----------------------------------
 def test_fifty_deletes_while_the_lock_is_held_leave_the_api_answering_and_log_one_del(
-        client: httpx.Client, server: Server) -> None:
+        client: httpx.Client, server: Server, catalog_env: dict[str, str]) -> None:
     job = ingest(client, "burst", ("burst.txt", b"The burst document says the lighthouse opens at seven."))
     doc_id = job["files"][0]["doc_id"]
-    with (server.data_dir / "write.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # as a long ingest in another process would
-        with ThreadPoolExecutor(50) as pool:
-            deletes = [pool.submit(client.delete, f"/v1/kbs/burst/documents/{doc_id}") for _ in range(50)]
-            time.sleep(0.2)
-            health = [_timed(lambda: httpx.get(server.url + "/healthz", timeout=5)) for _ in range(3)]
-            listing = _timed(lambda: client.get("/v1/kbs").raise_for_status())
-            answers = [f.result() for f in deletes]
-        fcntl.flock(lock, fcntl.LOCK_UN)
+    beside = Workspace(Settings(data_dir=server.data_dir, **_catalog_settings(catalog_env)))
+    # The lock held as a long ingest in another process would hold it.
+    with beside.write_lock(), ThreadPoolExecutor(50) as pool:
+        deletes = [pool.submit(client.delete, f"/v1/kbs/burst/documents/{doc_id}") for _ in range(50)]
+        time.sleep(0.2)
+        health = [_timed(lambda: httpx.get(server.url + "/healthz", timeout=5)) for _ in range(3)]
+        listing = _timed(lambda: client.get("/v1/kbs").raise_for_status())
+        answers = [f.result() for f in deletes]
     assert max(health) < 1.0 and listing < 1.0
     for resp in answers:
         body = assert_problem(resp, 503, "busy")
@@ -155,9 +155,14 @@ def test_fifty_deletes_while_the_lock_is_held_leave_the_api_answering_and_log_on
             lambda _: client.delete(f"/v1/kbs/burst/documents/{doc_id}"), range(10)))
     assert statuses.count(204) == 1 and set(statuses) <= {204, 404, 503}
     kb_id = client.get("/v1/kbs/burst").json()["id"]
-    with sqlite3.connect(server.data_dir / "catalog.sqlite3") as db:
-        ops = [r[0] for r in db.execute("SELECT op FROM changes WHERE kb_id = ? AND doc_id = ?", (kb_id, doc_id))]
+    ops = [op for _, changed, op in beside.catalog.changes_since(kb_id, 0) if changed == doc_id]
+    beside.close()
     assert ops.count("del") == 1
+
+
+def _catalog_settings(catalog_env: dict[str, str]) -> dict[str, Any]:
+    """Settings of the catalog a test server uses, for a workspace opened beside it in the test."""
+    return {"database_url": catalog_env["RAG_DATABASE_URL"]} if "RAG_DATABASE_URL" in catalog_env else {}
 
 
 # -- 3. auth and body size before the body is read -----------------------------------------------------
@@ -483,6 +488,77 @@ def test_uploads_in_flight_count_against_the_queue(server: Server, client: httpx
         time.sleep(0.2)
     assert resp.status_code == 202
     assert wait_job(client, resp.json()["job_id"])["status"] == "succeeded"
+
+
+def _stall(url: str, kb: str, body: bytes, boundary: str = "stalled") -> socket.socket:
+    """An authenticated upload that declares a megabyte, sends its multipart head and ``body``, then waits."""
+    head = (f"POST /v1/kbs/{kb}/documents HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {MB}\r\n\r\n")
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="stall.txt"\r\n\r\n'
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock.sendall(head.encode() + part.encode() + body)
+    return sock
+
+
+def _status(sock: socket.socket) -> int:
+    reply = b""
+    while b"\r\n" not in reply:
+        part = sock.recv(4096)
+        if not part:
+            raise AssertionError(f"closed without an answer: {reply!r}")
+        reply += part
+    return int(reply.split(b" ", 2)[1])
+
+
+def test_stalled_uploads_give_their_place_back(server: Server, client: httpx.Client) -> None:
+    """The finding: uploads that sent a multipart head and 5 bytes, then nothing, held every place in the queue for
+    as long as their sockets stayed open. Now an upload idle for RAG_UPLOAD_IDLE_S (3 s here) is answered 408 and
+    its place returns to the queue."""
+    client.post("/v1/kbs", json={"name": "stalled"})
+    stalled = [_stall(server.url, "stalled", b"12345") for _ in range(4)]
+    try:
+        time.sleep(0.5)
+        assert_problem(upload(client, "stalled", ("first.txt", b"first file")), 503, "busy")
+        deadline = time.monotonic() + 15
+        while (resp := upload(client, "stalled", ("late.txt", b"a late file"))).status_code == 503:
+            assert time.monotonic() < deadline, "stalled uploads still hold the queue"
+            time.sleep(0.3)
+        assert resp.status_code == 202 and wait_job(client, resp.json()["job_id"])["status"] == "succeeded"
+        # The first held the only place until it was cut off; the others were refused at once. Each was told why.
+        assert sorted(_status(sock) for sock in stalled) == [408, 503, 503, 503]
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_an_upload_that_trickles_below_the_minimum_rate_is_cut_off(server: Server, client: httpx.Client) -> None:
+    """A byte every half second is never idle for 3 s, but its average rate (under 8 KiB/s) ends it soon after."""
+    client.post("/v1/kbs", json={"name": "trickle"})
+    sock = _stall(server.url, "trickle", b"x")
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < 20 and not select.select([sock], [], [], 0.5)[0]:
+            with contextlib.suppress(OSError):
+                sock.sendall(b"x")
+        assert _status(sock) == 408 and time.monotonic() - started < 10
+    finally:
+        sock.close()
+
+
+def test_a_client_that_sends_its_whole_body_first_reads_the_early_answer(server: Server) -> None:
+    """An answer given before the body is read (401 here, 413 alike): clients that send everything before they
+    read (Python's urllib, many SDKs) used to see a connection reset; the server now lingers, dropping the rest."""
+    import urllib.error
+    import urllib.request
+
+    for key, status in ((None, 401), (KEY, 413)):
+        headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
+        request = urllib.request.Request(server.url + "/v1/kbs", data=b" " * (32 * MB), headers=headers,
+                                         method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == status
 
 
 def test_queued_jobs_survive_a_shutdown_and_run_after_the_restart(tmp_path: Path) -> None:

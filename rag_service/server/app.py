@@ -39,6 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
     console.install(app)
     app.add_middleware(RequestGuard, api_keys=services.api_keys, max_body=settings.max_request_kb * 1024,
                        hosts=allowed_hosts(settings, bool(services.api_keys)), streamed_paths=("/documents",))
+    app.add_middleware(console.SecurityHeaders)  # outermost: the guard's early answers get the headers too
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(bearer_scheme)])
     for module in (kbs, documents, search, chat, openai, feedback, glossary):
         v1.include_router(module.router)

@@ -66,8 +66,22 @@ class InvalidHostError(InvalidInputError):
     code = "invalid_host"
 
 
+class CrossSiteError(RagError):
+    """A browser request to /v1 made by a page of another site (Sec-Fetch-Site / Origin): refused, since an open
+    local server must not take uploads or questions from whatever page its user visits."""
+
+    code = "cross_site_request"
+
+
+class RequestTimeoutError(InvalidInputError):
+    """A request body that stalled or crawled (RAG_UPLOAD_IDLE_S, RAG_UPLOAD_MIN_KBPS)."""
+
+    code = "request_timeout"
+
+
 STATUS: dict[type[RagError], int] = {
     UnauthorizedError: 401,
+    CrossSiteError: 403,
     NotFoundError: 404,
     KnowledgeBaseNotFoundError: 404,
     DocumentNotFoundError: 404,
@@ -75,6 +89,7 @@ STATUS: dict[type[RagError], int] = {
     DocumentExistsError: 409,
     KnowledgeBaseExistsError: 409,
     EmbedderMismatchError: 409,
+    RequestTimeoutError: 408,
     PayloadTooLargeError: 413,
     InvalidInputError: 400,
     LLMError: 502,

@@ -7,18 +7,21 @@ File names are reduced to a plain base name: they become the document's source n
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import shutil
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from rag_service.errors import InvalidInputError
-from rag_service.server.problems import PayloadTooLargeError
+from rag_service.server.problems import PayloadTooLargeError, RequestTimeoutError
 from rag_service.storage.jobs import UploadedFile
 
 FIELD = "file"
@@ -132,7 +135,36 @@ class _Receiver:
             self._out.close()
 
 
-async def save_uploads(request: Request, directory: Path, *, max_bytes: int, max_files: int) -> list[SavedFile]:
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How slowly an upload may arrive: nothing for ``idle_s`` seconds, or on average under ``min_rate`` bytes
+    per second once ``idle_s`` has passed, ends it with 408 (the place it holds in the queue is given back)."""
+
+    idle_s: float
+    min_rate: float
+
+    async def chunks(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        started = time.monotonic()
+        received = 0
+        iterator = aiter(stream)
+        while True:
+            wait = self.idle_s
+            if self.min_rate > 0:  # the moment by which ``received`` bytes (and more) keep the average rate
+                wait = min(wait, started + self.idle_s + received / self.min_rate - time.monotonic())
+            try:
+                chunk = await asyncio.wait_for(anext(iterator), timeout=max(wait, 0.0))
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise RequestTimeoutError(
+                    f"the upload stalled: {received} bytes in {time.monotonic() - started:.0f} s (at least "
+                    f"{self.min_rate / 1024:g} KiB/s, and no pause over {self.idle_s:g} s)") from None
+            received += len(chunk)
+            yield chunk
+
+
+async def save_uploads(request: Request, directory: Path, *, max_bytes: int, max_files: int,
+                       pace: Pace | None = None) -> list[SavedFile]:
     """Stream the request's files into ``directory`` (created here, removed again on any failure)."""
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or not params.get(b"boundary"):
@@ -145,11 +177,14 @@ async def save_uploads(request: Request, directory: Path, *, max_bytes: int, max
     try:
         try:
             parser = MultipartParser(params[b"boundary"], cast(Any, receiver.callbacks()))
-            async for chunk in request.stream():
+            stream = request.stream() if pace is None else pace.chunks(request.stream())
+            async for chunk in stream:
                 parser.write(chunk)
             parser.finalize()
         except MultipartParseError as exc:
             raise InvalidInputError(f"malformed multipart body: {exc}") from None
+        except ClientDisconnect:  # nobody reads the answer; a 400 keeps it out of the error log
+            raise InvalidInputError("the client went away during the upload") from None
         if receiver.receiving:
             raise InvalidInputError("the multipart body ended in the middle of a file")
         if not receiver.files:

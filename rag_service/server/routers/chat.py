@@ -18,9 +18,10 @@ router = APIRouter(tags=["chat"])
 
 
 @router.post("/kbs/{kb}/chat", summary="A cited, checked answer; Server-Sent Events with stream=true or "
-             "Accept: text/event-stream (token events carry the model's draft, then one done event with the "
-             "checked answer: show done.answer in place of the draft; done.refused=true means withdraw the "
-             "draft and show the refusal with done.related)",
+             "Accept: text/event-stream (token events carry the model's unchecked draft, then one done event with "
+             "the checked answer: show done.answer in place of the draft; done.refused=true means withdraw the "
+             "draft and show the refusal with done.related; with RAG_STREAM_DRAFTS=false no token events are "
+             "sent under a checking policy, only keep-alive comments)",
              responses={200: {"model": AnswerOut, "description": "the checked answer (JSON), or an event stream"}})
 async def chat(kb: str, body: ChatRequest, request: Request, services: AppServices) -> Response:
     target = await run_in_threadpool(services.chat.resolve, kb, body.session_id)
@@ -31,16 +32,21 @@ async def chat(kb: str, body: ChatRequest, request: Request, services: AppServic
 
     if not wants_stream(body.stream, request):
         return await json_unless_disconnected(request, services.chat.ask(turn), shape)
-    return event_stream(_events(await services.chat.open(turn), shape))
+    return event_stream(_events(await services.chat.open(turn), shape, drafts=services.chat.streams_drafts))
 
 
-async def _events(events: AsyncIterator[Event], shape: Callable[[Answer], dict[str, Any]]) -> AsyncIterator[str]:
+async def _events(events: AsyncIterator[Event], shape: Callable[[Answer], dict[str, Any]], *,
+                  drafts: bool) -> AsyncIterator[str]:
     """``token`` events carry the model's draft as it is written; the ``done`` event's answer (claims checked
-    under the grounding policy) replaces it, and with ``refused`` true the draft is withdrawn. A failure after
-    the stream began arrives as an ``error`` event with a problem body."""
+    under the grounding policy) replaces it, and with ``refused`` true the draft is withdrawn. Without
+    ``drafts`` each piece becomes an SSE comment instead (proxies see traffic, clients see nothing unchecked).
+    A failure after the stream began arrives as an ``error`` event with a problem body."""
     try:
         async for item in events:
-            yield sse(shape(item), "done") if isinstance(item, Answer) else sse({"text": item}, "token")
+            if isinstance(item, Answer):
+                yield sse(shape(item), "done")
+            else:
+                yield sse({"text": item}, "token") if drafts else ": checking\n\n"
     except Exception as exc:
         yield sse(problem_body(exc), "error")
 

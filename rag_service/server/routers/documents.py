@@ -26,7 +26,7 @@ async def upload(kb: str, request: Request, services: AppServices,
     target = await run_in_threadpool(docs.prepare_upload, kb)
     try:
         files = await save_uploads(request, target.directory, max_bytes=docs.max_file_bytes,
-                                   max_files=docs.max_files)
+                                   max_files=docs.max_files, pace=docs.pace)
         body = await run_in_threadpool(lambda: docs.submit(target, files, replace=replace))
     except BaseException:
         docs.abandon(target)

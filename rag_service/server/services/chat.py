@@ -87,6 +87,12 @@ class ChatService:
         """The grounding policy answers are checked under (Settings.grounding)."""
         return self.workspaces.current().settings.grounding
 
+    @property
+    def streams_drafts(self) -> bool:
+        """Whether SSE clients get the model's text as it is written: always when nothing checks it (policy
+        'off'), else unless RAG_STREAM_DRAFTS=false withholds the unchecked draft."""
+        return self.workspaces.current().settings.stream_drafts or self.policy == "off"
+
     def resolve(self, kb_ref: str, session_id: str | None = None) -> KnowledgeBase:
         """The KB, and the session when one is named: checked before a response starts, so a stream never
         begins with an error that could have been a plain 4xx."""

@@ -11,7 +11,7 @@ from rag_service.admin.documents import delete_document
 from rag_service.ingestion.pipeline import check_no_collision
 from rag_service.server.services.jobs import IngestJobs
 from rag_service.server.services.writes import WriteGate
-from rag_service.server.uploads import SavedFile
+from rag_service.server.uploads import Pace, SavedFile
 from rag_service.server.workspaces import Workspaces
 from rag_service.storage.catalog import KnowledgeBase
 
@@ -38,6 +38,12 @@ class DocumentService:
     def max_file_bytes(self) -> int:
         """The core's per-file limit (RAG_MAX_FILE_MB), enforced here while the upload streams in."""
         return int(self.workspaces.settings.max_file_mb * 1024 * 1024)
+
+    @property
+    def pace(self) -> Pace:
+        """How slowly an upload may arrive before it loses its place (RAG_UPLOAD_IDLE_S, RAG_UPLOAD_MIN_KBPS)."""
+        settings = self.workspaces.settings
+        return Pace(settings.upload_idle_s, settings.upload_min_kbps * 1024)
 
     def prepare_upload(self, kb_ref: str) -> UploadTarget:
         """Checked before a byte of the body is read: the KB exists and the queue has a place, now reserved (give

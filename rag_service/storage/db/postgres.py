@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from rag_service.errors import ConfigError, StoreError, UniqueViolationError
+from rag_service.errors import ConfigError, InvalidInputError, StoreError, UniqueViolationError
 from rag_service.storage.db import Backend, Database, Dialect, Executor, Migration, Result, apply_migrations, redact
 from rag_service.storage.db.sqlite import busy
 from rag_service.storage.filters import glob_regex
@@ -81,12 +81,27 @@ class _Statements(Executor):
             cursor = self._conn.execute(_placeholders(sql), tuple(args))
         except psycopg.errors.UniqueViolation as exc:
             raise UniqueViolationError(str(exc)) from exc
+        except psycopg.DataError as exc:
+            raise _nul_refused(exc) from exc
         return Result(cursor.fetchall() if cursor.description else [], cursor.rowcount)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        import psycopg
+
         if rows:
             with self._conn.cursor() as cursor:
-                cursor.executemany(_placeholders(sql), [tuple(r) for r in rows])
+                try:
+                    cursor.executemany(_placeholders(sql), [tuple(r) for r in rows])
+                except psycopg.DataError as exc:
+                    raise _nul_refused(exc) from exc
+
+
+def _nul_refused(exc: Exception) -> Exception:
+    """PostgreSQL text cannot hold U+0000 (SQLite can): a name, filter or text with one is the user's input to
+    fix, the same 400 on both catalogs, not a server failure. Any other data error stays what it is."""
+    if "NUL" in str(exc):
+        return InvalidInputError("text with a NUL character (\\x00) cannot be stored or looked up")
+    return exc
 
 
 class PostgresDatabase(Database):

@@ -88,13 +88,17 @@ async function ask(event) {
   $("ask").disabled = true;
   $("messages").append(userMessage(question));
   const text = el("div", { className: "text", textContent: "" });
-  const draft = el("li", { className: "msg answer draft" }, el("div", { className: "label", textContent: t("chat.thinking") }), text);
+  const label = el("div", { className: "label", textContent: t("chat.thinking") });
+  const draft = el("li", { className: "msg answer draft" }, label, text);
   $("messages").append(draft);
   draft.scrollIntoView({ block: "end" });
   try {
     for await (const { event: name, data } of postEvents(`/v1/kbs/${enc(kb())}/chat`,
       { question, session_id: sessionId, stream: true, explain: true })) {
-      if (name === "token") text.textContent += data.text;
+      if (name === "token") {
+        label.textContent = t("chat.unchecked"); // the server's checks may still withdraw it (see "done")
+        text.textContent += data.text;
+      }
       else if (name === "done") {
         sessionId = data.session_id ?? sessionId;
         draft.replaceWith(answerMessage(question, data));
