@@ -115,6 +115,21 @@ def test_a_megabyte_of_blanks_loads_and_splits_in_under_a_second(tmp_path: Path,
         assert time.monotonic() - started < 3.0, splitter  # before: markdown headings 19 s (linear now: < 1 s)
 
 
+@pytest.mark.parametrize("raw", [
+    b"<br>" * 15_000 + b"<div></div>" * 15_000,  # issue 29: 23 s at this size (the renderer, then bs4's html.parser)
+    b"<!-- x>" * 30_000,  # Python's html.parser: unclosed comments, each searched to the end of the document
+    b"<a" * 100_000,  # ... and unclosed start tags (a minute at this size)
+    b"<![CDATA[ x>" * 15_000,
+], ids=["br-div", "comments", "start-tags", "cdata"])
+def test_hostile_html_of_200_kb_loads_in_linear_time(tmp_path: Path, raw: bytes) -> None:
+    path = tmp_path / "hostile.html"
+    path.write_bytes(raw)
+    started = time.monotonic()
+    with contextlib.suppress(InvalidInputError):  # markup without text is refused, after it was parsed
+        loaders.load(path, path.name, raw)
+    assert time.monotonic() - started < 3.0  # lxml: well under a second each (bench/html_bench.py)
+
+
 def test_unauthenticated_healthz_stays_fast_while_a_blank_upload_is_ingested(client: httpx.Client,
                                                                              server: Server) -> None:
     client.post("/v1/kbs", json={"name": "blanks"}).raise_for_status()

@@ -419,14 +419,18 @@ def _inline(tag: Tag) -> str:
 
 
 def _load_html(text: str, source: str) -> tuple[str, dict[str, Any]]:
+    """Parsed by libxml2 (lxml): linear on every malformed input tried, where Python's html.parser (3.11) is
+    quadratic on unclosed comments, start tags and marked sections, and bs4's use of it on void elements followed
+    by end tags (docs/benchmarks.md, bench/html_bench.py). It also follows the HTML rules for implied end tags
+    (an unclosed <p> ends at a block), where html.parser ran its text into the next cell's."""
     try:
-        soup = BeautifulSoup(text, "html.parser")
+        soup = BeautifulSoup(text, "lxml")
         title = " ".join(soup.title.get_text().split()) if soup.title is not None else ""
         renderer = _HtmlText()
         renderer.walk(soup)
     except RecursionError:
         raise InvalidInputError(f"{source}: the HTML is nested too deeply") from None
-    except Exception as exc:  # html.parser rejects some malformed markup with assorted exceptions
+    except Exception as exc:  # a parser may reject malformed markup with assorted exceptions
         raise InvalidInputError(f"{source}: not valid HTML ({_reason(exc)})") from None
     return clean(renderer.text()), ({"title": title} if title else {})
 
