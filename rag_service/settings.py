@@ -99,6 +99,11 @@ class IngestionSettings(BaseModel):
         100, gt=0, description="Most bytes a DOCX may inflate to, in MB (its XML, before parsing).",
     )
     max_pdf_pages: int = Field(2000, ge=1, description="PDFs with more pages are refused before text extraction.")
+    max_import_line_mb: float = Field(
+        8, gt=0, description="Longest line `rag import` reads from an export file, in MB; a longer one is refused "
+        "after reading this much of it, never held whole (a gzip of a few MB can inflate to a line of GBs). The "
+        "header carries the glossary, about 6 MB at most with the largest one allowed; a chunk line holds one chunk "
+        "of at most max_chunk_size with its tokens and vector, far less.")
     parse_cpu_s: int = Field(60, ge=1, description="CPU seconds `rag serve` lets one uploaded file take to parse.")
     parse_memory_mb: int = Field(2048, ge=256, description="Memory the parser process of `rag serve` may use.")
     parse_timeout_s: float = Field(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rag_service.errors import ConfigError, EmbedderMismatchError
 from rag_service.index.glossary import GlossaryTokenizer, tokenizer_for
-from rag_service.models.embeddings import Embedder, get_embedder
+from rag_service.models.embeddings import BUNDLED_EMBEDDERS, Embedder, get_embedder
 from rag_service.settings import Settings
 from rag_service.storage.catalog import Catalog, KnowledgeBase
 from rag_service.storage.db import Backend, open_backend
@@ -23,7 +23,7 @@ from rag_service.text.tokenize import Tokenizer, get_tokenizer
 
 def canonical_embedder(name: str) -> str:
     """'e5' and 'minilm' stay as they are; a model path becomes absolute so it compares reliably."""
-    return name if name in ("e5", "minilm") else str(Path(name).expanduser().resolve())
+    return name if name in BUNDLED_EMBEDDERS else str(Path(name).expanduser().resolve())
 
 
 class Workspace:

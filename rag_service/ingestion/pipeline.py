@@ -27,7 +27,7 @@ from rag_service.ingestion.sandbox import ParseWorker
 from rag_service.ingestion.splitters import Splitter, make_splitter
 from rag_service.models.embeddings import Embedder, get_embedder
 from rag_service.records import Chunk, Document
-from rag_service.settings import Settings, chunking_problem
+from rag_service.settings import CHUNK_UNITS, Settings, chunking_problem
 from rag_service.storage.catalog import KnowledgeBase
 from rag_service.storage.vectorstore import vector_metadata
 from rag_service.text.language import has_words
@@ -81,8 +81,12 @@ def with_pages(chunks: list[Chunk], doc: Document) -> list[Chunk]:
             for c in chunks]
 
 
-def _build_splitter(settings: Settings, embedder: Embedder, unit: str, splitter: str, size: int,
-                    overlap: int) -> Splitter:
+def build_splitter(settings: Settings, embedder: Embedder, unit: str, splitter: str, size: int,
+                   overlap: int) -> Splitter:
+    """The splitter of a KB with these settings; a ConfigError names the setting that is refused. Every path that
+    creates a KB (``rag ingest``, POST /v1/kbs, ``rag import``) validates its settings here."""
+    if unit not in CHUNK_UNITS:
+        raise ConfigError(f"chunk_unit must be one of {', '.join(CHUNK_UNITS)}, not {unit!r}")
     problem = chunking_problem(settings, size, overlap)
     if problem:
         raise ConfigError(problem)
@@ -104,7 +108,7 @@ class Ingestor:
         self.parser = parser
         self.kb = kb
         self.embedder = workspace.embedder_for(kb)
-        self.splitter = _build_splitter(
+        self.splitter = build_splitter(
             workspace.settings, self.embedder, kb.chunk_unit, options.splitter or kb.splitter,
             options.chunk_size if options.chunk_size is not None else kb.chunk_size,
             options.chunk_overlap if options.chunk_overlap is not None else kb.chunk_overlap,
@@ -123,7 +127,7 @@ class Ingestor:
         splitter = options.splitter or s.splitter
         size = options.chunk_size if options.chunk_size is not None else s.chunk_size
         overlap = options.chunk_overlap if options.chunk_overlap is not None else s.chunk_overlap
-        _build_splitter(s, get_embedder(canonical_embedder(s.embedder)), s.chunk_unit, splitter, size, overlap)
+        build_splitter(s, get_embedder(canonical_embedder(s.embedder)), s.chunk_unit, splitter, size, overlap)
         kb = workspace.create_kb(kb_name, splitter=splitter, chunk_size=size, chunk_overlap=overlap)
         return cls(workspace, kb, progress=progress), True
 

@@ -93,6 +93,9 @@ class SentenceTransformerEmbedder(Embedder):
         return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+BUNDLED_EMBEDDERS = ("e5", "minilm")  # by name; any other embedder is a model directory given by path
+
+
 @functools.lru_cache(maxsize=4)
 def get_embedder(name: str) -> Embedder:
     """One loaded instance per embedder name and process."""
