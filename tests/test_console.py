@@ -53,6 +53,9 @@ def page(server: Server) -> Iterator[Any]:
         context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
         page = context.new_page()
         page.set_default_timeout(30_000)
+        violations: list[str] = []  # the console must work under its Content-Security-Policy
+        page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+        page.violations = violations  # type: ignore[attr-defined]
         external: list[str] = []
         page.on("request", lambda r: None if r.url.startswith((server.url, "data:", "blob:", "about:"))
                 else external.append(r.url))
@@ -106,15 +109,21 @@ def test_chat_streams_then_shows_a_cited_answer_whose_passage_opens(page: Any) -
     page.locator("#question").fill("What is the daily meal allowance on business trips?")
     page.evaluate("""() => {
         window.__drafts = 0;
+        window.__labels = new Set();
         new MutationObserver(() => {
             const d = document.querySelector('.msg.draft .text');
-            if (d && d.textContent.length) window.__drafts += 1;
+            if (d && d.textContent.length) {
+                window.__drafts += 1;
+                window.__labels.add(document.querySelector('.msg.draft .label').textContent);
+            }
         }).observe(document.getElementById('messages'), {subtree: true, childList: true, characterData: true});
     }""")
     page.get_by_role("button", name="Ask").click()
     answer = page.locator(".msg.answer[data-refused='false']").last
     check(answer).to_contain_text("45 euros", timeout=180_000)
     assert page.evaluate("window.__drafts") > 1  # tokens arrived one by one before the checked answer
+    # ... each shown as a draft that is not checked yet
+    assert page.evaluate("[...window.__labels]") == ["Draft, not checked yet: the checked answer replaces it"]
     chip = answer.locator("button.chip").first
     chip.click()
     check(page.locator("#side")).to_be_visible()
@@ -254,5 +263,6 @@ def test_api_docs_work_offline(page: Any, server: Server) -> None:
     check(page.locator(".swagger-ui .opblock").first).to_be_visible(timeout=30_000)
     check(page.locator(".swagger-ui")).to_contain_text("/v1/feedback")
     assert not page.external, page.external  # type: ignore[attr-defined]
+    assert not page.violations, page.violations  # type: ignore[attr-defined]
     html = httpx.get(server.url + "/docs").text
     assert "cdn" not in html.lower() and "/static/swagger/swagger-ui-bundle.js" in html
