@@ -74,6 +74,13 @@ class InvalidInputError(RagError):
     code = "invalid_input"
 
 
+class IngestCancelledError(RagError):
+    """The ingest job was cancelled (``DELETE /v1/jobs/{id}``, or its KB was deleted) or taken over by another
+    worker: the worker stops between two embedding batches. Never a failed file: the pipeline lets it through."""
+
+    code = "job_cancelled"
+
+
 class StoreError(RagError):
     code = "store_error"
 

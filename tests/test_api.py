@@ -109,8 +109,8 @@ def wait_job(client: httpx.Client, job_id: str, timeout: float = 180) -> dict[st
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
-        assert job["status"] in ("queued", "running", "succeeded", "failed")
-        if job["status"] in ("succeeded", "failed"):
+        assert job["status"] in ("queued", "running", "succeeded", "failed", "cancelled")
+        if job["status"] in ("succeeded", "failed", "cancelled"):
             return job
         time.sleep(0.3)
     raise AssertionError(f"job {job_id} unfinished after {timeout}s")
@@ -207,7 +207,7 @@ def test_openapi_lists_every_route(server: Server) -> None:
     expected = {
         "/healthz": {"get"}, "/v1/kbs": {"get", "post"}, "/v1/kbs/{kb}": {"get", "delete"},
         "/v1/kbs/{kb}/documents": {"get", "post"}, "/v1/kbs/{kb}/documents/{doc_id}": {"delete"},
-        "/v1/jobs/{job_id}": {"get"}, "/v1/kbs/{kb}/search": {"post"}, "/v1/kbs/{kb}/chat": {"post"},
+        "/v1/jobs/{job_id}": {"get", "delete"}, "/v1/kbs/{kb}/search": {"post"}, "/v1/kbs/{kb}/chat": {"post"},
         "/v1/chat/completions": {"post"}, "/v1/sessions/{session_id}": {"get", "delete", "patch"},
         "/v1/sessions": {"get"}, "/v1/feedback": {"get", "post"}, "/v1/reports": {"get"},
         "/v1/reports/{report_id}/{fmt}": {"get"}, "/v1/kbs/{kb}/glossary": {"get", "post"},
@@ -216,8 +216,9 @@ def test_openapi_lists_every_route(server: Server) -> None:
     assert {p: set(ops) for p, ops in paths.items()} == expected
     feedback = paths["/v1/feedback"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
     assert feedback == {"$ref": "#/components/schemas/FeedbackCreated"}
-    job = paths["/v1/jobs/{job_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
-    assert job == {"$ref": "#/components/schemas/JobOut"}
+    for method in ("get", "delete"):
+        job = paths["/v1/jobs/{job_id}"][method]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert job == {"$ref": "#/components/schemas/JobOut"}
     search = paths["/v1/kbs/{kb}/search"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert search == {"$ref": "#/components/schemas/SearchOut"}
     upload_body = paths["/v1/kbs/{kb}/documents"]["post"]["requestBody"]["content"]
@@ -274,6 +275,50 @@ def test_good_file_succeeds_bad_file_fails_alone(client: httpx.Client) -> None:
     docs = client.get("/v1/kbs/uploads/documents").json()["documents"]
     assert sorted(d["source"] for d in docs) == ["good.md", "other.txt"]
     assert all(set(d) >= {"id", "source", "sha256", "chunks", "status"} and d["status"] == "ready" for d in docs)
+
+
+def test_a_lone_surrogate_in_json_is_replaced_and_the_upload_succeeds(client: httpx.Client) -> None:
+    """``"\\ud83d"`` is valid JSON but no text encoding takes it: it used to fail the whole job with "internal error
+    (TypeError)" and leave both files pending. It becomes U+FFFD (as a broken byte sequence would)."""
+    client.post("/v1/kbs", json={"name": "surrogates"}).raise_for_status()
+    resp = upload(client, "surrogates", ("cats.json", b'{"text": "cats \\ud83d alone in the garden shed"}'),
+                  ("dogs.txt", b"Dogs sleep by the stove in winter."))
+    job = wait_job(client, resp.json()["job_id"])
+    assert job["status"] == "succeeded", job
+    assert [(f["source"], f["status"]) for f in job["files"]] == [("cats.json", "added"), ("dogs.txt", "added")]
+    hits = client.post("/v1/kbs/surrogates/search", json={"query": "cats garden shed"}).json()["hits"]
+    assert "cats \ufffd alone" in hits[0]["text"]
+
+
+def test_a_job_can_be_cancelled(client: httpx.Client) -> None:
+    """DELETE /v1/jobs/{id}: the job is cancelled at once, its worker stops between two embedding batches (the next
+    upload does not wait for the cancelled file, several minutes of embedding), and it keeps no bytes."""
+    assert_problem(client.delete("/v1/jobs/nope"), 404, "job_not_found")
+    client.post("/v1/kbs", json={"name": "cancelling"}).raise_for_status()
+    big = "\n\n".join(f"Paragraph {i}: the ferry number {i} leaves pier {i % 7} at {i % 24}:15 every day of the week."
+                      for i in range(5000)).encode()
+    job_id = upload(client, "cancelling", ("big.txt", big), ("small.txt", LIGHTHOUSE)).json()["job_id"]
+    cancelled = client.delete(f"/v1/jobs/{job_id}").raise_for_status().json()
+    assert cancelled["status"] == "cancelled" and cancelled["error"] == "cancelled at the client's request"
+    assert [f["status"] for f in cancelled["files"]] == ["cancelled", "cancelled"] and "finished" in cancelled
+    assert client.get(f"/v1/jobs/{job_id}").json() == cancelled
+    assert client.delete(f"/v1/jobs/{job_id}").json() == cancelled  # idempotent
+
+    started = time.monotonic()
+    after = ingest(client, "cancelling", ("after.txt", b"Owls hunt at night in the old orchard."))
+    assert time.monotonic() - started < 60  # the worker was free within a second or two, not after the big file
+    assert client.delete(f"/v1/jobs/{after['id']}").json() == after  # a finished job is answered as it ended
+    assert [d["source"] for d in client.get("/v1/kbs/cancelling/documents").json()["documents"]] == ["after.txt"]
+
+
+def test_deleting_a_kb_cancels_its_jobs(client: httpx.Client) -> None:
+    client.post("/v1/kbs", json={"name": "doomed"}).raise_for_status()
+    big = "\n\n".join(f"Line {i}: the tram number {i} stops at {i % 9} past the hour." for i in range(5000)).encode()
+    job_id = upload(client, "doomed", ("big.txt", big)).json()["job_id"]
+    assert client.delete("/v1/kbs/doomed").status_code == 204
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and job["error"] == "knowledge base 'doomed' was deleted", job
+    ingest(client, "after-doomed", ("after.txt", b"Owls hunt at night in the old orchard."))  # the worker is free
 
 
 @pytest.mark.parametrize("name", ["../../etc/x.txt", "..\\..\\etc\\x.txt", "/etc/x.txt"])

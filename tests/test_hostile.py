@@ -322,6 +322,45 @@ def test_a_document_with_too_many_chunks_is_refused_before_embedding(tmp_path: P
     assert result["status"] == "failed" and "over the 50 limit (max_chunks_per_document" in result["error"]
 
 
+# -- issue 29 item 5: one bad file fails alone -------------------------------------------------------------------
+def test_rag_ingest_takes_lone_surrogates_and_undecodable_names(tmp_path: Path) -> None:
+    """A JSON file spelling a lone surrogate (``\\ud83d``) crashed ``rag ingest DIR`` with a traceback, and so did a
+    file whose name is not UTF-8 (the catalog stores text): the text gets U+FFFD, the name too, nothing fails."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "bad.json").write_bytes(b'{"text": "cats \\ud83d alone in the garden shed"}')
+    (folder / "good.txt").write_text("Dogs sleep by the stove in winter.", encoding="utf-8")
+    (folder / "caf\udce9.txt").write_text("Latin-1 file names exist on old shares.", encoding="utf-8")  # b"caf\xe9"
+    proc = run_rag("ingest", "--kb", "odd", "--json", str(folder), data_dir=tmp_path / "data", check=False)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    files = {f["source"]: f["status"] for f in json.loads(proc.stdout)["files"]}
+    assert files == {"docs/bad.json": "added", "docs/caf\ufffd.txt": "added", "docs/good.txt": "added"}
+    ws = Workspace(Settings(data_dir=tmp_path / "data"))
+    kb = ws.catalog.get_kb("odd")
+    hits = Retriever(ws, kb).run("cats garden shed", k=1).hits
+    assert "cats \ufffd alone" in hits[0].chunk.text
+    ws.close()
+
+
+def test_a_file_a_library_chokes_on_fails_alone_with_a_one_line_reason(tmp_path: Path) -> None:
+    """Whatever a library raises on one file (here the embedder's tokenizer on a lone surrogate, in a document that
+    did not come through the loaders), that file fails with a one-line reason and the others are ingested; it used
+    to abort the run (the CLI with a traceback, an upload job with every file left pending)."""
+    from rag_service.ingestion.pipeline import Ingestor
+    from rag_service.records import Document
+
+    ws = Workspace(Settings(data_dir=tmp_path / "data"))
+    ingestor, _ = Ingestor.open(ws, "choke")
+    bad = Document(id="b" * 16, source="bad.txt", text="cats \ud83d alone in the garden shed", sha256="b" * 64)
+    good = Document(id="g" * 16, source="good.txt", text="Dogs sleep by the stove in winter.", sha256="g" * 64)
+    results = ingestor.run_documents([bad, good])
+    assert [(r.source, r.status) for r in results] == [("bad.txt", "failed"), ("good.txt", "added")]
+    assert results[0].error is not None and "\n" not in results[0].error
+    assert results[0].error.startswith("bad.txt: internal error (") and "see the log" in results[0].error
+    assert [(d.source, d.status) for d in ws.catalog.documents(ingestor.kb.id)] == [("good.txt", "ready")]
+    ws.close()
+
+
 # -- 7. chat-template control tokens in untrusted text ------------------------------------------------
 def test_a_passage_cannot_open_a_system_turn() -> None:
     from jinja2.sandbox import ImmutableSandboxedEnvironment

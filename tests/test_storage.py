@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -21,6 +22,7 @@ from rag_service.storage.catalog import MIGRATIONS, Catalog
 from rag_service.storage.db import Backend, open_backend
 from rag_service.storage.db.postgres import PostgresBackend
 from rag_service.storage.feedback import FeedbackStore
+from rag_service.storage.jobs import JobStore, UploadedFile
 from rag_service.storage.sessions import SessionStore
 
 # The catalog schema as the first release wrote it: no schema_migrations table, none of the later columns.
@@ -262,4 +264,146 @@ def test_a_running_job_reports_progress_within_its_file_and_time_left(tmp_path: 
     assert [p for p, _ in moving] == sorted(p for p, _ in moving)  # never goes backwards
     job = ws.jobs.get("big1")
     assert job is not None and (job["status"], job["progress"], "eta_s" in job) == ("succeeded", 1.0, False)
+    ws.close()
+
+
+# -- upload jobs: no bytes kept once a job ends, cancelling (issue 29 items 6 and 9) --------------------------------
+def _job_with_files(store: JobStore, tmp_path: Path, job_id: str, kb_id: str = "kb1", files: int = 2,
+                    size: int = 1 << 20) -> None:
+    uploads = []
+    for n in range(files):
+        path = tmp_path / f"{job_id}-{n}.txt"
+        path.write_bytes(b"x" * size)
+        uploads.append(UploadedFile(path, path.name, "0" * 64, size))
+    store.create(job_id, kb_id, "kb-one", uploads)
+
+
+def _bytes_kept(backend: Backend, job_id: str) -> int:
+    row = backend.database("catalog").execute(
+        "SELECT COUNT(*) FROM job_files WHERE job_id = ? AND content IS NOT NULL", (job_id,)).fetchone()
+    return int(row[0])
+
+
+def test_a_job_that_ends_keeps_no_bytes_however_it_ends(backend: Backend, tmp_path: Path) -> None:
+    """Failed (a KB deleted before the job ran, a file that failed, workers that kept dying) or succeeded: the
+    job's files keep their names and results, never their bytes (a failed job used to keep every byte)."""
+    store = JobStore(backend.database("catalog"))
+    _job_with_files(store, tmp_path, "failed")
+    assert store.claim("w1", 30, 3) is not None and _bytes_kept(backend, "failed") == 2
+    assert store.finish("failed", "w1", "knowledge base 'kb-one' does not exist")
+    assert _bytes_kept(backend, "failed") == 0
+    job = store.get("failed")
+    assert job is not None and job["status"] == "failed" and [f["source"] for f in job["files"]] == [
+        "failed-0.txt", "failed-1.txt"]
+
+    _job_with_files(store, tmp_path, "half")
+    assert store.claim("w1", 30, 3) is not None
+    assert store.file_done("half", "w1", 0, {"source": "half-0.txt", "status": "failed", "error": "bad"})
+    assert _bytes_kept(backend, "half") == 1
+    assert not store.finish("half", "w2", None)  # not the worker holding it: nothing changes
+    assert _bytes_kept(backend, "half") == 1
+    assert store.finish("half", "w1", None) and _bytes_kept(backend, "half") == 0
+
+    _job_with_files(store, tmp_path, "dying")
+    assert store.claim("w1", -1, 1) is not None  # a lease that has already run out: w1 "died"
+    assert store.claim("w2", 30, 1) is None  # one attempt allowed: the job fails instead of running again
+    assert store.get("dying")["status"] == "failed" and _bytes_kept(backend, "dying") == 0  # type: ignore[index]
+
+
+def test_a_cancelled_job_ends_at_once_and_is_never_run_again(backend: Backend, tmp_path: Path) -> None:
+    store = JobStore(backend.database("catalog"))
+    assert store.cancel("nope", "x") is None
+    _job_with_files(store, tmp_path, "queued")
+    job = store.cancel("queued", "cancelled at the client's request")
+    assert job is not None and (job["status"], job["error"]) == ("cancelled", "cancelled at the client's request")
+    assert "finished" in job and [f["status"] for f in job["files"]] == ["cancelled", "cancelled"]
+    assert _bytes_kept(backend, "queued") == 0 and store.active() == 0
+    assert store.claim("w1", 30, 3) is None
+
+    _job_with_files(store, tmp_path, "running")
+    assert store.claim("w1", 30, 3) is not None and store.holds("running", "w1")
+    assert store.file_done("running", "w1", 0, {"source": "running-0.txt", "status": "added", "chunks": 3})
+    assert store.cancel("running", "stop")["status"] == "cancelled"  # type: ignore[index]
+    assert not store.holds("running", "w1") and not store.renew("running", "w1", 30)
+    assert _bytes_kept(backend, "running") == 0
+    # The file w1 was finishing as the cancel came is recorded (it is in the KB); w1 is told to stop.
+    assert not store.file_done("running", "w1", 1, {"source": "running-1.txt", "status": "added", "chunks": 1})
+    assert not store.finish("running", "w1", None)
+    assert store.release("w1") == 0  # a restart does not put it back in the queue
+    assert store.claim("w2", 30, 3) is None
+    job = store.get("running")
+    assert job is not None and job["status"] == "cancelled" and job["error"] == "stop"
+    assert [f["status"] for f in job["files"]] == ["added", "added"]
+
+    _job_with_files(store, tmp_path, "done", files=1)
+    assert store.claim("w1", 30, 3) is not None and store.finish("done", "w1", None)
+    assert store.cancel("done", "too late")["status"] == "succeeded"  # type: ignore[index]
+    assert store.cancel("queued", "again")["error"] == "cancelled at the client's request"  # type: ignore[index]
+
+
+def test_deleting_a_kb_cancels_its_jobs_and_drops_their_bytes(backend: Backend, tmp_path: Path) -> None:
+    store = JobStore(backend.database("catalog"))
+    _job_with_files(store, tmp_path, "a1", kb_id="a")
+    _job_with_files(store, tmp_path, "a2", kb_id="a")
+    _job_with_files(store, tmp_path, "b1", kb_id="b")
+    assert store.claim("w1", 30, 3) is not None  # a1 runs
+    assert store.cancel_kb("a", "knowledge base 'a' was deleted") == 2
+    assert [store.get(j)["status"] for j in ("a1", "a2", "b1")] == ["cancelled", "cancelled", "queued"]  # type: ignore[index]
+    assert (_bytes_kept(backend, "a1"), _bytes_kept(backend, "a2"), _bytes_kept(backend, "b1")) == (0, 0, 2)
+    assert store.claim("w2", 30, 3).id == "b1"  # type: ignore[union-attr]
+
+
+def _big_job(ws: Any, tmp_path: Path, job_id: str) -> Any:
+    """A KB and a job of two files, the first one a few hundred embedding batches long."""
+    kb = ws.create_kb(f"kb-{job_id}", splitter="recursive", chunk_size=100, chunk_overlap=0)
+    big, small = tmp_path / "big.txt", tmp_path / "small.txt"
+    big.write_text("\n\n".join(f"Paragraph {i}: the ferry number {i} leaves pier {i % 7} at {i % 24}:15 daily."
+                               for i in range(600)), encoding="utf-8")
+    small.write_text("The night ferry leaves the harbour at 23:40 on weekdays.", encoding="utf-8")
+    ws.jobs.create(job_id, kb.id, kb.name, [UploadedFile(p, p.name, "0" * 64, p.stat().st_size) for p in (big, small)])
+    return kb
+
+
+def _run_until_embedding(ws: Any, job_id: str) -> tuple[Any, threading.Thread]:
+    from rag_service.ingestion.worker import JobWorker
+
+    worker = JobWorker(lambda: ws, None, lease_s=30, poll_s=0.05, max_attempts=3)
+    runner = threading.Thread(target=worker.run_once)
+    runner.start()
+    deadline = time.monotonic() + 120
+    while (job := ws.jobs.get(job_id))["progress"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job["status"] == "running" and 0 < job["progress"] < 0.5, job
+    return worker, runner
+
+
+@pytest.mark.usefixtures("on_each_catalog")
+@pytest.mark.parametrize("how", ["cancel", "delete the kb"])
+def test_a_cancelled_job_stops_between_embedding_batches(tmp_path: Path, how: str) -> None:
+    """The worker stops within about a second (CANCEL_CHECK_S) plus one batch, not after the file (minutes for a big
+    one), stores nothing of the file in hand, never reaches the next file, and the job is not run again."""
+    from rag_service.admin.documents import delete_kb
+    from rag_service.workspace import Workspace
+
+    ws = Workspace(Settings(data_dir=tmp_path / "data", embed_batch_size=2))
+    job_id = "big-" + how.replace(" ", "-")  # one PostgreSQL database for the module: names of its own
+    kb = _big_job(ws, tmp_path, job_id)
+    worker, runner = _run_until_embedding(ws, job_id)
+    started = time.monotonic()
+    if how == "cancel":
+        assert ws.jobs.cancel(job_id, "cancelled at the client's request")["status"] == "cancelled"
+    else:
+        delete_kb(ws, kb)
+    runner.join(timeout=60)
+    stopped_in = time.monotonic() - started
+    assert not runner.is_alive() and stopped_in < 10, stopped_in  # sanity bound, 10x the target
+    job = ws.jobs.get(job_id)
+    assert job is not None and job["status"] == "cancelled" and job["progress"] < 0.5
+    assert job["error"] == ("cancelled at the client's request" if how == "cancel"
+                            else f"knowledge base 'kb-{job_id}' was deleted")
+    assert [f["status"] for f in job["files"]] == ["cancelled", "cancelled"]
+    assert _bytes_kept(ws.backend, job_id) == 0
+    if how == "cancel":
+        assert ws.catalog.documents(kb.id) == []  # nothing of the file in hand, not even a pending leftover
+    assert worker.run_once() is False  # not claimable any more
     ws.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import textwrap
@@ -41,6 +42,8 @@ def _snippet(text: str, width: int = 160) -> str:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from rag_service.ingestion.pipeline import Ingestor, SplitOptions
 
+    if not os.environ.get("RAG_DEBUG"):  # a file that fails is one "error:" line below; RAG_DEBUG=1 adds its traceback
+        logging.getLogger("rag_service.ingestion.pipeline").addHandler(logging.NullHandler())
     ws = _workspace(chunk_unit=args.chunk_unit)
     options = SplitOptions(args.splitter, args.chunk_size, args.chunk_overlap)
     ingestor, created = Ingestor.open(ws, args.kb, options, progress=not args.json and sys.stderr.isatty())
@@ -369,7 +372,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     """``rag worker``: ingest upload jobs from the database, without the HTTP API, until stopped (SIGTERM or
     Ctrl-C: the job in hand gets ``--drain`` seconds, then goes back to the queue)."""
-    import logging
     import signal
     import threading
 

@@ -74,6 +74,7 @@ _CLEAN_TABLE = {
     **{ord(c): "\n" for c in "\r\v\f\x85\u2028\u2029"},
 }
 _WS = re.compile(r"\s+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _HEADING_STYLE = re.compile(r"heading ([1-6])", re.IGNORECASE)
 _HTML_DROP = {
@@ -136,7 +137,11 @@ def detect_encoding(raw: bytes, source: str) -> tuple[str, str]:
 
 def clean(text: str) -> str:
     """Normalise line ends, control characters and blank runs so splitters and offsets see one shape; keep
-    full-width CJK punctuation as it is (NFC, not NFKC). Idempotent, so cleaned pieces can be joined safely."""
+    full-width CJK punctuation as it is (NFC, not NFKC). Idempotent, so cleaned pieces can be joined safely.
+    A lone surrogate (JSON may spell one, ``"\\ud83d"``; UTF-8 cannot encode it, so no embedder, tokenizer or
+    database takes it) becomes U+FFFD, as a decoder does with a broken byte sequence; a split pair is joined."""
+    if _SURROGATE.search(text):
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").translate(_CLEAN_TABLE)
     # Per-line rstrip, not a regex such as [ \t]+\n: that one rescans every run of blanks from each of its
     # starting points, so a 60 KB upload of spaces held the GIL for seconds (1 MB: half an hour).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from rag_service.errors import ConfigError, DocumentExistsError, InvalidInputError, RagError
+from rag_service.errors import ConfigError, DocumentExistsError, IngestCancelledError, InvalidInputError, RagError
 from rag_service.index.lexical import ensure_tokens
 from rag_service.ingestion.loaders import LoadLimits, load, read_bytes
 from rag_service.ingestion.sandbox import ParseWorker
@@ -32,6 +33,8 @@ from rag_service.storage.catalog import KnowledgeBase
 from rag_service.storage.vectorstore import vector_metadata
 from rag_service.text.language import has_words
 from rag_service.workspace import Workspace, canonical_embedder
+
+log = logging.getLogger("rag_service.ingestion.pipeline")
 
 
 @dataclass(slots=True)
@@ -58,7 +61,8 @@ class SplitOptions:
 
 def discover(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
     """(file, source name): a named file keeps its base name; a directory's files keep their path
-    relative to the directory's parent. Hidden files and directories are skipped."""
+    relative to the directory's parent. Hidden files and directories are skipped. A name that is not UTF-8 (a
+    Latin-1 file name on Linux) gets U+FFFD for its undecodable bytes in the source name, which is stored as text."""
     for path in paths:
         if path.is_dir():
             for root, dirs, files in os.walk(path):
@@ -66,9 +70,13 @@ def discover(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
                 for name in sorted(files):
                     if not name.startswith("."):
                         file = Path(root) / name
-                        yield file, file.relative_to(path.parent).as_posix()
+                        yield file, _text_name(file.relative_to(path.parent).as_posix())
         else:
-            yield path, path.name
+            yield path, _text_name(path.name)
+
+
+def _text_name(name: str) -> str:
+    return os.fsencode(name).decode("utf-8", "replace")
 
 
 def with_pages(chunks: list[Chunk], doc: Document) -> list[Chunk]:
@@ -97,13 +105,17 @@ def build_splitter(settings: Settings, embedder: Embedder, unit: str, splitter: 
 class Ingestor:
     def __init__(self, workspace: Workspace, kb: KnowledgeBase, options: SplitOptions = SplitOptions(), *,
                  progress: bool = False, replace: bool = True, parser: ParseWorker | None = None,
-                 on_progress: Callable[[float], None] | None = None) -> None:
+                 on_progress: Callable[[float], None] | None = None,
+                 carry_on: Callable[[], bool] | None = None) -> None:
         """``replace``: a file whose source name belongs to a different document replaces it (the CLI's
         path semantics); False refuses such a file (REST uploads, whose base names can collide). ``parser``:
         parse files in that sandboxed child process (``rag serve``) instead of in this one. ``on_progress``: called
-        after each embedded batch with the share of the document's chunks embedded (upload jobs report it)."""
+        after each embedded batch with the share of the document's chunks embedded (upload jobs report it).
+        ``carry_on``: asked after each embedded batch and before a file is stored; False stops the run with
+        IngestCancelledError (an upload job was cancelled), keeping the files stored before."""
         self.ws = workspace
         self.on_progress = on_progress
+        self.carry_on = carry_on
         self.replace = replace
         self.parser = parser
         self.kb = kb
@@ -143,7 +155,7 @@ class Ingestor:
 
     def run(self, paths: Iterable[Path]) -> list[FileResult]:
         """Ingest files and directories; a bad file is reported in its result, the rest go on."""
-        return self._run([(str(file), source, functools.partial(self._load_file, file, source))
+        return self._run([(_text_name(str(file)), source, functools.partial(self._load_file, file, source))
                           for file, source in discover(paths)])
 
     def run_documents(self, docs: Iterable[Document]) -> list[FileResult]:
@@ -166,9 +178,19 @@ class Ingestor:
                 assert current is not None
                 try:
                     results.append(self._ingest(label, current.result()))
+                except IngestCancelledError:
+                    raise
                 except RagError as exc:
                     results.append(FileResult(path=label, status="failed", source=source, error=str(exc)))
+                except Exception as exc:  # a library's failure on this file (a crafted one): it fails alone
+                    log.error("ingesting %s failed", label, exc_info=True)
+                    results.append(FileResult(path=label, status="failed", source=source, error=(
+                        f"{source}: internal error ({type(exc).__name__}) while ingesting; see the log")))
         return results
+
+    def _check_carry_on(self) -> None:
+        if self.carry_on is not None and not self.carry_on():
+            raise IngestCancelledError("the ingest was cancelled")
 
     def _load_file(self, path: Path, source: str) -> Document:
         if not path.is_file():
@@ -207,6 +229,7 @@ class Ingestor:
         tokenizer = self.ws.tokenizer_for(self.kb)
         chunk_tokens = self._tokens(chunks, tokenizer)
         with self.ws.write_lock():
+            self._check_carry_on()
             unchanged = self._unchanged(label, doc)
             if unchanged is not None:
                 return unchanged
@@ -251,6 +274,7 @@ class Ingestor:
                 bar.update(len(parts[-1]))
                 if self.on_progress is not None:
                     self.on_progress(min(1.0, (start + batch) / len(texts)))
+                self._check_carry_on()
         return np.concatenate(parts) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag_service.errors import RagError
+from rag_service.errors import IngestCancelledError, RagError
 from rag_service.ingestion.pipeline import Ingestor
 from rag_service.storage.jobs import ClaimedJob, JobStore
 from rag_service.threads import ingesting, lower_thread_priority
@@ -30,6 +30,9 @@ log = logging.getLogger("rag_service.storage.jobs")
 RELEASE_WAIT_S = 5.0  # at a stop, how long handing a job back may take
 # The worker writes a job's progress at most this often (a row update per embedded batch would be wasteful).
 PROGRESS_EVERY_S = 1.0
+# Between two embedding batches the worker asks whether the job is still its own (cancelled? taken over?) at most
+# this often: a cancelled job stops within about this long plus one batch.
+CANCEL_CHECK_S = 1.0
 
 
 class _ProgressMeter:
@@ -164,9 +167,27 @@ class JobWorker:
         with ingesting():  # the LLM of this process generates with fewer threads meanwhile (threads.py)
             self._ingest_files(job, lost)
 
+    def _still_mine(self, store: JobStore, job: ClaimedJob, lost: threading.Event) -> Callable[[], bool]:
+        """For the ingestor, between embedding batches: False once the job was cancelled or taken over (asked of
+        the database at most every ``CANCEL_CHECK_S``; the lease renewer also sets ``lost``)."""
+        checked = time.monotonic()
+
+        def still_mine() -> bool:
+            nonlocal checked
+            now = time.monotonic()
+            if not lost.is_set() and now - checked >= CANCEL_CHECK_S:
+                checked = now
+                try:
+                    if not store.holds(job.id, self.name):
+                        lost.set()
+                except Exception:  # the database went away for a moment: carry on, the lease decides
+                    log.debug("could not check whether job %s was cancelled", job.id, exc_info=True)
+            return not lost.is_set()
+        return still_mine
+
     def _ingest_files(self, job: ClaimedJob, lost: threading.Event) -> None:
-        """Each file on its own (so progress moves and a KB deleted mid-job stops the job); a bad file fails the
-        job with its reason while the other files are still ingested."""
+        """Each file on its own (so progress moves and a cancel or a KB deleted mid-job stops the job); a bad file
+        fails alone, with its reason, while the other files are still ingested."""
         ws = self.workspace()
         store = ws.jobs
         error: str | None = None
@@ -176,11 +197,11 @@ class JobWorker:
             pending = store.pending_files(job.id)
             meter = _ProgressMeter(lambda within, eta: store.report_progress(job.id, self.name, within, eta),
                                    len(pending))
-            ingestor = Ingestor(ws, kb, replace=job.replace, parser=self.parser, on_progress=meter.file_progress)
+            ingestor = Ingestor(ws, kb, replace=job.replace, parser=self.parser, on_progress=meter.file_progress,
+                                carry_on=self._still_mine(store, job, lost))
             for position, source in pending:
                 if lost.is_set():
-                    log.warning("ingest job %s: %s lost its lease; another worker continues", job.id, self.name)
-                    return
+                    raise IngestCancelledError(f"job {job.id} was cancelled or taken over")
                 if ws.catalog.find_kb(kb.id) is None:
                     raise RagError(f"knowledge base '{kb.name}' was deleted during the upload")
                 path = scratch / str(position) / source
@@ -191,8 +212,10 @@ class JobWorker:
                 path.unlink()
                 entry = {k: v for k, v in result.to_json().items() if k != "path"}  # path: a temporary file
                 if not store.file_done(job.id, self.name, position, entry):
-                    log.warning("ingest job %s was taken over by another worker; %s stops", job.id, self.name)
-                    return
+                    raise IngestCancelledError(f"job {job.id} was cancelled or taken over")
+        except IngestCancelledError:
+            log.warning("ingest job %s was cancelled or taken over by another worker; %s stops", job.id, self.name)
+            return
         except RagError as exc:
             error = str(exc)
         except Exception as exc:  # a store or library failure: the job reports it, the worker lives on

@@ -85,7 +85,8 @@ class FeedbackList(BaseModel):
 
 class JobFile(BaseModel):
     source: str
-    status: Literal["pending", "added", "replaced", "unchanged", "failed"]
+    status: Literal["pending", "added", "replaced", "unchanged", "failed", "cancelled"] = Field(
+        description="pending: not ingested yet; cancelled: its job was cancelled before reaching it")
     doc_id: str | None = None
     chunks: int | None = None
     error: str | None = None
@@ -131,7 +132,8 @@ class JobOut(BaseModel):
     id: str
     kb: str
     kb_id: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] = Field(
+        description="cancelled: DELETE /v1/jobs/{id}, or its knowledge base was deleted (the reason is in error)")
     progress: float = Field(description="share of the files done, counting the embedded part of the file in hand, "
                             "0..1")
     files: list[JobFile]

@@ -2,8 +2,10 @@
 
 An upload's files are stored in the job's own rows (``job_files.content``), written in the same transaction as
 the job: every replica and worker can read them without a shared volume or an object store, and a job is
-never visible without its files. Files are at most ``max_file_mb`` (50 MB by default) and a file's bytes are
-dropped as soon as it is ingested, so the table holds only the backlog.
+never visible without its files. Files are at most ``max_file_mb`` (50 MB by default); a file's bytes are dropped
+as soon as it is ingested, and every byte of a job when it ends however it ends (succeeded, failed, cancelled), so
+the table holds only the backlog. SQLite reuses the freed pages for the next uploads (the file is as large as the
+largest backlog was; docs/benchmarks.md "Upload bytes").
 
 A worker claims the oldest claimable job (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's
 ``BEGIN IMMEDIATE`` serialises claims) and holds a lease it renews every ``job_lease_s / 6`` seconds. A worker
@@ -11,6 +13,12 @@ that dies stops renewing; once its lease has run out another worker takes the jo
 claims at most). A file is never ingested twice: each finished file's result is recorded, a retried job skips
 those, and a file cut off mid-way is purged by the next ingest (crash-safe write order) and then ingested once;
 a document already stored is recognised by its content hash ("unchanged").
+
+A job is cancelled (``DELETE /v1/jobs/{id}``, or its knowledge base deleted) in the database: it ends at once, its
+bytes go, and it is never claimed or re-queued again. Its worker notices within a second (``holds``) and stops
+between two embedding batches; the files it had finished stay ingested and listed. A cancelled job is stored as
+``status = 'failed'`` with ``cancelled`` set (the first schema's CHECK names four states, and changing a CHECK
+means rebuilding the table on SQLite); ``get`` shows it as ``cancelled``.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rag_service.errors import RagError
-from rag_service.storage.db import AddColumn, Database, Migration, now_text
+from rag_service.storage.db import AddColumn, Database, Executor, Migration, now_text
 
 log = logging.getLogger("rag_service.storage.jobs")
 RETAINED_JOBS = 1000
@@ -58,6 +66,11 @@ CREATE TABLE IF NOT EXISTS job_files (
     Migration(2, "progress within the file in hand and the estimated time left", (
         AddColumn("jobs", "file_progress", "{double}"),
         AddColumn("jobs", "eta_s", "{double}"),
+    )),
+    Migration(3, "cancelled jobs; no bytes kept for jobs that ended", (
+        AddColumn("jobs", "cancelled", "{bool}"),
+        "UPDATE job_files SET content = NULL WHERE content IS NOT NULL AND job_id IN "
+        "(SELECT id FROM jobs WHERE finished IS NOT NULL)",
     )),
 )
 
@@ -114,13 +127,15 @@ class JobStore:
             return None
         files = self._db.execute("SELECT source, result FROM job_files WHERE job_id = ? ORDER BY position",
                                  (job_id,)).rows
+        status = "cancelled" if job["cancelled"] else job["status"]
         done = [json.loads(f["result"]) for f in files if f["result"] is not None]
-        waiting = [{"source": f["source"], "status": "pending"} for f in files if f["result"] is None]
-        within = float(job["file_progress"] or 0.0) if job["status"] == "running" and waiting else 0.0
-        out: dict[str, Any] = {"id": job["id"], "kb": job["kb_name"], "kb_id": job["kb_id"], "status": job["status"],
+        not_reached = "cancelled" if status == "cancelled" else "pending"
+        waiting = [{"source": f["source"], "status": not_reached} for f in files if f["result"] is None]
+        within = float(job["file_progress"] or 0.0) if status == "running" and waiting else 0.0
+        out: dict[str, Any] = {"id": job["id"], "kb": job["kb_name"], "kb_id": job["kb_id"], "status": status,
                                "progress": round((len(done) + within) / len(files), 3) if files else 1.0,
                                "files": [*done, *waiting], "created": job["created"], "attempts": job["attempts"]}
-        if job["status"] == "running" and job["eta_s"] is not None:
+        if status == "running" and job["eta_s"] is not None:
             out["eta_s"] = round(float(job["eta_s"]), 1)
         if job["error"] is not None:
             out["error"] = job["error"]
@@ -142,6 +157,7 @@ class JobStore:
                     tx.execute("UPDATE jobs SET status = 'failed', finished = ?, worker = NULL, error = ? "
                                "WHERE id = ?", (now_text(), f"the worker stopped during this job {row['attempts']} "
                                                 "times; upload the files again or check the worker logs", row["id"]))
+                    _drop_bytes(tx, row["id"])
                     log.warning("ingest job %s failed: its worker died %d times", row["id"], row["attempts"])
                     continue
                 tx.execute("UPDATE jobs SET status = 'running', worker = ?, lease_until = {now} + ?, "
@@ -155,6 +171,11 @@ class JobStore:
         """Extend the lease; False when this worker no longer holds the job (another took it over)."""
         return self._db.execute("UPDATE jobs SET lease_until = {now} + ? WHERE id = ? AND worker = ? "
                                 "AND status = 'running'", (float(lease_s), job_id, worker)).rowcount > 0
+
+    def holds(self, job_id: str, worker: str) -> bool:
+        """Whether ``worker`` still runs the job: False once it was cancelled or taken over by another worker."""
+        return self._db.execute("SELECT 1 FROM jobs WHERE id = ? AND worker = ? AND status = 'running'",
+                                (job_id, worker)).fetchone() is not None
 
     def pending_files(self, job_id: str) -> list[tuple[int, str]]:
         """(position, source) of the files without a result yet, in upload order."""
@@ -170,16 +191,17 @@ class JobStore:
         return bytes(row[0])
 
     def file_done(self, job_id: str, worker: str, position: int, result: dict[str, Any]) -> bool:
-        """Record a file's outcome and drop its bytes, if ``worker`` still holds the job."""
+        """Record a file's outcome and drop its bytes, if ``worker`` still holds the job; True when it may go on.
+        A file finished just as the job was cancelled is recorded too (it is in the KB), and the worker stops."""
         with self._db.transaction() as tx:
-            held = tx.execute("SELECT id FROM jobs WHERE id = ? AND worker = ? AND status = 'running' {lock_row}",
-                              (job_id, worker)).fetchone()
+            held = tx.execute("SELECT status FROM jobs WHERE id = ? AND worker = ? "
+                              "AND (status = 'running' OR cancelled = {true}) {lock_row}", (job_id, worker)).fetchone()
             if held is None:
                 return False
             tx.execute("UPDATE job_files SET result = ?, content = NULL WHERE job_id = ? AND position = ?",
                        (json.dumps(result, ensure_ascii=False), job_id, position))
             tx.execute("UPDATE jobs SET file_progress = 0 WHERE id = ?", (job_id,))
-        return True
+        return bool(held["status"] == "running")
 
     def report_progress(self, job_id: str, worker: str, file_progress: float, eta_s: float | None) -> None:
         """How far the file in hand is, and the time left for the job, while ``worker`` holds it."""
@@ -192,13 +214,49 @@ class JobStore:
             "SELECT result FROM job_files WHERE job_id = ? AND result IS NOT NULL ORDER BY position", (job_id,))]
         reasons = [e for e in failed if e] + ([error] if error else [])
         message = "; ".join(reasons) or None
-        return self._db.execute(
-            "UPDATE jobs SET status = ?, error = ?, finished = ?, worker = NULL, lease_until = NULL "
-            "WHERE id = ? AND worker = ? AND status = 'running'",
-            ("failed" if message else "succeeded", message, now_text(), job_id, worker)).rowcount > 0
+        with self._db.transaction() as tx:
+            if tx.execute("UPDATE jobs SET status = ?, error = ?, finished = ?, worker = NULL, lease_until = NULL "
+                          "WHERE id = ? AND worker = ? AND status = 'running'",
+                          ("failed" if message else "succeeded", message, now_text(), job_id, worker)).rowcount == 0:
+                return False  # another worker holds it now, and needs its bytes
+            _drop_bytes(tx, job_id)
+        return True
+
+    def cancel(self, job_id: str, reason: str) -> dict[str, Any] | None:
+        """End a queued or running job as cancelled and drop its bytes; the job as ``get`` shows it afterwards
+        (a job that had ended already is left as it ended), or None for an unknown id. Its worker, if any, sees
+        the job is no longer its own (``holds``) and stops."""
+        with self._db.transaction() as tx:
+            row = tx.execute("SELECT status FROM jobs WHERE id = ? {lock_row}", (job_id,)).fetchone()
+            if row is None:
+                return None
+            if row["status"] in ("queued", "running"):
+                self._cancel(tx, "id = ?", job_id, reason)
+        return self.get(job_id)
+
+    def cancel_kb(self, kb_id: str, reason: str) -> int:
+        """Cancel every queued or running job of a knowledge base (it is being deleted); how many."""
+        with self._db.transaction() as tx:
+            return self._cancel(tx, "kb_id = ?", kb_id, reason)
+
+    @staticmethod
+    def _cancel(tx: Executor, where: str, key: str, reason: str) -> int:
+        """The worker column stays: the worker may still record a file it was finishing (``file_done``)."""
+        cancelled = tx.execute(f"UPDATE jobs SET status = 'failed', cancelled = {{true}}, error = ?, finished = ?, "
+                               f"lease_until = NULL, eta_s = NULL, file_progress = 0 "
+                               f"WHERE {where} AND status IN ('queued', 'running')",
+                               (reason, now_text(), key)).rowcount
+        tx.execute(f"UPDATE job_files SET content = NULL WHERE content IS NOT NULL AND job_id IN "
+                   f"(SELECT id FROM jobs WHERE {where} AND finished IS NOT NULL)", (key,))
+        return cancelled
 
     def release(self, worker: str) -> int:
         """Put the jobs ``worker`` holds back in the queue (a clean stop), so another worker need not wait for
         the lease to run out. Their finished files stay finished."""
         return self._db.execute("UPDATE jobs SET status = 'queued', worker = NULL, lease_until = NULL "
                                 "WHERE worker = ? AND status = 'running'", (worker,)).rowcount
+
+
+def _drop_bytes(tx: Executor, job_id: str) -> None:
+    """A job that ended keeps its files' names and results, never their bytes."""
+    tx.execute("UPDATE job_files SET content = NULL WHERE job_id = ? AND content IS NOT NULL", (job_id,))

@@ -46,6 +46,12 @@ def delete_document(kb: str, doc_id: str, services: AppServices) -> Response:
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, response_model_exclude_none=True,
-            summary="An upload job: queued, running, succeeded or failed")
+            summary="An upload job: queued, running, succeeded, failed or cancelled")
 def get_job(job_id: str, services: AppServices) -> dict[str, Any]:
     return services.jobs.get(job_id)
+
+
+@router.delete("/jobs/{job_id}", response_model=JobOut, response_model_exclude_none=True,
+               summary="Cancel an upload job (queued or running); a job that ended is returned as it ended")
+def cancel_job(job_id: str, services: AppServices) -> dict[str, Any]:
+    return services.jobs.cancel(job_id)

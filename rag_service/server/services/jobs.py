@@ -86,6 +86,14 @@ class IngestJobs:
             raise JobNotFoundError(f"no job '{job_id}'")
         return job
 
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a queued or running job (its worker stops within a second or so, between two embedding batches);
+        the job afterwards. A job that had ended is answered as it ended: cancelling is idempotent."""
+        job = self.workspaces.current().jobs.cancel(job_id, "cancelled at the client's request")
+        if job is None:
+            raise JobNotFoundError(f"no job '{job_id}'")
+        return job
+
     @staticmethod
     def new_id() -> str:
         return uuid.uuid4().hex

@@ -137,9 +137,9 @@ async function uploadOne(kb, file, row, replace = false) {
     for (;;) {
       const status = await api(`/v1/jobs/${enc(job.job_id)}`);
       row.bar.value = status.progress;
-      if (status.status === "succeeded" || status.status === "failed") {
+      if (["succeeded", "failed", "cancelled"].includes(status.status)) {
         const result = status.files[0] || {};
-        if (status.status === "failed") setState(row, "failed", result.error || status.error);
+        if (status.status !== "succeeded") setState(row, "failed", result.error || status.error);
         else setState(row, "ready", `${result.status}, ${result.chunks} ${t("kbs.chunks")}`);
         row.bar.value = 1;
         break;
