@@ -154,6 +154,15 @@ class RetrievalSettings(BaseModel):
     )
     glossary_expand_vector: bool = Field(
         False, description="Also add a KB's glossary expansions to the vector query text (BM25 always gets them).")
+    glossary_max_entries: int = Field(2000, ge=1, description="Entries in one knowledge base's glossary.")
+    glossary_max_terms: int = Field(12, ge=2, description="Terms in one glossary entry (names of one concept).")
+    glossary_max_term_chars: int = Field(64, ge=1, description="Characters in one glossary term.")
+    glossary_max_total_terms: int = Field(
+        24000, ge=2, description="Terms in one knowledge base's glossary, all entries together: what compiling the "
+        "matcher, each edit and its memory grow with (matching a text does not). The default admits the largest "
+        "glossary the other limits allow (2000 entries of 12), measured to tokenise a 4,000-character query in "
+        "milliseconds (docs/benchmarks.md 'A large glossary'); an operator who raises glossary_max_entries for "
+        "short entries does not raise this.")
     feedback_boost: bool = Field(
         False, description="Fuse the chunks cited by up-voted answers to close questions as one more ranked list "
         "('feedback' in --explain); chunks of down-voted answers to close questions are never boosted.")

@@ -3,17 +3,31 @@ mined from the documents, the same use cases from the CLI and REST."""
 
 from __future__ import annotations
 
+import itertools
+import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from rag_service.admin import glossary as glossary_edits
 from rag_service.errors import InvalidInputError
-from rag_service.index.glossary import GlossaryEntry, GlossaryTokenizer, parse_entry, read_file
+from rag_service.index.glossary import (
+    GlossaryEntry,
+    GlossaryTokenizer,
+    check_glossary,
+    entries,
+    normalise,
+    parse_entry,
+    read_file,
+)
 from rag_service.ingestion.pipeline import Ingestor, SplitOptions
 from rag_service.settings import Settings
 from rag_service.text.tokenize import get_tokenizer
 from rag_service.workspace import Workspace
 from tests.conftest import rag_json, run_rag
+from tests.glossary_reference import RegexGlossaryTokenizer, large_glossary, long_query, merge_reference
 
 FAQ = """大模型训练常见问题
 
@@ -36,20 +50,26 @@ OTHER = """模型部署说明
 """
 
 
+SETTINGS = Settings()
+
+
 def test_entries_are_parsed_and_checked(tmp_path: Path) -> None:
-    assert parse_entry(" SFT =有监督微调 = supervised  fine-tuning ") == ("SFT", "有监督微调", "supervised fine-tuning")
-    assert parse_entry(["RLHF", "rlhf", "人类反馈强化学习"]) == ("RLHF", "人类反馈强化学习")  # case-insensitive dups
+    assert parse_entry(" SFT =有监督微调 = supervised  fine-tuning ", SETTINGS) == (
+        "SFT", "有监督微调", "supervised fine-tuning")
+    assert parse_entry(["RLHF", "rlhf", "人类反馈强化学习"], SETTINGS) == ("RLHF", "人类反馈强化学习")  # any case
     with pytest.raises(InvalidInputError, match="2-12 different terms"):
-        parse_entry("SFT")
+        parse_entry("SFT", SETTINGS)
     with pytest.raises(InvalidInputError, match="at most 64"):
-        parse_entry(["x" * 65, "y"])
+        parse_entry(["x" * 65, "y"], SETTINGS)
+    with pytest.raises(InvalidInputError, match="not only hyphens"):  # it would match everywhere, as nothing
+        parse_entry(["-", "dash"], SETTINGS)
     path = tmp_path / "terms.txt"
-    entries = "# domain terms\nSFT = 有监督微调\n\nKYC = know your customer  # banking\n"
-    path.write_text(entries + "broken\n", encoding="utf-8")
+    lines = "# domain terms\nSFT = 有监督微调\n\nKYC = know your customer  # banking\n"
+    path.write_text(lines + "broken\n", encoding="utf-8")
     with pytest.raises(InvalidInputError, match=r"terms\.txt:5"):
-        read_file(path)
-    path.write_text(entries, encoding="utf-8")
-    assert read_file(path) == [("SFT", "有监督微调"), ("KYC", "know your customer")]
+        read_file(path, SETTINGS)
+    path.write_text(lines, encoding="utf-8")
+    assert read_file(path, SETTINGS) == [("SFT", "有监督微调"), ("KYC", "know your customer")]
 
 
 def test_terms_stay_whole_and_queries_are_expanded() -> None:
@@ -69,6 +89,117 @@ def test_terms_stay_whole_and_queries_are_expanded() -> None:
     assert [(e.matched, e.added) for e in expansions] == [("人类反馈强化学习", ("RLHF",))]
     assert tok.expansion_tokens(expansions) == ["rlhf"]
     assert tok.expand("什么是 SFT") and not tok.expand("nothing relevant")
+
+
+# Characters that reach every matching rule: case, with re's odd pairs (ſ and s, ı and i, İ, the Kelvin sign, ς and
+# σ); CJK terms, which match inside words; digits and underscores at a Latin term's edges; every kind of joiner.
+_LATIN = "aAbBsSſiIıİKkσςΣ0_"
+_CJK = "模型微调学"
+_JOINERS = (" ", "  ", "-", "\u2010", "\u2013", "\t", "\n", " - ", "\u3000")
+
+
+def _random_term(rng: random.Random) -> str:
+    alphabet = _LATIN + _CJK if rng.random() < 0.4 else _LATIN
+    words = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 3))) for _ in range(rng.randint(1, 3))]
+    return "".join(w + rng.choice((" ", "-", "")) for w in words[:-1]) + words[-1]
+
+
+def _random_text(rng: random.Random, terms: list[str]) -> str:
+    parts = []
+    for _ in range(rng.randint(1, 25)):
+        roll = rng.random()
+        if roll < 0.3:  # a term as a document might write it: other case, other joiners
+            words = normalise(rng.choice(terms)).split()
+            parts.append("".join(w + rng.choice(_JOINERS) for w in words[:-1]) + words[-1])
+            if rng.random() < 0.5:
+                parts[-1] = parts[-1].upper()
+        elif roll < 0.6:
+            parts.append(rng.choice(_JOINERS))
+        else:
+            parts.append("".join(rng.choice(_LATIN + _CJK + ".(，") for _ in range(rng.randint(1, 4))))
+    return "".join(parts)
+
+
+def test_matching_agrees_with_the_regex_it_replaced() -> None:
+    """The hash-lookup matcher finds what the regex alternation of every term found (tests/glossary_reference.py):
+    same spans, tokens, query tokens and expansions, on 600 random glossaries and texts."""
+    base = get_tokenizer()
+    rng = random.Random(29)
+    matched = 0
+    for _ in range(600):
+        items = [GlossaryEntry(f"e{n}", tuple(_random_term(rng) for _ in range(rng.randint(2, 4))))
+                 for n in range(rng.randint(1, 6))]
+        new, old = GlossaryTokenizer(base, items), RegexGlossaryTokenizer(base, items)
+        for _ in range(5):
+            text = _random_text(rng, [t for e in items for t in e.terms])
+            spans = new.matcher.spans(text)
+            assert spans == old.spans(text), (items, text)
+            assert new(text) == old(text), (items, text)
+            assert new.query_tokens(text) == old.query_tokens(text), (items, text)
+            assert new.expand(text) == old.expand(text), (items, text)
+            matched += bool(spans)
+    assert matched > 1000  # the texts do name terms, in all their spellings
+
+
+def test_a_glossary_at_its_limits_tokenises_a_long_query_in_bounded_time() -> None:
+    """2,000 entries of 12 terms (24,000, the default cap): the regex alternation took 56 s for a 4,000-character
+    query, and minutes here; the bound is far above what the matcher takes (docs/benchmarks.md 'A large glossary')."""
+    items = large_glossary(2000, 12)
+    start = time.perf_counter()
+    tok = GlossaryTokenizer(get_tokenizer(), items)
+    for language in ("zh", "en"):
+        query = long_query(language, 4000, items)
+        assert tok.expand(query) and tok.query_tokens(query) and tok(query)
+    assert time.perf_counter() - start < 5
+
+
+def test_adding_merges_as_before() -> None:
+    """Entries sharing a term are merged as the pairwise comparison merged them (tests/glossary_reference.py), now
+    with a term -> entry lookup: same entries, ids, order and spellings on 500 random edits."""
+    rng = random.Random(7)
+    words = ["SFT", "sft", "S-F-T", "s f t", "RLHF", "KYC", "有监督微调", "微调", "know your customer",
+             "Know-Your Customer", "RAG", "检索增强", "x", "y", "z"]
+
+    def batch() -> list[tuple[str, ...]]:
+        return [tuple(dict.fromkeys(rng.sample(words, rng.randint(2, 4)))) for _ in range(rng.randint(1, 4))]
+
+    def ids(first: int) -> Callable[[], str]:
+        numbers = itertools.count(first)
+        return lambda: f"e{next(numbers)}"
+
+    for _ in range(500):
+        current, new = glossary_edits.merge([], batch(), 3, ids(0)), batch()
+        assert glossary_edits.merge(current, new, 3, ids(100)) == merge_reference(list(current), new, 3, ids(100))
+
+
+def test_the_glossary_limits_are_settings_and_an_edit_past_them_stores_nothing(tmp_path: Path) -> None:
+    small = Settings(data_dir=tmp_path, glossary_max_total_terms=5, glossary_max_entries=3)
+    ok = [{"id": "a", "terms": ["SFT", "有监督微调"]}, {"id": "b", "terms": ["KYC", "know your customer", "开户核验"]}]
+    assert [e.terms for e in check_glossary(small, ok)] == [("SFT", "有监督微调"),
+                                                            ("KYC", "know your customer", "开户核验")]
+    for bad, problem in (
+            ([*ok, {"id": "c", "terms": ["RAG", "检索增强生成"]}], "at most 5 terms in all"),
+            ([{"id": str(n), "terms": ["x", "y"]} for n in range(4)], "at most 3 entries"),
+            ([ok[0], {"id": "a", "terms": ["x", "y"]}], "'a' is used twice"),
+            ([{"id": "a", "terms": ["SFT", "sft", "x"]}], "repeated"),
+            ([{"id": "a", "terms": ["SFT"]}], "2-12 different terms"),
+            ([{"id": "a", "terms": "SFT = x"}], "expected"),
+            ({"id": "a"}, "a list of entries")):
+        with pytest.raises(InvalidInputError, match=problem):
+            check_glossary(small, bad)
+    ws = Workspace(small)
+    try:
+        kb = ws.catalog.create_kb("limits", embedder="e5", dim=384, splitter="recursive", chunk_size=400,
+                                  chunk_overlap=0)
+        glossary_edits.add(ws, kb, [("SFT", "有监督微调"), ("KYC", "know your customer", "开户核验")])
+        with pytest.raises(InvalidInputError, match="at most 5 terms in all"):
+            glossary_edits.add(ws, kb, [("RAG", "检索增强生成")])
+        with pytest.raises(InvalidInputError, match="at most 5 terms in all"):  # merged into an entry: as many terms
+            glossary_edits.add(ws, kb, [("SFT", "supervised fine-tuning")])
+        assert [e.terms for e in entries(ws.catalog.get_kb(kb.id))] == [
+            ("SFT", "有监督微调"), ("KYC", "know your customer", "开户核验")]
+    finally:
+        ws.close()
 
 
 @pytest.mark.slow

@@ -327,7 +327,7 @@ SETTINGS_CASES: dict[str, tuple[Any, str]] = {
     "glossary term in two entries": (
         lambda r: _options(r, glossary=[{"id": "a", "terms": ["SFT", "fine-tuning"]},
                                         {"id": "b", "terms": ["RLHF", "Fine tuning"]}]),
-        "glossary entries a and b both name 'Fine tuning'"),
+        "glossary entry 2: term 'fine tuning' is in an earlier entry too"),
     "glossary ids repeated": (
         lambda r: _options(r, glossary=[{"id": "a", "terms": ["SFT", "fine-tuning"]},
                                         {"id": "a", "terms": ["RLHF", "feedback"]}]), "id 'a' is used twice"),
@@ -339,7 +339,7 @@ SETTINGS_CASES: dict[str, tuple[Any, str]] = {
 def test_settings_and_glossary_are_checked_like_a_new_kb(hostile_ws: tuple[Workspace, Path], tmp_path: Path,
                                                           case: str) -> None:
     """The KB settings in the header go through ``build_splitter`` (as for `rag ingest` and POST /v1/kbs), its
-    glossary through ``glossary.checked`` (as for an edit), and a model path is not loaded from a file's word;
+    glossary through ``check_glossary`` (as for an edit), and a model path is not loaded from a file's word;
     refused before anything is written, the KB that --replace would have deleted still there."""
     ws, good = hostile_ws
     mutate, message = SETTINGS_CASES[case]
@@ -438,7 +438,7 @@ def test_pages_and_a_glossary_that_agree_are_imported(hostile_ws: tuple[Workspac
     ws, good = hostile_ws
     records = records_of(good)
     _pages(records, [1, 1, 2, 2, 2, 3] + [4] * 99)
-    _options(records, glossary=[{"id": "e1", "terms": ["tea  farm", "茶园"]}])
+    _options(records, glossary=[{"id": "e1", "terms": ["tea farm", "茶园"]}])
     path = write_records(tmp_path / "paged.jsonl.gz", records)
     result = transfer.import_kb(ws, path, name="paged")
     try:

@@ -14,7 +14,7 @@ its vector is embedded again) and re-tokenises only when this install's tokenize
 
 The file is not trusted: an import checks what an ingest would. Lines are read up to ``max_import_line_mb`` (memory
 stays bounded whatever a small gzip inflates to); the KB's settings go through ``build_splitter`` as a new KB's do,
-its glossary through ``glossary.checked`` as an edit's, and a model path is loaded only when RAG_EMBEDDER names it;
+its glossary through ``check_glossary`` as an edit's, and a model path is loaded only when RAG_EMBEDDER names it;
 every chunk must agree with its document (``ExportReader``). Any problem refuses the import with its line.
 
 Import is all or nothing. The whole file is checked first (decompressed and parsed, nothing written), so a truncated,
@@ -48,7 +48,6 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from rag_service.admin import glossary
 from rag_service.admin.documents import delete_kb
 from rag_service.errors import (
     ConfigError,
@@ -58,7 +57,7 @@ from rag_service.errors import (
     RagError,
     StoreError,
 )
-from rag_service.index.glossary import OPTION, tokenizer_with
+from rag_service.index.glossary import OPTION, check_glossary, tokenizer_with
 from rag_service.ingestion.pipeline import build_splitter
 from rag_service.models.embeddings import BUNDLED_EMBEDDERS, Embedder, get_embedder
 from rag_service.records import Chunk
@@ -505,7 +504,7 @@ def _embedder(ws: Workspace, header: ExportHeader, path: Path, target: str) -> E
 
 def _options(ws: Workspace, header: ExportHeader, embedder: Embedder, path: Path) -> dict[str, Any]:
     """The new KB's settings checked as any new KB's are (``build_splitter``: a known splitter, chunk bounds, chunk
-    unit) and its options as any edit's (the glossary by ``glossary.checked``); returns the options to store. A KB
+    unit) and its options as any edit's (the glossary by ``check_glossary``); returns the options to store. A KB
     has no other options (nothing else sets one), so any other key is refused, never stored."""
     kb = header.kb
     try:
@@ -520,7 +519,7 @@ def _options(ws: Workspace, header: ExportHeader, embedder: Embedder, path: Path
             raise InvalidInputError("option 'tokenizer' is not a string")
         options: dict[str, Any] = {} if tokenizer is None else {"tokenizer": tokenizer}
         if OPTION in kb["options"]:
-            options[OPTION] = [e.to_json() for e in glossary.checked(kb["options"][OPTION])]
+            options[OPTION] = [e.to_json() for e in check_glossary(ws.settings, kb["options"][OPTION])]
     except (ConfigError, InvalidInputError) as exc:
         raise InvalidInputError(f"{path}: refused: line 1: {exc}") from None
     return options

@@ -232,7 +232,7 @@ def cmd_glossary(args: argparse.Namespace) -> int:
         print(f"removed glossary entry {args.entry_id} from '{kb.name}'")
         return 0
     if args.glossary_cmd == "suggest":
-        found = glossary.suggest(ws.catalog, kb, args.limit)
+        found = glossary.suggest(ws.catalog, kb, args.limit, max_terms=ws.settings.glossary_max_terms)
         if args.accept and found:
             glossary_edits.add(ws, kb, [s.terms for s in found])
         if args.json:
@@ -246,9 +246,9 @@ def cmd_glossary(args: argparse.Namespace) -> int:
             print(f"added {len(found)} entries to the glossary of '{kb.name}'")
         return 0
     if args.glossary_cmd == "add":
-        new = [glossary.parse_entry(e) for e in args.entries]
+        new = [glossary.parse_entry(e, ws.settings) for e in args.entries]
         if args.file:
-            new += glossary.read_file(Path(args.file))
+            new += glossary.read_file(Path(args.file), ws.settings)
         if not new:
             raise InvalidInputError("give entries ('SFT = 有监督微调 = supervised fine-tuning') or --file FILE")
         glossary_edits.add(ws, kb, new)

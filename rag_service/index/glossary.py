@@ -20,11 +20,13 @@ Entries live in the KB's options in the catalog (so every replica sees the same 
 
 from __future__ import annotations
 
+import bisect
+import functools
 import hashlib
 import json
 import re
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +36,10 @@ from rag_service.errors import InvalidInputError
 from rag_service.text.tokenize import Tokenizer, has_cjk
 
 if TYPE_CHECKING:
+    from rag_service.settings import Settings
     from rag_service.storage.catalog import Catalog, KnowledgeBase
 
 OPTION = "glossary"
-MAX_ENTRIES = 2000
-MAX_TERMS = 12
-MAX_TERM_CHARS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +74,6 @@ class Suggestion:
 
 # Hyphens (ASCII and Unicode) join words the way spaces do: "know-your-business" is "know your business".
 _HYPHENS = re.compile(r"[\-\u2010\u2011\u2012\u2013]")
-_JOINER = r"[\s\-\u2010\u2011\u2012\u2013]+"
 # Part of the tokenizer version: a change to how terms are matched or normalised re-tokenises every KB.
 SCHEME = "g2"
 
@@ -84,26 +83,68 @@ def normalise(term: str) -> str:
     return " ".join(_HYPHENS.sub(" ", term).split()).lower()
 
 
-def parse_entry(text: str | Sequence[str]) -> tuple[str, ...]:
+def _checked_term(term: str, settings: Settings) -> str:
+    """One term with its runs of whitespace as one space; refused past the limits or without a word in it."""
+    if len(term) > settings.glossary_max_term_chars or not term.isprintable() or "=" in term or not normalise(term):
+        raise InvalidInputError(f"glossary term {term[:80]!r}: at most {settings.glossary_max_term_chars} printable "
+                                "characters, not only hyphens, no '='")
+    return term
+
+
+def parse_entry(text: str | Sequence[str], settings: Settings) -> tuple[str, ...]:
     """``"SFT = 有监督微调 = supervised fine-tuning"`` (or a list of terms) as checked, de-duplicated terms."""
     raw = text.split("=") if isinstance(text, str) else list(text)
     terms: list[str] = []
+    keys: set[str] = set()
     for item in raw:
         term = " ".join(str(item).split())
         if not term:
             continue
-        if len(term) > MAX_TERM_CHARS or not term.isprintable() or "=" in term:
-            raise InvalidInputError(f"glossary term {term[:80]!r}: at most {MAX_TERM_CHARS} printable characters, "
-                                    "no '='")
-        if normalise(term) not in {normalise(t) for t in terms}:
+        if (key := normalise(_checked_term(term, settings))) not in keys:
+            keys.add(key)
             terms.append(term)
-    if not 2 <= len(terms) <= MAX_TERMS:
-        raise InvalidInputError(f"a glossary entry names 2-{MAX_TERMS} different terms that mean the same, "
-                                f"like 'SFT = 有监督微调 = supervised fine-tuning'; got {len(terms)}")
+    if not 2 <= len(terms) <= settings.glossary_max_terms:
+        raise InvalidInputError(f"a glossary entry names 2-{settings.glossary_max_terms} different terms that mean "
+                                f"the same, like 'SFT = 有监督微调 = supervised fine-tuning'; got {len(terms)}")
     return tuple(terms)
 
 
-def read_file(path: Path) -> list[tuple[str, ...]]:
+def check_glossary(settings: Settings, value: object) -> list[GlossaryEntry]:
+    """A whole glossary as a KB's options store it (``[{"id": ..., "terms": [...]}, ...]``), checked against the
+    limits in ``Settings`` (entries, terms per entry, characters per term, terms in all): what an edit may store and
+    what an import may bring. InvalidInputError names the first problem."""
+    if not isinstance(value, list):
+        raise InvalidInputError("a glossary is a list of entries")
+    if len(value) > settings.glossary_max_entries:
+        raise InvalidInputError(f"a glossary holds at most {settings.glossary_max_entries} entries; got {len(value)}")
+    out: list[GlossaryEntry] = []
+    ids: set[str] = set()
+    keys: set[str] = set()  # normalised terms: each in one entry (an edit merges entries that share one)
+    total = 0
+    for number, item in enumerate(value, 1):
+        if not (isinstance(item, dict) and set(item) == {"id", "terms"} and isinstance(item["id"], str)
+                and 0 < len(item["id"]) <= 64 and item["id"].isprintable() and isinstance(item["terms"], list)
+                and all(isinstance(t, str) for t in item["terms"])):
+            raise InvalidInputError(f"glossary entry {number}: expected {{'id': a short text, 'terms': [texts]}}")
+        if item["id"] in ids:
+            raise InvalidInputError(f"glossary entry {number}: id {item['id']!r} is used twice")
+        ids.add(item["id"])
+        terms = parse_entry(item["terms"], settings)
+        if list(terms) != item["terms"]:
+            raise InvalidInputError(f"glossary entry {number}: terms repeated or with extra spaces: {item['terms']}")
+        for key in map(normalise, terms):
+            if key in keys:
+                raise InvalidInputError(f"glossary entry {number}: term {key!r} is in an earlier entry too")
+            keys.add(key)
+        total += len(terms)
+        if total > settings.glossary_max_total_terms:
+            raise InvalidInputError(f"a glossary holds at most {settings.glossary_max_total_terms} terms in all "
+                                    "(RAG_GLOSSARY_MAX_TOTAL_TERMS)")
+        out.append(GlossaryEntry(item["id"], terms))
+    return out
+
+
+def read_file(path: Path, settings: Settings) -> list[tuple[str, ...]]:
     """One entry per line (``a = b = c``); blank lines and ``#`` comments skipped. A bad line names its number."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -114,7 +155,7 @@ def read_file(path: Path) -> list[tuple[str, ...]]:
         line = line.split("#", 1)[0].strip()
         if line:
             try:
-                entries.append(parse_entry(line))
+                entries.append(parse_entry(line, settings))
             except InvalidInputError as exc:
                 raise InvalidInputError(f"{path}:{number}: {exc}") from None
     return entries
@@ -125,14 +166,98 @@ def entries(kb: KnowledgeBase) -> list[GlossaryEntry]:
 
 
 # -- tokens ---------------------------------------------------------------------------------------------------
-def _pattern(terms: Iterable[str]) -> re.Pattern[str] | None:
-    """Every term, longest first, case-insensitive, its words joined by spaces or hyphens; Latin terms only at word
-    boundaries (so 'SFT' is not found inside 'SFTP')."""
-    parts = []
-    for term in sorted({normalise(t) for t in terms}, key=len, reverse=True):
-        body = _JOINER.join(re.escape(w) for w in term.split())
-        parts.append(body if has_cjk(term) else rf"(?<![^\W_]){body}(?![^\W_])")
-    return re.compile("|".join(parts), re.IGNORECASE) if parts else None
+@functools.cache
+def _fold_table() -> dict[int, str]:
+    """``str.translate`` table from a character to the one case-insensitive ``re`` matching treats it as (simple
+    lower case, and one letter for lower-case letters sharing an upper case: i and ı, s and ſ, σ and ς), and from
+    every joiner (whitespace, hyphens) to a space. Built once per process, from the whole of Unicode."""
+    first: dict[str, str] = {}  # an upper case -> the smallest lower-case letter with it
+    cased: list[tuple[str, str]] = []
+    for code in range(0x110000):
+        char = chr(code)
+        low = char.lower()
+        if low == char and char.upper() == char:
+            continue
+        low = low[0]  # a longer full lower case (only İ's) starts with the simple one
+        cased.append((char, low))
+        if (key := low.upper()) not in first or low < first[key]:
+            first[key] = low
+    table = {ord(char): first[low.upper()] for char, low in cased if first[low.upper()] != char}
+    everything = "".join(map(chr, range(0x110000)))
+    table.update((ord(char), " ") for char in re.findall(r"\s", everything) + _HYPHENS.findall(everything))
+    return table
+
+
+_RUNS_OF_SPACES = re.compile(" {2,}")
+
+
+class _Folded:
+    """A text case-folded with each run of joiners as one space (what a term's key is matched against), and the
+    way back from a position in it to one in the text."""
+
+    __slots__ = ("breaks", "shifts", "text")
+
+    def __init__(self, text: str) -> None:
+        folded = text.translate(_fold_table())
+        self.breaks, self.shifts = [0], [0]  # from breaks[i] on, a position is shifts[i] further on in the text
+        pieces, removed, last = [], 0, 0
+        for run in _RUNS_OF_SPACES.finditer(folded):
+            start, end = run.span()
+            pieces.append(folded[last:start + 1])
+            self.breaks.append(start + 1 - removed)
+            removed += end - start - 1
+            self.shifts.append(removed)
+            last = end
+        self.text = "".join([*pieces, folded[last:]]) if pieces else folded
+
+    def original(self, position: int) -> int:
+        if len(self.breaks) == 1:
+            return position
+        return position + self.shifts[bisect.bisect_right(self.breaks, position) - 1]
+
+
+class TermMatcher:
+    """Finds glossary terms in a text: leftmost first, then the longest term there; case-insensitive; a term's
+    words joined by any run of spaces or hyphens; a term without CJK only at word boundaries (so 'SFT' is not found
+    inside 'SFTP'). That is what one regex alternation of every term (longest first) found, but by hash lookups of
+    the few term lengths that begin with the text's next two characters, in time linear in the text whatever the
+    glossary's size; the alternation tried every term at every position while holding the GIL (docs/benchmarks.md,
+    "A large glossary")."""
+
+    def __init__(self, terms: Iterable[str]) -> None:
+        self._bounded: dict[str, bool] = {}  # a term's key (folded, single spaces) -> only at word boundaries
+        for term in {normalise(t) for t in terms}:
+            if term:  # a term of hyphens alone has no key (parse_entry refuses it)
+                self._bounded[term.translate(_fold_table())] = not has_cjk(term)
+        lengths: dict[str, set[int]] = {}
+        for key in self._bounded:
+            lengths.setdefault(key[:2], set()).add(len(key))
+        # the lengths to try at a position, longest first, by the two characters there (one for one-character keys)
+        self._lengths = {head: sorted(found, reverse=True) for head, found in lengths.items()}
+
+    def __len__(self) -> int:
+        return len(self._bounded)
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where terms occur in ``text``: non-overlapping (start, end) pairs, left to right."""
+        folded = _Folded(text)
+        s, lengths, bounded = folded.text, self._lengths, self._bounded
+        found: list[tuple[int, int]] = []
+        position, size = 0, len(s)
+        while position < size:
+            step = 1
+            for length in (*lengths.get(s[position:position + 2], ()), *lengths.get(s[position], ())):
+                if position + length > size or (at_boundaries := bounded.get(s[position:position + length])) is None:
+                    continue
+                start, end = folded.original(position), folded.original(position + length - 1) + 1
+                if at_boundaries and ((start and text[start - 1].isalnum())
+                                      or (end < len(text) and text[end].isalnum())):
+                    continue
+                found.append((start, end))
+                step = length
+                break
+            position += step
+        return found
 
 
 class GlossaryTokenizer:
@@ -141,42 +266,53 @@ class GlossaryTokenizer:
     def __init__(self, base: Tokenizer, items: Sequence[GlossaryEntry]) -> None:
         self.base = base
         self.entries = list(items)
-        self._pattern = _pattern(t for e in self.entries for t in e.terms)
+        self.matcher = TermMatcher(t for e in self.entries for t in e.terms)
+        self._keys = [tuple(normalise(t) for t in e.terms) for e in self.entries]
+        self._entries_of: dict[str, list[int]] = {}  # a normalised term -> the entries that name it
+        for number, keys in enumerate(self._keys):
+            for key in keys:
+                self._entries_of.setdefault(key, []).append(number)
         digest = hashlib.sha256(json.dumps([e.terms for e in self.entries], ensure_ascii=False).encode())
         self.version = f"{base.version}+{SCHEME}{digest.hexdigest()[:12]}" if self.entries else base.version
 
+    def _named(self, text: str) -> list[tuple[int, int]]:
+        return self.matcher.spans(text) if self.matcher else []
+
     def __call__(self, text: str) -> list[str]:
         tokens = self.base(text)
-        if self._pattern is not None:
-            for match in self._pattern.finditer(text):
-                whole = normalise(match.group(0))
-                if whole not in tokens:
-                    tokens.append(whole)
+        seen = set(tokens)
+        for start, end in self._named(text):
+            if (whole := normalise(text[start:end])) not in seen:
+                seen.add(whole)
+                tokens.append(whole)
         return tokens
 
     def query_tokens(self, query: str) -> list[str]:
         """A query's BM25 tokens: a glossary term it names counts as that concept, whatever form a document uses
         (the whole-term tokens of all the entry's terms) instead of as the pieces jieba would cut it into, which
         would match unrelated text sharing a piece (人类反馈强化学习 -> 人类, 反馈)."""
-        if self._pattern is None:
+        spans = self._named(query)
+        if not spans:
             return self.base(query)
-        rest = self._pattern.sub(" ", query)
-        named = [normalise(m.group(0)) for m in self._pattern.finditer(query)]
-        added = self.expansion_tokens(self.expand(query))
+        rest = " ".join(query[start:end] for start, end in zip([0] + [e for _, e in spans],
+                                                               [s for s, _ in spans] + [len(query)], strict=True))
+        named = [normalise(query[start:end]) for start, end in spans]
+        added = self.expansion_tokens(self._expand(named))
         return self.base(rest) + list(dict.fromkeys([*named, *added]))
 
     def expand(self, query: str) -> list[Expansion]:
         """For each entry the query names, the entry's other terms."""
-        if self._pattern is None:
-            return []
-        found = {normalise(m.group(0)) for m in self._pattern.finditer(query)}
+        return self._expand([normalise(query[start:end]) for start, end in self._named(query)])
+
+    def _expand(self, named: Iterable[str]) -> list[Expansion]:
+        found = set(named)
         out = []
-        for entry in self.entries:
-            named = [t for t in entry.terms if normalise(t) in found]
-            if named:
-                others = tuple(t for t in entry.terms if normalise(t) not in found)
-                if others:
-                    out.append(Expansion(named[0], others))
+        for number in sorted({n for key in found for n in self._entries_of.get(key, ())}):
+            entry, keys = self.entries[number], self._keys[number]
+            others = tuple(t for t, key in zip(entry.terms, keys, strict=True) if key not in found)
+            if others:
+                out.append(Expansion(next(t for t, key in zip(entry.terms, keys, strict=True) if key in found),
+                                     others))
         return out
 
     def expansion_tokens(self, expansions: Iterable[Expansion]) -> list[str]:
@@ -184,8 +320,11 @@ class GlossaryTokenizer:
         return list(dict.fromkeys(normalise(t) for e in expansions for t in e.added))
 
 
-_cache: dict[tuple[str, str], GlossaryTokenizer] = {}
+_CacheKey = tuple[str, tuple[tuple[str, ...], ...]]
+_cache: OrderedDict[_CacheKey, GlossaryTokenizer] = OrderedDict()  # least recently used first
 _cache_lock = threading.Lock()
+# Tokenizers kept: a few glossaries at the largest size, many small ones (each search looks its KB's up).
+_CACHE_TOKENIZERS, _CACHE_TERMS = 64, 100_000
 
 
 def tokenizer_for(base: Tokenizer, kb: KnowledgeBase) -> GlossaryTokenizer:
@@ -194,15 +333,21 @@ def tokenizer_for(base: Tokenizer, kb: KnowledgeBase) -> GlossaryTokenizer:
 
 
 def tokenizer_with(base: Tokenizer, options: dict[str, Any]) -> GlossaryTokenizer:
-    """The tokenizer a KB with these options has (for a KB about to be created, as by an import)."""
-    items = [GlossaryEntry(e["id"], tuple(e["terms"])) for e in options.get(OPTION, [])]
-    key = (base.version, json.dumps([e.terms for e in items], ensure_ascii=False))
+    """The tokenizer a KB with these options has (for a KB about to be created, as by an import). A new glossary's
+    matcher is built outside the cache's lock, so other KBs' searches do not wait for it."""
+    stored = options.get(OPTION, [])
+    key = (base.version, tuple(tuple(e["terms"]) for e in stored))
     with _cache_lock:
         tok = _cache.get(key)
-        if tok is None:
-            if len(_cache) > 64:
-                _cache.clear()
-            tok = _cache[key] = GlossaryTokenizer(base, items)
+        if tok is not None:
+            _cache.move_to_end(key)
+            return tok
+    tok = GlossaryTokenizer(base, [GlossaryEntry(e["id"], tuple(e["terms"])) for e in stored])
+    with _cache_lock:
+        _cache[key] = tok
+        while len(_cache) > _CACHE_TOKENIZERS or (
+                len(_cache) > 1 and sum(len(t.matcher) for t in _cache.values()) > _CACHE_TERMS):
+            _cache.popitem(last=False)
     return tok
 
 
@@ -257,9 +402,9 @@ def _count_pairs(text: str, counts: Counter[tuple[str, str]], examples: dict[tup
             examples.setdefault(key, text[max(0, m.start() - 20):m.end() + 20].replace("\n", " "))
 
 
-def suggest(catalog: Catalog, kb: KnowledgeBase, limit: int = 50) -> list[Suggestion]:
+def suggest(catalog: Catalog, kb: KnowledgeBase, limit: int = 50, *, max_terms: int) -> list[Suggestion]:
     """Abbreviation-expansion pairs the KB's own documents write out, most frequent first, minus the pairs the
-    glossary already has."""
+    glossary already has; at most ``max_terms`` names each (``glossary_max_terms``)."""
     counts: Counter[tuple[str, str]] = Counter()
     examples: dict[tuple[str, str], str] = {}
     seen_headings: set[tuple[str, str]] = set()
@@ -275,7 +420,7 @@ def suggest(catalog: Catalog, kb: KnowledgeBase, limit: int = 50) -> list[Sugges
         grouped.setdefault(acronym, []).append((term, n))
     out = []
     for acronym, terms in grouped.items():
-        names = [acronym, *dict.fromkeys(t for t, _ in terms)][:MAX_TERMS]
+        names = [acronym, *dict.fromkeys(t for t, _ in terms)][:max_terms]
         if {normalise(n) for n in names} <= known:
             continue
         key = (acronym, terms[0][0])

@@ -24,7 +24,7 @@ class GlossaryService:
     def add(self, kb_ref: str, items: Sequence[str | list[str]]) -> dict[str, Any]:
         ws = self.workspaces.current()
         kb = ws.catalog.get_kb(kb_ref)
-        parsed = [glossary.parse_entry(item) for item in items]  # all checked before anything is stored
+        parsed = [glossary.parse_entry(item, ws.settings) for item in items]  # all checked before anything is stored
         stored = self.writes.run(ws, lambda w, timeout: glossary_edits.add(w, kb, parsed, lock_timeout=timeout))
         return {"entries": [e.to_json() for e in stored]}
 
@@ -37,4 +37,5 @@ class GlossaryService:
     def suggestions(self, kb_ref: str, limit: int) -> dict[str, Any]:
         ws = self.workspaces.current()
         kb = ws.catalog.get_kb(kb_ref)
-        return {"suggestions": [s.to_json() for s in glossary.suggest(ws.catalog, kb, limit)]}
+        return {"suggestions": [s.to_json() for s in glossary.suggest(ws.catalog, kb, limit,
+                                                                 max_terms=ws.settings.glossary_max_terms)]}
