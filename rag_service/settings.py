@@ -288,6 +288,11 @@ class ServerSettings(BaseModel):
     upload_min_kbps: float = Field(
         8.0, ge=0, description="Slowest average rate (KiB/s) an upload may keep once RAG_UPLOAD_IDLE_S has passed; "
         "slower is cut off (408). 8 KiB/s is a 64 kbit/s line; 0 turns the check off.")
+    switch_interval_ms: float = Field(
+        0.5, gt=0, le=100, description="How often (ms) a thread running Python code offers the interpreter lock to "
+        "the others in `rag serve` (Python's default: 5). A request waits up to this long at every hand-off while a "
+        "thread re-tokenises or builds an index, and it needs dozens: /healthz took up to 1.4 s during a glossary edit "
+        "with 5 ms (docs/benchmarks.md 'A large glossary').")
     stream_drafts: bool = Field(
         True, description="Send the model's unchecked draft as SSE 'token' events of /v1/kbs/{kb}/chat while the "
         "checks run (the wait is bearable because the text appears). false: no token events unless the grounding "

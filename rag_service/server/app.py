@@ -4,6 +4,7 @@ started and stopped with the app."""
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -60,6 +61,7 @@ def serve(host: str, port: int) -> None:
     if not api_keys(settings) and not settings.allow_open and not _loopback(host):
         raise ConfigError(f"refusing to listen on {host} without API keys: set RAG_API_KEY (or RAG_API_KEYS_FILE), "
                           "or RAG_ALLOW_OPEN=true for a trusted network")
+    sys.setswitchinterval(settings.switch_interval_ms / 1000)  # the event loop's share of the GIL, under load
     uvicorn.run(create_app(settings), host=host, port=port, timeout_graceful_shutdown=10)
 
 
