@@ -92,6 +92,20 @@ class JobFile(BaseModel):
     error: str | None = None
 
 
+class UploadedDocument(BaseModel):
+    id: str = Field(description="the document id ingestion will assign (its sha256 prefix)")
+    source: str = Field(description="the file's base name: the document's source")
+    sha256: str
+    bytes: int
+    status: Literal["queued"]
+
+
+class UploadAccepted(BaseModel):
+    job_id: str = Field(description="poll GET /v1/jobs/{job_id} (also in the Location header)")
+    status: Literal["queued"]
+    documents: list[UploadedDocument]
+
+
 class FusionOut(BaseModel):
     method: Fusion
     bm25_weight: float = Field(description="BM25's weight when the method is weighted (the vector list gets the rest)")

@@ -3,11 +3,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from rag_service.server.deps import AppServices
-from rag_service.server.schemas import JobOut
+from rag_service.server.schemas import JobOut, UploadAccepted
 from rag_service.server.uploads import FIELD, save_uploads
 
 router = APIRouter(tags=["documents"])
@@ -17,11 +16,11 @@ _MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form
     "properties": {FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
 
 
-@router.post("/kbs/{kb}/documents", status_code=202, openapi_extra=_MULTIPART_BODY,
+@router.post("/kbs/{kb}/documents", status_code=202, openapi_extra=_MULTIPART_BODY, response_model=UploadAccepted,
              summary="Upload one or more files (multipart field 'file'); ingestion runs as a job")
-async def upload(kb: str, request: Request, services: AppServices,
+async def upload(kb: str, request: Request, response: Response, services: AppServices,
                  replace: Annotated[bool, Query(description="replace a different document that has the same file "
-                                                "name (default: 409 document_exists)")] = False) -> JSONResponse:
+                                                "name (default: 409 document_exists)")] = False) -> dict[str, Any]:
     docs = services.documents
     target = await run_in_threadpool(docs.prepare_upload, kb)
     try:
@@ -31,7 +30,8 @@ async def upload(kb: str, request: Request, services: AppServices,
     except BaseException:
         docs.abandon(target)
         raise
-    return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{body['job_id']}"})
+    response.headers["Location"] = f"/v1/jobs/{body['job_id']}"
+    return body
 
 
 @router.get("/kbs/{kb}/documents", summary="Documents of a knowledge base")
