@@ -122,6 +122,7 @@ def ingest(client: httpx.Client, kb: str, *files: tuple[str, bytes]) -> dict[str
         client.post("/v1/kbs", json={"name": kb}).raise_for_status()
     resp = upload(client, kb, *files)
     assert resp.status_code == 202, resp.text
+    assert resp.headers["Location"] == f"/v1/jobs/{resp.json()['job_id']}"
     job = wait_job(client, resp.json()["job_id"])
     assert job["status"] == "succeeded", job
     return job
