@@ -33,13 +33,13 @@ def delete_kb(ws: Workspace, kb: KnowledgeBase, *, lock_timeout: float | None = 
     seeing the KB at once; a crash afterwards only leaves an orphaned collection or index directory, never a
     half-deleted KB. Holds the write lock, so it waits for a running ingest instead of racing it; whether the
     KB still exists is decided under the lock, so concurrent deletes delete once and the rest get 'not found'.
-    The KB's upload jobs are cancelled and lose their bytes (a worker mid-job stops at its next embedding batch);
-    should the process die just before that, a worker fails those jobs (no such KB), which drops their bytes too."""
+    The KB's upload jobs are cancelled first and lose their bytes (a worker mid-job stops at its next embedding
+    batch): a worker that finds the KB gone then finds its job cancelled too, instead of failing it in between."""
     with ws.write_lock(lock_timeout):
         if ws.catalog.find_kb(kb.id) is None:
             raise KnowledgeBaseNotFoundError(f"knowledge base '{kb.name}' does not exist")
-        ws.catalog.delete_kb(kb.id)
         ws.jobs.cancel_kb(kb.id, f"knowledge base '{kb.name}' was deleted")
+        ws.catalog.delete_kb(kb.id)
         ws.vectors.drop(kb.collection)
         shutil.rmtree(index_dir(ws, kb), ignore_errors=True)
 
