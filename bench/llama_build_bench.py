@@ -3,8 +3,8 @@
 The build installed in the virtualenv (scripts/setup.sh picks AVX-512 on CPUs that have it) against another copy of
 the ``llama_cpp`` package given by ``--baseline`` (a directory holding a ``llama_cpp`` package, e.g. a copy of the
 AVX2 build's). Each round runs both builds in fresh processes, alternating which goes first, on the same prompts: an
-English and a Chinese passage-style prompt of about 450 and 850 tokens (the sizes of the README's time to first
-token figures), evaluated cold, then 48 tokens generated greedily. The last line prints the ratios of the medians.
+English and a Chinese passage-style prompt (a few hundred tokens each; the output prints their counts), evaluated
+cold, then up to 48 tokens generated greedily. The last line prints the ratios of the medians.
 
     .venv/bin/python bench/llama_build_bench.py --baseline /tmp/llama_avx2 [--rounds 3] [--llm qwen2.5-coder-1.5b]
 """

@@ -160,9 +160,8 @@ class RetrievalSettings(BaseModel):
     glossary_max_total_terms: int = Field(
         24000, ge=2, description="Terms in one knowledge base's glossary, all entries together: what compiling the "
         "matcher, each edit and its memory grow with (matching a text does not). The default admits the largest "
-        "glossary the other limits allow (2000 entries of 12), measured to tokenise a 4,000-character query in "
-        "milliseconds (docs/benchmarks.md 'A large glossary'); an operator who raises glossary_max_entries for "
-        "short entries does not raise this.")
+        "glossary the other limits allow (2000 entries of 12), the size docs/benchmarks.md 'A large glossary' "
+        "measures; an operator who raises glossary_max_entries for short entries does not raise this.")
     feedback_boost: bool = Field(
         False, description="Fuse the chunks cited by up-voted answers to close questions as one more ranked list "
         "('feedback' in --explain); chunks of down-voted answers to close questions are never boosted.")
@@ -291,8 +290,8 @@ class ServerSettings(BaseModel):
     switch_interval_ms: float = Field(
         0.5, gt=0, le=100, description="How often (ms) a thread running Python code offers the interpreter lock to "
         "the others in `rag serve` (Python's default: 5). A request waits up to this long at every hand-off while a "
-        "thread re-tokenises or builds an index, and it needs dozens: /healthz took up to 1.4 s during a glossary edit "
-        "with 5 ms (docs/benchmarks.md 'A large glossary').")
+        "thread re-tokenises or builds an index, and it needs dozens (docs/benchmarks.md 'The interpreter lock's "
+        "switch interval').")
     stream_drafts: bool = Field(
         True, description="Send the model's unchecked draft as SSE 'token' events of /v1/kbs/{kb}/chat while the "
         "checks run (the wait is bearable because the text appears). false: no token events unless the grounding "

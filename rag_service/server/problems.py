@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from rag_service.errors import (
     BusyError,
@@ -167,6 +168,11 @@ def install(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return _response(_body(exc.status_code, code, str(exc.detail)), dict(exc.headers or {}))
 
+    async def client_gone(request: Request, exc: Exception) -> JSONResponse:
+        # The client left while its body was being read: nobody reads this answer, and it is no server error.
+        return _response(_body(400, "client_disconnected", "the client went away before the request was read"))
+
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(RagError, rag_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, cast
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from rag_service.errors import InvalidInputError
 from rag_service.server.problems import PayloadTooLargeError, RequestTimeoutError
@@ -183,8 +183,6 @@ async def save_uploads(request: Request, directory: Path, *, max_bytes: int, max
             parser.finalize()
         except MultipartParseError as exc:
             raise InvalidInputError(f"malformed multipart body: {exc}") from None
-        except ClientDisconnect:  # nobody reads the answer; a 400 keeps it out of the error log
-            raise InvalidInputError("the client went away during the upload") from None
         if receiver.receiving:
             raise InvalidInputError("the multipart body ended in the middle of a file")
         if not receiver.files:
