@@ -180,6 +180,12 @@ def test_a_question_after_other_prompts_starts_from_the_saved_state_of_the_fixed
         second = evaluated(llm, [*fixed, {"role": "user", "content": "Passages: [1] Bees need a permit.\nQuestion: "
                                                                       "Can I keep bees?"}])
         counts[mb] = (first, second)
+        if mb:
+            # A saved state is the context's KV cache: not also a copy of the library's logits rows (512 x the
+            # vocabulary, 297 MB each for Qwen), which nothing reads without logits_all.
+            states = list(llm._llama.cache.cache_state.values())  # type: ignore[union-attr]
+            row = 4 * llm._llama.n_vocab()
+            assert len(states) == 3 and all(s.scores.nbytes <= row for s in states), [s.scores.shape for s in states]
     (first, second), (_, second_off) = counts[64], counts[0]
     assert first > 300 and second < 60, counts  # only the question's own turn was evaluated
     assert second_off > 300, counts  # without the cache the fixed part is evaluated again

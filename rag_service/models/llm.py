@@ -98,6 +98,7 @@ class LlamaCppLLM(LLM):
     def __init__(self, model_path: Path, *, n_ctx: int, n_threads: int, n_threads_ingesting: int | None = None,
                  n_prompt_threads_ingesting: int | None = None, n_check_threads_ingesting: int | None = None,
                  prompt_cache_mb: int = 0) -> None:
+        import numpy as np
         from llama_cpp import Llama, LlamaRAMCache
 
         self.name = model_path.name
@@ -116,6 +117,11 @@ class LlamaCppLLM(LLM):
                                     n_threads_batch=n_threads, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp cannot load {model_path}: {exc}") from exc
+        # Without logits_all nothing writes ``Llama.scores`` (the sampler reads the context's own logits), yet each
+        # saved state copied its first 512 rows, 512 x vocabulary floats (297 MB for Qwen's), and each restore
+        # scanned them: time on every model call and most of the RAM the prompt cache held (docs/benchmarks.md
+        # "Answer latency"). One row keeps the library's ``scores[-1]`` reads valid.
+        self._llama.scores = np.zeros((1, self._llama.n_vocab()), dtype=np.single)
         if prompt_cache_mb > 0:
             # The library saves the state after each completion and, before the next, restores the saved state
             # sharing the longest token prefix with it: answers keep their system prompt's KV between questions.
