@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from rag_service import prompts
+from rag_service.answering.generation import warm_up
 from rag_service.ingestion.worker import JobWorker
 from rag_service.models.llm import LlamaCppLLM, get_llm
 from rag_service.settings import Settings
@@ -156,19 +158,42 @@ def test_an_upload_job_marks_the_process_as_ingesting(tmp_path: Path) -> None:
     assert any(seen) and not ingest_active()
 
 
+def evaluated(llm: LlamaCppLLM, messages: list[dict[str, str]]) -> int:
+    """Prompt tokens llama.cpp evaluated (its own count) for a one-token answer to ``messages``."""
+    import llama_cpp
+
+    llama_cpp.llama_perf_context_reset(llm._llama.ctx)
+    list(llm.stream(messages, max_tokens=1, temperature=0.0))
+    return int(llama_cpp.llama_perf_context(llm._llama.ctx).n_p_eval)
+
+
+@pytest.mark.llm
+def test_warm_up_evaluates_each_languages_fixed_prompt_before_the_first_question() -> None:
+    """What a server does at start (healthz says 'loading' until it is done): the first question in either language
+    then evaluates its passages and question only, not the answer template's system prompt and examples."""
+    questions = {"en": ("[1] The shed opens at 9.", "When does the shed open?"),
+                 "zh": ("[1] 工具棚早上九点开门。", "工具棚几点开门？")}
+    counts = {}
+    for warm in (True, False):
+        settings = Settings(llm="qwen2.5-coder-0.5b", llm_prompt_cache_mb=32 if warm else 16)
+        llm = get_llm(settings)
+        assert isinstance(llm, LlamaCppLLM)
+        if warm:
+            warm_up(llm, settings)
+        for lang, (passages, question) in questions.items():
+            messages = prompts.load(f"answer.{lang}", settings.prompts_dir).messages(passages=passages,
+                                                                                    question=question)
+            counts[warm, lang] = evaluated(llm, messages)
+    assert counts[True, "en"] < 40 and counts[True, "zh"] < 40, counts
+    assert counts[False, "en"] > 200 and counts[False, "zh"] > 200, counts  # the fixed part, without the warm-up
+
+
 @pytest.mark.llm
 def test_a_question_after_other_prompts_starts_from_the_saved_state_of_the_fixed_prompt() -> None:
     """The evidence checks put prompts of their own into the one llama.cpp context between two answers; with the
     prompt cache the next answer still evaluates only what follows the fixed system prompt (llama.cpp's own count
     of evaluated prompt tokens), without it the whole prompt again."""
-    import llama_cpp
-
     fixed = [{"role": "system", "content": "Answer from the numbered passages only. " * 40}]
-
-    def evaluated(llm: LlamaCppLLM, messages: list[dict[str, str]]) -> int:
-        llama_cpp.llama_perf_context_reset(llm._llama.ctx)
-        list(llm.stream(messages, max_tokens=1, temperature=0.0))
-        return int(llama_cpp.llama_perf_context(llm._llama.ctx).n_p_eval)
 
     counts = {}
     for mb in (64, 0):

@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, TypedDict, Unpack
+from typing import Any, TypedDict, Unpack, get_args
 
 from rag_service import prompts
 from rag_service.answering.calibration import calibration_for
@@ -27,7 +27,7 @@ from rag_service.models.embeddings import similarity
 from rag_service.models.llm import LLM, Completion, get_llm
 from rag_service.records import Answer, Chunk, Citation, Claim, Hit, Usage
 from rag_service.retrieval.search import Retriever
-from rag_service.settings import POLICIES, Policy
+from rag_service.settings import POLICIES, Policy, Settings
 from rag_service.storage.catalog import KnowledgeBase
 from rag_service.storage.filters import SearchFilter
 from rag_service.text.language import Language, detect_language, query_language
@@ -405,6 +405,14 @@ class Answerer:
                       grounded=bool(citations), trace=turn.trace, session_id=turn.session_id,
                       related=turn.hits[:RELATED_MAX] if refused else [], claims=claims or [],
                       policy=self.ws.settings.grounding, packed=turn.packed)
+
+
+def warm_up(llm: LLM, settings: Settings) -> None:
+    """Evaluate the fixed beginning of each language's answer prompt (system prompt and examples) before the first
+    question, which would otherwise pay for it (the gate and the answer share it; ``RAG_LLM_PROMPT_CACHE_MB`` keeps
+    its state for the questions after)."""
+    for language in get_args(Language):
+        llm.prefill(prompts.load(f"answer.{language}", settings.prompts_dir).messages(passages="", question=""))
 
 
 def on_question(question: str, hits: list[Hit]) -> list[Hit]:

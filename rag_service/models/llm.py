@@ -52,6 +52,11 @@ class LLM(ABC):
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` costs in this model's tokenizer."""
 
+    def prefill(self, messages: list[dict[str, str]]) -> None:
+        """Evaluate ``messages`` so that later prompts beginning like them start from their state (a backend that
+        keeps no such state does nothing)."""
+        return None
+
     @abstractmethod
     def yes_probability(self, messages: list[dict[str, str]], *, after_answer: bool = False) -> float:
         """P(yes) / (P(yes) + P(no)) for the reply's first token: a graded yes/no judgement that a
@@ -171,6 +176,16 @@ class LlamaCppLLM(LLM):
         yes = float(np.exp(scores[yes_ids] - top).sum())
         no = float(np.exp(scores[no_ids] - top).sum())
         return yes / (yes + no)
+
+    def prefill(self, messages: list[dict[str, str]]) -> None:
+        """One token's completion: with the prompt cache its state is saved, and a prompt sharing its beginning
+        restores it instead of evaluating that part again."""
+        with self._lock:
+            self._pick_threads()
+            try:
+                self._llama.create_chat_completion(messages=cast(Any, messages), max_tokens=1, temperature=0.0, seed=0)
+            except ValueError as exc:
+                raise LLMError(f"generation failed: {exc}") from exc
 
     def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float,
                watch: tuple[str, ...] = ()) -> Iterator[str | Completion]:

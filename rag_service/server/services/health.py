@@ -1,4 +1,5 @@
-"""Readiness: models are loaded once in the background at start, stores are probed on each check.
+"""Readiness: models are loaded once in the background at start (the generator also evaluates the fixed beginning of
+each language's answer prompt), stores are probed on each check.
 
 ``/healthz`` answers 200 only when a chat could be served now, so an orchestrator routes traffic to a
 replica after its models are loaded, and away from it when Chroma or the LLM server is unreachable.
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 
 from rag_service.answering.calibration import calibration_status
+from rag_service.answering.generation import warm_up
 from rag_service.answering.verification import NO_FIT_WARNING
 from rag_service.errors import RagError
 from rag_service.models.embeddings import get_embedder
@@ -39,7 +41,7 @@ class Readiness:
 
     def _load_models(self) -> None:
         for name, load in (("embedder", lambda: get_embedder(canonical_embedder(self.settings.embedder))),
-                           ("llm", lambda: get_llm(self.settings))):
+                           ("llm", lambda: warm_up(get_llm(self.settings), self.settings))):
             try:
                 load()
                 state = OK
