@@ -118,8 +118,11 @@ class LlamaCppLLM(LLM):
         self._threads_now = (n_threads, n_threads)
         try:
             with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+                # Read into memory, not mapped: llama.cpp repacks most weights into a layout of its own for this CPU,
+                # so a mapping kept the file's pages resident beside the copy (+590 MB RSS for the 1.5B, same speed;
+                # docs/benchmarks.md "Answer latency").
                 self._llama = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads,
-                                    n_threads_batch=n_threads, verbose=False)
+                                    n_threads_batch=n_threads, use_mmap=False, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp cannot load {model_path}: {exc}") from exc
         # Without logits_all nothing writes ``Llama.scores`` (the sampler reads the context's own logits), yet each
