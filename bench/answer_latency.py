@@ -203,7 +203,7 @@ def summary_line(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline-llama", required=True,
+    parser.add_argument("--baseline-llama",
                         help="directory holding the baseline's llama_cpp package (the AVX2 build), or 'same'")
     parser.add_argument("--baseline-ref", default=BASELINE_REF,
                         help=f"git commit of the baseline (default {BASELINE_REF})")
@@ -219,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         print(report(results))
         print(summary_line(results))
         return 0
+    if not args.baseline_llama:
+        parser.error("--baseline-llama DIR (or 'same') is needed to run")
     llama = None if args.baseline_llama == "same" else Path(args.baseline_llama).resolve()
     if llama is not None and not (llama / "llama_cpp").is_dir():
         parser.error(f"{llama} holds no llama_cpp package")
