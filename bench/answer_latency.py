@@ -43,7 +43,17 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.scale_bench import KEY, Processes, base_env, client, free_port, log, wait_http, wait_job  # noqa: E402
+from bench.scale_bench import (  # noqa: E402
+    KEY,
+    Processes,
+    base_env,
+    client,
+    free_port,
+    log,
+    stream_chat,
+    wait_http,
+    wait_job,
+)
 from rag_service.eval.answers import answer_rule, score_policy  # noqa: E402
 from rag_service.eval.datasets import EvalQuery  # noqa: E402
 
@@ -90,23 +100,7 @@ def pick_questions(per_language: int) -> list[dict[str, Any]]:
 
 
 def ask(url: str, side: str, row: dict[str, Any], timeout: float) -> Outcome:
-    started = time.monotonic()
-    first: float | None = None
-    done: dict[str, Any] = {}
-    with client(url, timeout=timeout) as c, c.stream(
-            "POST", f"/v1/kbs/{KB}/chat", json={"question": row["question"], "stream": True, "explain": True}) as resp:
-        resp.raise_for_status()
-        event = ""
-        for line in resp.iter_lines():
-            if line.startswith("event:"):
-                event = line.split(":", 1)[1].strip()
-            elif line.startswith("data:") and event == "token":
-                first = first or time.monotonic()
-            elif line.startswith("data:") and event in ("done", "error"):
-                if event == "error":
-                    raise RuntimeError(f"{side}: chat failed: {line}")
-                done = json.loads(line.split(":", 1)[1])
-                break
+    started, first, _, done = stream_chat(url, KB, row["question"], timeout)
     end = time.monotonic()
     query = EvalQuery(row["id"], row["question"], answers=row.get("answers") or [], required=row.get("required") or [])
     refused = bool(done.get("refused"))

@@ -72,6 +72,7 @@ from bench.scale_bench import (  # noqa: E402
     free_port,
     log,
     machine_busy,
+    stream_chat,
     tree_cpu,
     wait_http,
 )
@@ -309,26 +310,7 @@ def upload_into(box: list[Upload], url: str, name: str, data: bytes, pid: int | 
 
 
 def ask(url: str, question: str, timeout: float) -> Question:
-    started = time.monotonic()
-    first = None
-    tokens = 0
-    done: dict[str, Any] = {}
-    with client(url, timeout=timeout) as c, c.stream("POST", f"/v1/kbs/{KB}/chat",
-                                                      json={"question": question, "stream": True,
-                                                            "explain": True}) as resp:
-        resp.raise_for_status()
-        event = ""
-        for line in resp.iter_lines():
-            if line.startswith("event:"):
-                event = line.split(":", 1)[1].strip()
-            elif line.startswith("data:") and event == "token":
-                tokens += 1
-                first = first or time.monotonic()
-            elif line.startswith("data:") and event in ("done", "error"):
-                if event == "error":
-                    raise RuntimeError(f"chat failed: {line}")
-                done = json.loads(line.split(":", 1)[1])
-                break
+    started, first, tokens, done = stream_chat(url, KB, question, timeout)
     end = time.monotonic()
     q = Question(question, started, (first or end) - started, end - started, tokens,
                  int(done.get("usage", {}).get("prompt_tokens", 0)), done.get("trace", {}).get("messages", []),

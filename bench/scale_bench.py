@@ -276,6 +276,30 @@ def client(url: str, timeout: float = 120) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=timeout)
 
 
+def stream_chat(url: str, kb: str, question: str, timeout: float) -> tuple[float, float | None, int, dict[str, Any]]:
+    """One streamed chat with the trace on: (monotonic start, time of the first draft token or None, token events,
+    the ``done`` event's answer); an ``error`` event raises."""
+    started = time.monotonic()
+    first: float | None = None
+    tokens = 0
+    with client(url, timeout=timeout) as c, c.stream("POST", f"/v1/kbs/{kb}/chat",
+                                                      json={"question": question, "stream": True,
+                                                            "explain": True}) as resp:
+        resp.raise_for_status()
+        event = ""
+        for line in resp.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event == "token":
+                tokens += 1
+                first = first or time.monotonic()
+            elif line.startswith("data:") and event in ("done", "error"):
+                if event == "error":
+                    raise RuntimeError(f"chat failed: {line}")
+                return started, first, tokens, json.loads(line.split(":", 1)[1])
+    raise RuntimeError("the chat stream ended without a done event")
+
+
 # -- CPU accounting -----------------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ PY=${PYTHON:-python3}
 VENV=.venv
 LLAMA_CPP_VERSION=0.3.36
 # The llama.cpp build: AVX-512 (VNNI, VBMI, BF16 where the CPU has them) on CPUs with AVX-512, where it evaluates
-# prompts about 1.8x faster (docs/benchmarks.md "The llama.cpp build"); the portable AVX2 build elsewhere;
+# prompts faster (docs/benchmarks.md "The llama.cpp build"); the portable AVX2 build elsewhere;
 # RAG_LLAMA_BUILD=avx2 forces that one. Never AMX, and never -march=native (which turns AMX on).
 CPU_FLAGS=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
 has_flag() { [[ "$CPU_FLAGS" == *" $1 "* ]]; }
