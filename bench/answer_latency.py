@@ -183,7 +183,8 @@ def report(results: dict[str, Any]) -> str:
         for key, label in (("answered_correctly", "answered correctly"),
                            ("refused_unanswerable", "refused (unanswerable)")):
             a, b = results["by_language"][lang]["before"][key], results["by_language"][lang]["after"][key]
-            rows.append((f"{label}, {lang}", f"{a:.3f}", f"{b:.3f}", f"{b - a:+.3f}"))
+            if a is not None and b is not None:  # a short run may have no question of a kind
+                rows.append((f"{label}, {lang}", f"{a:.3f}", f"{b:.3f}", f"{b - a:+.3f}"))
     width = max(len(r[0]) for r in rows)
     lines = [f"{r[0]:<{width}}  {r[1]:>8}  {r[2]:>8}  {r[3]:>8}" for r in rows]
     return "\n".join(lines)
