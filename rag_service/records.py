@@ -38,11 +38,13 @@ class Chunk:
         return f"{' > '.join(headings)}\n{self.text}" if headings else self.text
 
     def place_json(self) -> dict[str, Any]:
-        """Where the text sits, for hits and citations alike: its PDF page and its section's heading path
-        (structure, markdown), each only when known."""
+        """Where the text sits, for hits and citations alike: its page (PDF page, slide, sheet) and its section's
+        heading path (structure, markdown), each only when known; ``ocr`` when the page's text was read by OCR."""
         out: dict[str, Any] = {}
         if "page" in self.metadata:
             out["page"] = self.metadata["page"]
+        if self.metadata.get("ocr"):
+            out["ocr"] = True
         if self.metadata.get("headings"):
             out["headings"] = list(self.metadata["headings"])
         return out

@@ -96,9 +96,18 @@ class IngestionSettings(BaseModel):
         "docs/benchmarks.md 'Ingestion throughput').",
     )
     max_document_expansion_mb: float = Field(
-        100, gt=0, description="Most bytes a DOCX may inflate to, in MB (its XML, before parsing).",
+        100, gt=0, description="Most bytes a ZIP-based document (DOCX, PPTX, XLSX, ODT, EPUB) may inflate to, in MB "
+        "(its XML and media, before parsing).",
     )
-    max_pdf_pages: int = Field(2000, ge=1, description="PDFs with more pages are refused before text extraction.")
+    max_pdf_pages: int = Field(2000, ge=1, description="PDFs with more pages, and decks with more slides, are refused "
+                               "before text extraction.")
+    max_sheet_cells: int = Field(
+        1_000_000, ge=1, description="Most non-empty cells read from one workbook; a larger one is refused (a "
+        "million cells is about 20 MB of text, the size max_chunks_per_document allows).")
+    max_ocr_pages: int = Field(
+        500, ge=1, description="Most pages of one document read by OCR (scanned PDF pages, image frames); more are "
+        "refused before any is read. Each OCR page gets its own parse_cpu_s and parse_timeout_s budget in the "
+        "parser process; at the measured rate 500 pages take about an hour on 2 cores (docs/benchmarks.md).")
     max_import_line_mb: float = Field(
         8, gt=0, description="Longest line `rag import` reads from an export file, in MB; a longer one is refused "
         "after reading this much of it, never held whole (a gzip of a few MB can inflate to a line of GBs). The "

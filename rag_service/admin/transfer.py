@@ -109,6 +109,9 @@ class DocumentRecordIn:
     chars: int | None
     created: str | None  # kept on import (None: the file did not say)
     chunks: list[ChunkRecord] = field(default_factory=list)
+    format: str | None = None  # these three: absent from exports made before they were recorded
+    pages: int | None = None
+    ocr_pages: int | None = None
     line: int = 0  # in the file, for errors
 
 
@@ -167,7 +170,8 @@ def _write(ws: Workspace, kb: KnowledgeBase, tmp: Path, progress: bool) -> Trans
             except Exception as exc:  # the index's own errors (collection gone, server down) are not RagErrors
                 raise StoreError(f"cannot read the vectors of {doc.source} from the vector index: {exc}") from exc
             out.write(_line({"type": "document", "id": doc.id, "source": doc.source, "sha256": doc.sha256,
-                             "chars": doc.chars, "created": doc.created}))
+                             "chars": doc.chars, "created": doc.created, "format": doc.format, "pages": doc.pages,
+                             "ocr_pages": doc.ocr_pages}))
             for chunk, tokens in rows:
                 vector = vectors.get(chunk.id) if tokens is not None else None
                 missing += tokens is not None and vector is None
@@ -344,16 +348,21 @@ class ExportReader:
                             "ingest makes it")
         if not source.strip() or not source.isprintable():
             raise self._bad(f"document {doc_id}: its source is empty or not printable")
-        chars = record.get("chars")
-        if chars is not None and (not isinstance(chars, int) or isinstance(chars, bool) or chars < 0):
-            raise self._bad("a document's 'chars' is not a non-negative integer")
+        for key in ("chars", "pages", "ocr_pages"):
+            value = record.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise self._bad(f"a document's {key!r} is not a non-negative integer")
+        fmt = record.get("format")
+        if fmt is not None and not (isinstance(fmt, str) and fmt.isidentifier() and len(fmt) <= 20):
+            raise self._bad(f"document {doc_id}: 'format' is not a format name")
         created = record.get("created")
         if created is not None and created != "":
             try:
                 datetime.fromisoformat(created)
             except (TypeError, ValueError):
                 raise self._bad(f"document {doc_id}: 'created' is not an ISO date") from None
-        return DocumentRecordIn(doc_id, source, sha, chars, created or None, line=self._lineno)
+        return DocumentRecordIn(doc_id, source, sha, record.get("chars"), created or None, line=self._lineno,
+                                format=fmt, pages=record.get("pages"), ocr_pages=record.get("ocr_pages"))
 
     def _chunk(self, record: dict[str, Any], doc: DocumentRecordIn) -> ChunkRecord:
         for key, kind in (("id", str), ("doc_id", str), ("source", str), ("position", int), ("text", str),
@@ -566,7 +575,8 @@ def _store(ws: Workspace, kb: KnowledgeBase, embedder: Embedder, doc: DocumentRe
             raise RagError(f"knowledge base '{kb.name}' was deleted during the import")
         try:
             ws.catalog.add_pending_document(kb.id, doc.id, doc.source, doc.sha256, [c.chunk for c in doc.chunks],
-                                            tokens, doc.chars, doc.created)
+                                            tokens, doc.chars, doc.created, fmt=doc.format, pages=doc.pages,
+                                            ocr_pages=doc.ocr_pages)
             ws.vectors.upsert(kb.collection, embedder.name, [c.chunk.id for c in indexed], vectors,
                               [vector_metadata(c.chunk) for c in indexed])
         except RagError:

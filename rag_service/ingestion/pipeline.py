@@ -35,6 +35,9 @@ from rag_service.text.language import has_words
 from rag_service.workspace import Workspace, canonical_embedder
 
 log = logging.getLogger("rag_service.ingestion.pipeline")
+# The share of a file's progress that its OCR stands for, when it needs OCR: a page takes seconds to read and its
+# chunks a fraction of that to embed (docs/benchmarks.md "OCR engines").
+OCR_SHARE = 0.9
 
 
 @dataclass(slots=True)
@@ -80,13 +83,19 @@ def _text_name(name: str) -> str:
 
 
 def with_pages(chunks: list[Chunk], doc: Document) -> list[Chunk]:
-    """Give each chunk the page its first character is on, for documents that have pages."""
+    """Give each chunk the page its first character is on, for documents that have pages, and say when that page's
+    text came from OCR (with the engine's confidence), so a citation can tell the reader."""
     starts = doc.metadata.get("page_starts")
     if not starts:
         return chunks
     offsets = [offset for offset, _ in starts]
-    return [replace(c, metadata={**c.metadata, "page": starts[max(bisect.bisect_right(offsets, c.start) - 1, 0)][1]})
-            for c in chunks]
+    ocr_pages: dict[int, float] = doc.metadata.get("ocr_pages") or {}
+    out = []
+    for c in chunks:
+        page = starts[max(bisect.bisect_right(offsets, c.start) - 1, 0)][1]
+        read = {"ocr": True, "ocr_confidence": ocr_pages[page]} if page in ocr_pages else {}
+        out.append(replace(c, metadata={**c.metadata, "page": page, **read}))
+    return out
 
 
 def build_splitter(settings: Settings, embedder: Embedder, unit: str, splitter: str, size: int,
@@ -126,6 +135,9 @@ class Ingestor:
             options.chunk_overlap if options.chunk_overlap is not None else kb.chunk_overlap,
         )
         self.progress = progress
+        # Whether the file in hand needed OCR (its progress then has two phases). Upload jobs run one file at a time;
+        # a multi-file run prefetches the next file, but reports no progress.
+        self._ocr = False
 
     @classmethod
     def open(cls, workspace: Workspace, kb_name: str, options: SplitOptions = SplitOptions(), *,
@@ -197,11 +209,19 @@ class Ingestor:
             raise InvalidInputError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
         settings = self.ws.settings
         max_bytes, limits = int(settings.max_file_mb * 1024 * 1024), LoadLimits.of(settings)
+        self._ocr = False
         if self.parser is not None:
             return self.parser.load(path, source, max_bytes=max_bytes, json_text_field=settings.json_text_field,
-                                    limits=limits)
+                                    limits=limits, on_progress=self._parse_progress, carry_on=self.carry_on)
         raw = read_bytes(path, max_bytes)
-        return load(path, source, raw, json_text_field=settings.json_text_field, limits=limits)
+        return load(path, source, raw, json_text_field=settings.json_text_field, limits=limits,
+                    progress=self._parse_progress)
+
+    def _parse_progress(self, done: int, total: int) -> None:
+        """OCR pages read so far: the first OCR_SHARE of the file's progress (then embedding, ``_embed``)."""
+        self._ocr = True
+        if self.on_progress is not None:
+            self.on_progress(OCR_SHARE * done / max(total, 1))
 
     def _unchanged(self, label: str, doc: Document) -> FileResult | None:
         existing = self.ws.catalog.get_document(self.kb.id, doc.id)
@@ -252,7 +272,10 @@ class Ingestor:
         catalog, kb_id = self.ws.catalog, self.kb.id
         if catalog.find_kb(kb_id) is None:
             raise RagError(f"knowledge base '{self.kb.name}' was deleted during the ingest")
-        catalog.add_pending_document(kb_id, doc.id, doc.source, doc.sha256, chunks, chunk_tokens, len(doc.text))
+        pages = doc.metadata.get("pages")
+        catalog.add_pending_document(kb_id, doc.id, doc.source, doc.sha256, chunks, chunk_tokens, len(doc.text),
+                                     fmt=doc.metadata.get("format"), pages=pages if isinstance(pages, int) else None,
+                                     ocr_pages=len(doc.metadata.get("ocr_pages") or {}) or None)
         self.ws.vectors.upsert(
             self.kb.collection, self.embedder.name, [c.id for c in indexed], vectors,
             [vector_metadata(c) for c in indexed],
@@ -273,7 +296,8 @@ class Ingestor:
                 parts.append(self.embedder.embed_documents(texts[start:start + batch]))
                 bar.update(len(parts[-1]))
                 if self.on_progress is not None:
-                    self.on_progress(min(1.0, (start + batch) / len(texts)))
+                    share = min(1.0, (start + batch) / len(texts))
+                    self.on_progress(OCR_SHARE + (1 - OCR_SHARE) * share if self._ocr else share)
                 self._check_carry_on()
         return np.concatenate(parts) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
 

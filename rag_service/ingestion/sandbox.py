@@ -6,6 +6,10 @@ process (``spawn``: no copy of the server's threads or models) loads one file at
 memory, RLIMIT_CPU its CPU seconds per file, and the parent kills it after ``timeout_s``. A killed or crashed
 child fails that file with a clear error and is replaced for the next one. The CLI parses in-process: a person
 at a terminal can stop it, and nothing else waits.
+
+OCR is the one slow part a valid file can need (seconds per page): each page it finishes is reported to the parent,
+which passes it on (an upload job's progress) and gives the next page a fresh CPU and wall-clock budget, so a long
+scan is bounded per page and by ``max_ocr_pages`` rather than failed for being long.
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ import multiprocessing
 import resource
 import signal
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from rag_service.errors import InvalidInputError, RagError
+from rag_service.errors import IngestCancelledError, InvalidInputError, RagError
+from rag_service.ingestion.formats import preload
 from rag_service.ingestion.loaders import LoadLimits, load, read_bytes
 from rag_service.records import Document
 from rag_service.settings import Settings
@@ -49,18 +56,32 @@ class ParseWorker:
         self._proc: Any = None
         self._conn: Connection | None = None
 
-    def load(self, path: Path, source: str, *, max_bytes: int, json_text_field: str, limits: LoadLimits) -> Document:
+    def load(self, path: Path, source: str, *, max_bytes: int, json_text_field: str, limits: LoadLimits,
+             on_progress: Callable[[int, int], None] | None = None,
+             carry_on: Callable[[], bool] | None = None) -> Document:
+        """``on_progress(done, total)`` hears of each OCR page; ``carry_on`` is asked then, and False stops the
+        parse (IngestCancelledError; the child is replaced)."""
         with self._lock:
             conn = self._connection()
             conn.send((str(path), source, max_bytes, json_text_field, limits))
-            if not conn.poll(self.limits.timeout_s):
-                self._kill()
-                raise InvalidInputError(f"{source}: parsing took longer than {self.limits.timeout_s:g} s "
-                                        "(parse_timeout_s); the file was not ingested")
-            try:
-                status, payload = conn.recv()
-            except (EOFError, OSError):
-                raise InvalidInputError(f"{source}: {self._death()}; the file was not ingested") from None
+            deadline = time.monotonic() + self.limits.timeout_s
+            while True:
+                if not conn.poll(max(deadline - time.monotonic(), 0)):
+                    self._kill()
+                    raise InvalidInputError(f"{source}: parsing took longer than {self.limits.timeout_s:g} s "
+                                            "(parse_timeout_s); the file was not ingested")
+                try:
+                    status, payload = conn.recv()
+                except (EOFError, OSError):
+                    raise InvalidInputError(f"{source}: {self._death()}; the file was not ingested") from None
+                if status != "progress":
+                    break
+                deadline = time.monotonic() + self.limits.timeout_s  # a fresh budget for the next page
+                if on_progress is not None:
+                    on_progress(*payload)
+                if carry_on is not None and not carry_on():
+                    self._kill()
+                    raise IngestCancelledError("the ingest was cancelled")
             if status == "ok":
                 assert isinstance(payload, Document)
                 return payload
@@ -121,19 +142,27 @@ def _serve(conn: Connection, limits: SandboxLimits) -> None:
     memory = limits.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     _, cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)
+    preload()
     conn.send("ready")
     while True:
         try:
             path, source, max_bytes, json_text_field, load_limits = conn.recv()
         except (EOFError, OSError):
             return
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        budget = int(usage.ru_utime + usage.ru_stime) + limits.cpu_s + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (budget, cpu_hard))
+        def fresh_budget() -> None:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            budget = int(usage.ru_utime + usage.ru_stime) + limits.cpu_s + 1
+            resource.setrlimit(resource.RLIMIT_CPU, (budget, cpu_hard))
+
+        def progress(done: int, total: int) -> None:
+            conn.send(("progress", (done, total)))
+            fresh_budget()
+
+        fresh_budget()
         try:
             raw = read_bytes(Path(path), max_bytes)
             reply: tuple[str, object] = ("ok", load(Path(path), source, raw, json_text_field=json_text_field,
-                                                    limits=load_limits))
+                                                    limits=load_limits, progress=progress))
         except InvalidInputError as exc:
             reply = ("invalid", str(exc))
         except MemoryError:

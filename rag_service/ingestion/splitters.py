@@ -99,18 +99,26 @@ def _is_abbreviation(text: str, dot: int) -> bool:
     return token.lower() in _ABBREVIATIONS or _INITIALS.fullmatch(token) is not None
 
 
+_TABLE_BLOCK = re.compile(r"\s*\|[^\n]*(?:\n[ \t]*\|[^\n]*)+\s*")
+
+
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[Span]:
     """Sentences of ``text[start:end]`` as trimmed spans, in order.
 
     Ends: full-width 。！？；… always; ASCII . ! ? ; before whitespace or the end (so decimals and
     "Dr."-style abbreviations stay inside); half-width ! ? ; straight before Chinese text; and blank
-    lines. Closing quotes and brackets after an end stay with their sentence.
+    lines. Closing quotes and brackets after an end stay with their sentence. A Markdown table (a block whose
+    lines all start with '|', as loaders write tables) is one "sentence", so packing keeps it whole where it fits.
     """
     end = len(text) if end is None else end
     bounds: list[Span] = []
     block_start = start
     blocks = [(m.start(), m.end()) for m in _BLANK_LINE.finditer(text, start, end)] + [(end, end)]
     for block_end, next_start in blocks:
+        if _TABLE_BLOCK.fullmatch(text, block_start, block_end):
+            bounds.append((block_start, block_end))
+            block_start = next_start
+            continue
         cut = block_start
         for m in _SENTENCE_END.finditer(text, block_start, block_end):
             if m.group().rstrip(_CLOSERS) == "." and _is_abbreviation(text, m.start()):
@@ -294,10 +302,14 @@ def _leading_symbol(line: str) -> str:
 
 
 def _line_kind(line: str) -> tuple[str, int]:
-    """("blank"|"heading"|"question"|"item"|"text", level) of one line, judged without Markdown."""
+    """("blank"|"heading"|"question"|"item"|"table"|"text", level) of one line, judged without Markdown. A
+    Markdown table row is body text: its cells are short and a header row repeats, but it is neither a heading nor
+    a table of contents."""
     stripped = line.strip()
     if not stripped:
         return "blank", 0
+    if stripped.startswith("|"):
+        return "table", 0
     atx = _HEADING.fullmatch(line)
     if atx:
         return "heading", len(atx.group(1))
@@ -367,7 +379,7 @@ def _tables_of_contents(text: str, lines: list[_Line]) -> set[int]:
     """Indexes of lines that form a table of contents: at least 3 consecutive short lines (blank lines between
     allowed) that each reappear later in the document as a line of their own, the entries they list (a title line
     such as 目录 / Contents just before joins them). PDF text often has no blank lines, so nothing here needs any."""
-    keys = [_key(text[line.start:line.end]) if line.kind not in ("blank", "code") else "" for line in lines]
+    keys = [_key(text[line.start:line.end]) if line.kind not in ("blank", "code", "table") else "" for line in lines]
     last: dict[str, int] = {}
     for i, key in enumerate(keys):
         if key:

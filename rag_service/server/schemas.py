@@ -140,6 +140,24 @@ class KnowledgeBaseList(BaseModel):
     kbs: list[KnowledgeBaseOut]
 
 
+class DocumentOut(BaseModel):
+    id: str = Field(description="the first 16 hex digits of the file's sha256")
+    source: str
+    sha256: str
+    chunks: int = Field(description="indexed chunks")
+    status: str = Field(description="ready, or pending while an ingest stores it")
+    created: str
+    chars: int | None = Field(None, description="characters of extracted text")
+    language: str | None = None
+    format: str | None = Field(None, description="the format it was read as (pdf, docx, pptx, xlsx, image, ...)")
+    pages: int | None = Field(None, description="pages, slides or sheets, for formats that have them")
+    ocr_pages: int | None = Field(None, description="how many pages were read by OCR (scans, photos)")
+
+
+class DocumentsOut(BaseModel):
+    documents: list[DocumentOut]
+
+
 class JobOut(BaseModel):
     """An upload job, from the database: any replica answers, before and after a restart."""
 
@@ -251,9 +269,10 @@ class CitationOut(BaseModel):
     doc_id: str
     source: str
     text: str
-    page: int | None = Field(None, description="the PDF page the text starts on")
+    page: int | None = Field(None, description="the page the text starts on (PDF page, slide, sheet)")
     headings: list[str] | None = Field(None, description="the heading or question path of the text's section "
                                        "(structure and markdown splitters)")
+    ocr: bool | None = Field(None, description="true when the page's text was read by OCR (a scan or a photo)")
 
 
 class PassageOut(BaseModel):
@@ -264,6 +283,7 @@ class PassageOut(BaseModel):
     score: float
     page: int | None = None
     headings: list[str] | None = Field(None, description="the heading or question path of the text's section")
+    ocr: bool | None = Field(None, description="true when the page's text was read by OCR (a scan or a photo)")
 
 
 class SearchHitOut(PassageOut):

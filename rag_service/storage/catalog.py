@@ -107,8 +107,14 @@ CREATE TABLE IF NOT EXISTS changes (
         AddColumn("documents", "language", "TEXT"),
         _backfill_languages,
     )),
+    Migration(4, "document format, pages and pages read by OCR (the console's document list shows them)", (
+        AddColumn("documents", "format", "TEXT"),
+        AddColumn("documents", "pages", "INTEGER"),
+        AddColumn("documents", "ocr_pages", "INTEGER"),
+    )),
 )
-_DOC_COLUMNS = "id, source, sha256, status, chunks, created, chars, language"  # the fields of DocumentRecord
+# the fields of DocumentRecord
+_DOC_COLUMNS = "id, source, sha256, status, chunks, created, chars, language, format, pages, ocr_pages"
 CHUNK_UNITS = ("chars", "tokens")
 
 MAX_KB_NAME = 128
@@ -148,10 +154,14 @@ class DocumentRecord:
     created: str
     chars: int | None = None  # length of the extracted text (None: ingested before this was recorded)
     language: str | None = None  # rag_service.text.language.detect_language of its chunks
+    format: str | None = None  # rag_service.ingestion.formats.FORMATS name (None: ingested before it was recorded)
+    pages: int | None = None  # pages, slides or sheets, for formats that have them
+    ocr_pages: int | None = None  # how many of them were read by OCR
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "source": self.source, "sha256": self.sha256, "chunks": self.chunks,
-                "status": self.status, "created": self.created, "chars": self.chars, "language": self.language}
+                "status": self.status, "created": self.created, "chars": self.chars, "language": self.language,
+                "format": self.format, "pages": self.pages, "ocr_pages": self.ocr_pages}
 
 
 _KB_FIELDS = ("id", "name", "embedder", "dim", "splitter", "chunk_size", "chunk_overlap", "created", "revision",
@@ -254,16 +264,17 @@ class Catalog:
 
     def add_pending_document(self, kb_id: str, doc_id: str, source: str, sha256: str,
                              chunks: list[Chunk], tokens: list[list[str] | None], chars: int | None = None,
-                             created: str | None = None) -> None:
+                             created: str | None = None, *, fmt: str | None = None, pages: int | None = None,
+                             ocr_pages: int | None = None) -> None:
         """Write a document and its chunks in one transaction, not yet searchable. A chunk whose
         tokens are None is stored for context only (a parent section), never indexed. ``created``: keep the time
         of an imported document (default: now)."""
         language = detect_language(_sample(c.text for c in chunks))
         with self.transaction() as db:
-            db.execute("INSERT INTO documents (kb_id, id, source, sha256, status, chunks, created, chars, language) "
-                       "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+            db.execute("INSERT INTO documents (kb_id, id, source, sha256, status, chunks, created, chars, language, "
+                       "format, pages, ocr_pages) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
                        (kb_id, doc_id, source, sha256, sum(t is not None for t in tokens), created or _now(), chars,
-                        language))
+                        language, fmt, pages, ocr_pages))
             db.executemany(
                 "INSERT INTO chunks (kb_id, id, doc_id, source, position, text, start, \"end\", tokens, metadata, "
                 "indexed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from rag_service.server.deps import AppServices
-from rag_service.server.schemas import JobOut, UploadAccepted
+from rag_service.server.schemas import DocumentsOut, JobOut, UploadAccepted
 from rag_service.server.uploads import FIELD, save_uploads
 
 router = APIRouter(tags=["documents"])
@@ -34,7 +34,7 @@ async def upload(kb: str, request: Request, response: Response, services: AppSer
     return body
 
 
-@router.get("/kbs/{kb}/documents", summary="Documents of a knowledge base")
+@router.get("/kbs/{kb}/documents", response_model=DocumentsOut, summary="Documents of a knowledge base")
 def list_documents(kb: str, services: AppServices) -> dict[str, Any]:
     return services.documents.list(kb)
 

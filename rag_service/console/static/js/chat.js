@@ -211,7 +211,8 @@ function openPassage(answer, passage, related = false) {
     rest = rest.slice(at + span.length);
   }
   body.append(rest);
-  const where = passage.page ? ` · ${t("passage.page", { page: passage.page })}` : "";
+  const where = (passage.page ? ` · ${t("passage.page", { page: passage.page })}` : "")
+    + (passage.ocr ? ` · ${t("passage.ocr")}` : "");
   openSide(t("passage.title", { n: passage.n }), el("p", { className: "muted", textContent: passage.source + where }), body);
 }
 

@@ -88,11 +88,24 @@ async function showDocuments() {
       el("td", { textContent: doc.source }),
       el("td", { className: `state-${doc.status}`, textContent: t(`state.${doc.status}`) }),
       el("td", { className: "num", textContent: doc.chunks }),
+      pagesCell(doc),
       el("td", { className: "num", textContent: doc.chars == null ? "" : t("docs.chars", { n: doc.chars }) }),
       el("td", {}, remove));
     tr.dataset.source = doc.source;
     return tr;
   }));
+}
+
+// Pages (slides, sheets) when the format has them, and an "OCR" mark when some were read from images: their text
+// may hold recognition errors, and the reader should know before trusting a quote.
+function pagesCell(doc) {
+  const cell = el("td", { className: "num", textContent: doc.pages == null ? "" : String(doc.pages) });
+  if (doc.ocr_pages) {
+    const mark = el("span", { className: "ocr", textContent: "OCR" });
+    mark.title = t("docs.ocr", { n: doc.ocr_pages, pages: doc.pages ?? doc.ocr_pages });
+    cell.append(" ", mark);
+  }
+  return cell;
 }
 
 async function deleteDocument(doc) {

@@ -1,0 +1,58 @@
+"""Images (a scan, a phone photo of a page, a screenshot): read by OCR, one page per frame (a multi-page TIFF)."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+from rag_service.errors import InvalidInputError
+from rag_service.ingestion.formats.common import LoadContext, Loaded, join_pages, reason
+
+# A 48-megapixel phone photo is 8000 x 6000; anything far larger is a decompression bomb (a few KB of PNG can declare
+# gigapixels). Pillow's own guard warns at 89 MP and refuses at twice that; this refuses earlier and in one line.
+MAX_IMAGE_PIXELS = 100_000_000
+
+
+def load_image(raw: bytes, ctx: LoadContext) -> Loaded:
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    from rag_service.ingestion.ocr import ENGINE, recognize
+
+    source = ctx.source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(raw))
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise InvalidInputError(f"{source}: a {width:,} x {height:,} image is over the "
+                                        f"{MAX_IMAGE_PIXELS // 1_000_000}-megapixel limit")
+            frames = getattr(image, "n_frames", 1)
+            if frames > ctx.limits.ocr_pages:
+                raise InvalidInputError(f"{source}: {frames:,} frames is over the {ctx.limits.ocr_pages:,}-page OCR "
+                                        "limit (max_ocr_pages)")
+            pages, confidences = [], {}
+            for number, frame in enumerate(ImageSequence.Iterator(image), 1):
+                if frame.width * frame.height > MAX_IMAGE_PIXELS:
+                    raise InvalidInputError(f"{source}: frame {number} is over the "
+                                            f"{MAX_IMAGE_PIXELS // 1_000_000}-megapixel limit")
+                frame.load()
+                read = recognize(frame.copy())
+                pages.append(read.text)
+                confidences[number] = round(read.confidence, 3)
+                ctx.progress(number, frames)
+                if image.format == "GIF":  # an animation's frames repeat the page: the first is the document
+                    break
+    except InvalidInputError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidInputError(f"{source}: not a readable image ({reason(exc)})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:  # truncated or broken data
+        raise InvalidInputError(f"{source}: not a readable image ({reason(exc)})") from None
+    loaded = join_pages(pages)
+    if not loaded.text:
+        raise InvalidInputError(f"{source}: OCR found no text in the image")
+    kept = {n for _, n in loaded.metadata["page_starts"]}
+    loaded.metadata.update(ocr_pages={n: c for n, c in confidences.items() if n in kept}, ocr_engine=ENGINE,
+                           image={"format": image.format, "width": width, "height": height})
+    return loaded
