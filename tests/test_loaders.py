@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -318,3 +319,11 @@ def test_read_bytes_unreadable(tmp_path: Path) -> None:
     message = str(info.value)
     assert message.startswith(f"{tmp_path / 'missing.txt'}: cannot read (")
     assert "\n" not in message
+
+
+def test_the_console_file_picker_accepts_every_format() -> None:
+    """The upload's accept list is written out in the page (no build step); it must name every registered suffix."""
+    page = (Path(loaders.__file__).parent.parent / "console" / "static" / "index.html").read_text(encoding="utf-8")
+    accept = re.search(r'id="docs-files"[^>]*accept="([^"]+)"', page)
+    assert accept is not None
+    assert set(accept.group(1).split(",")) == {"image/*", *loaders.SUFFIXES}

@@ -32,7 +32,7 @@ from rag_service.ingestion.formats.text import detect_encoding, looks_binary
 from rag_service.records import Document
 from rag_service.text.language import has_words
 
-__all__ = ["FORMATS", "LoadLimits", "clean", "detect_encoding", "load", "read_bytes"]
+__all__ = ["FORMATS", "SUFFIXES", "LoadLimits", "clean", "detect_encoding", "load", "read_bytes"]
 
 _SUPPORTED = ", ".join(sorted(SUFFIXES))
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"GIF87a", b"GIF89a")
@@ -42,7 +42,6 @@ _MAGIC = (
 )
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _OLE2_BY_SUFFIX = {
-    ".msg": "an Outlook .msg message; save it as .eml",
     ".doc": "a legacy Word .doc document; save it as .docx", ".ppt": "a legacy PowerPoint .ppt; save it as .pptx",
 }
 _NOT_TEXT_BY_SUFFIX = {
@@ -85,8 +84,8 @@ def load(path: Path, source: str, raw: bytes, *, json_text_field: str = "text",
          limits: LoadLimits = DEFAULT_LIMITS, progress: Progress = no_progress) -> Document:
     """The document in ``raw`` (the bytes of ``path``, named ``source``); ``progress`` hears of slow work (OCR)."""
     ctx = LoadContext(source, limits, progress, json_text_field,
-                      nested=lambda name, data: _load(Path(name), data, LoadContext(f"{source} › {name}", limits,
-                                                                                    json_text_field=json_text_field))[1])
+                      nested=lambda name, data: _load(Path(name), data, LoadContext(
+                          f"{source} › {name}", limits, progress, json_text_field))[1])
     fmt, loaded = _load(path, raw, ctx)
     sha = hashlib.sha256(raw).hexdigest()
     return Document(id=sha[:16], source=source, text=loaded.text, sha256=sha,
@@ -129,6 +128,8 @@ def sniff(suffix: str, raw: bytes, ctx: LoadContext) -> str | None:
     if raw.startswith(_OLE2):
         if suffix == ".xls":
             return "xls"
+        if suffix == ".msg" or "__substg1.0_".encode("utf-16-le") in raw:  # a MAPI property stream's name
+            return "msg"
         what = _OLE2_BY_SUFFIX.get(suffix, "a legacy or password-protected Office file (.doc, .xls, .ppt, .msg)")
         raise InvalidInputError(f"{source}: unsupported file type ({what}; supported: {_SUPPORTED})")
     for magic, what in _MAGIC:

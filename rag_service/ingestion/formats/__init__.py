@@ -71,6 +71,12 @@ def _eml(raw: bytes, ctx: LoadContext) -> Loaded:
     return load_eml(raw, ctx)
 
 
+def _msg(raw: bytes, ctx: LoadContext) -> Loaded:
+    from rag_service.ingestion.formats.msg import load_msg
+
+    return load_msg(raw, ctx)
+
+
 def _image(raw: bytes, ctx: LoadContext) -> Loaded:
     from rag_service.ingestion.formats.image import load_image
 
@@ -115,6 +121,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("odt", (".odt",), "an OpenDocument text", load_bytes=_odt),
     Format("epub", (".epub",), "an EPUB book", load_bytes=_epub),
     Format("eml", (".eml",), "an e-mail message", load_bytes=_eml),
+    Format("msg", (".msg",), "an Outlook message", load_bytes=_msg),
     Format("image", (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif"), "an image",
            load_bytes=_image),
 )}
@@ -124,6 +131,6 @@ SUFFIXES: dict[str, str] = {suffix: f.name for f in FORMATS.values() for suffix 
 def preload() -> None:
     """Import every format's parser now: the parser process does this at start, where the time is not charged to a
     file. The OCR engine is left to load on the first scan (its models cost memory a text-only server never needs)."""
-    for module in ("pdf", "docx", "pptx", "xlsx", "odt", "epub", "eml", "image", "text", "html", "delimited",
+    for module in ("pdf", "docx", "pptx", "xlsx", "odt", "epub", "eml", "msg", "image", "text", "html", "delimited",
                    "json_records"):
         importlib.import_module(f"{__name__}.{module}")
