@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.ocr_pages import fonts_installed, render_page
 from rag_service.ingestion.splitters import SPLITTERS
 from tests.conftest import ROOT, run_rag
 from tests.test_api import KEY, LIBRARY, TRAVEL, Server, rag_server
@@ -97,7 +98,7 @@ def test_create_a_kb_and_upload_files_each_with_its_own_outcome(page: Any, tmp_p
         check(row).to_have_attribute("data-state", "ready", timeout=180_000)
     bad = page.locator("#uploads li[data-file='photo.png']")
     check(bad).to_have_attribute("data-state", "failed", timeout=60_000)
-    check(bad).to_contain_text("unsupported file type")
+    check(bad).to_contain_text("not a readable PNG image")
     check(page.locator("#docs-rows tr")).to_have_count(2)
     check(page.locator("#kbs-rows tr[data-kb='console'] td.num").first).to_have_text("2")
 
@@ -255,6 +256,51 @@ def test_delete_a_document_then_the_kb_after_confirming(page: Any) -> None:
     page.get_by_role("button", name="Delete console").click()
     check(page.locator("#kbs-rows tr[data-kb='console']")).to_have_count(0)
     check(page.locator("#kbs-empty")).to_be_visible()
+
+
+PHOTO_TEXT = ("Greenfield Library rules\n"
+              "Members may borrow up to eight books at a time. Books are due back after 21 days and can be renewed "
+              "twice online. The reading room on the second floor is open from 9 am to 6 pm on weekdays.")
+
+
+def phone_photo(path: Path) -> None:
+    """A page as a phone takes it: held sideways (the pixels turned, an EXIF tag saying how to show them), a little
+    askew, grey paper, JPEG."""
+    from PIL import Image
+
+    page = render_page(PHOTO_TEXT, dpi=200, lang="en").rotate(1.5, fillcolor=(235, 235, 228), expand=True)
+    sideways = page.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    sideways.save(path, "JPEG", quality=85, exif=exif.tobytes())
+
+
+def test_a_phone_photo_of_a_page_becomes_a_ready_document_marked_ocr_and_answers(page: Any, tmp_path: Path) -> None:
+    if not fonts_installed("en"):
+        pytest.skip("no DejaVu fonts to print the page with (bench/ocr_pages.py FONTS)")
+    check = expect
+    page.locator("#tabs a[data-view='kbs']").click()
+    page.locator("#kb-name").fill("photos")
+    page.get_by_role("button", name="Create").click()
+    check(page.locator("#docs-panel")).to_be_visible()
+    photo = tmp_path / "IMG_2041.jpg"
+    phone_photo(photo)
+    page.locator("#docs-files").set_input_files([str(photo)])
+    check(page.locator("#uploads li[data-file='IMG_2041.jpg']")).to_have_attribute("data-state", "ready",
+                                                                                   timeout=180_000)
+    row = page.locator("#docs-rows tr[data-source='IMG_2041.jpg']")
+    check(row.locator("td").nth(3)).to_have_text("1 OCR")
+    check(row.locator(".ocr")).to_have_attribute("title", "1 of 1 pages read by OCR (text recognised in images)")
+    page.locator("#tabs a[data-view='chat']").click()
+    page.locator("#chat-kb").select_option("photos")
+    page.locator("#question").fill("How many books may members borrow at a time?")
+    page.get_by_role("button", name="Ask").click()
+    answer = page.locator(".msg.answer[data-refused='false']").last
+    check(answer).to_contain_text("eight", timeout=180_000)
+    answer.locator("button.chip").first.click()
+    check(page.locator("#side-body")).to_contain_text("IMG_2041.jpg · page 1 · read by OCR")
+    check(page.locator("#side-body .passage")).to_contain_text("borrow up to eight books")
+    page.keyboard.press("Escape")
 
 
 def test_api_docs_work_offline(page: Any, server: Server) -> None:

@@ -13,6 +13,14 @@ from rag_service.ingestion.formats.common import LoadContext, Loaded, join_pages
 MAX_IMAGE_PIXELS = 100_000_000
 
 
+_KINDS = ((b"\x89PNG", "PNG image"), (b"\xff\xd8\xff", "JPEG image"), (b"II*\x00", "TIFF image"),
+          (b"MM\x00*", "TIFF image"), (b"GIF8", "GIF image"), (b"BM", "BMP image"), (b"RIFF", "WebP image"))
+
+
+def _kind(raw: bytes) -> str:
+    return next((kind for magic, kind in _KINDS if raw.startswith(magic)), "image")
+
+
 def load_image(raw: bytes, ctx: LoadContext) -> Loaded:
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
@@ -45,10 +53,11 @@ def load_image(raw: bytes, ctx: LoadContext) -> Loaded:
                     break
     except InvalidInputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InvalidInputError(f"{source}: not a readable image ({reason(exc)})") from None
-    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:  # truncated or broken data
-        raise InvalidInputError(f"{source}: not a readable image ({reason(exc)})") from None
+    except UnidentifiedImageError:  # its message names a BytesIO object, nothing a user can act on
+        raise InvalidInputError(f"{source}: not a readable {_kind(raw)} (damaged or truncated data)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, OSError, ValueError, SyntaxError, EOFError,
+            IndexError, TypeError) as exc:  # truncated or broken data, or a size Pillow itself refuses
+        raise InvalidInputError(f"{source}: not a readable {_kind(raw)} ({reason(exc)})") from None
     loaded = join_pages(pages)
     if not loaded.text:
         raise InvalidInputError(f"{source}: OCR found no text in the image")
