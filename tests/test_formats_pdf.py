@@ -14,13 +14,19 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Table, TableStyle
 
+from rag_service.ingestion.formats.common import LoadLimits
 from rag_service.ingestion.formats.pdf import drop_furniture
 from rag_service.ingestion.loaders import load
-from rag_service.ingestion.pipeline import with_pages
+from rag_service.ingestion.pipeline import Ingestor, with_pages
+from rag_service.ingestion.sandbox import ParseWorker, SandboxLimits
 from rag_service.ingestion.splitters import make_splitter
 from rag_service.records import Document
+from rag_service.retrieval.search import Retriever
+from rag_service.settings import Settings
+from rag_service.workspace import Workspace
 
 WORDS = ("revenue cost margin region growth forecast quarter budget team product market share customer supplier "
          "contract invoice payment schedule review audit").split()
@@ -139,3 +145,64 @@ def test_furniture_needs_most_pages_and_short_lines() -> None:
     assert drop_furniture(pages) == pages
     table = [f"| Region | Q1 |\n|---|---|\n| R{i} | {i} |\nText {i}." for i in range(5)]
     assert drop_furniture(table) == table  # a table's header row repeats on purpose
+
+
+SCANNED = ("Scanned appendix\n"
+           "The warranty covers parts and labour for three years from the date of delivery. Claims are filed with the "
+           "service desk in building C, which answers within five working days.")
+
+
+def mixed_pdf() -> bytes:
+    """Page 1 with a text layer, page 2 a scanned page: an image and no text, as a scanner writes it."""
+    from reportlab.lib.utils import ImageReader
+
+    from bench.ocr_pages import render_page
+
+    out = io.BytesIO()
+    canvas = Canvas(out, pagesize=A4)
+    canvas.setFont("Helvetica", 12)
+    canvas.drawString(72, A4[1] - 72, "Delivery terms: goods ship within ten days of the order.")
+    canvas.showPage()
+    canvas.drawImage(ImageReader(render_page(SCANNED, dpi=200, lang="en")), 0, 0, width=A4[0], height=A4[1])
+    canvas.showPage()
+    canvas.save()
+    return out.getvalue()
+
+
+@pytest.mark.slow
+def test_a_scanned_page_is_read_by_ocr_in_the_sandbox_with_progress_and_marked(tmp_path: Path) -> None:
+    from bench.ocr_pages import fonts_installed
+
+    if not fonts_installed("en"):
+        pytest.skip("no DejaVu fonts to print the scanned page with (bench/ocr_pages.py FONTS)")
+    path = tmp_path / "contract.pdf"
+    path.write_bytes(mixed_pdf())
+    heard: list[tuple[int, int]] = []
+    worker = ParseWorker(SandboxLimits.of(Settings()))
+    try:
+        doc = worker.load(path, "contract.pdf", max_bytes=10_000_000, json_text_field="text",
+                          limits=LoadLimits(), on_progress=lambda done, total: heard.append((done, total)))
+    finally:
+        worker.close()
+    assert heard == [(1, 1)]  # one page needed OCR, and its progress reached the parent
+    assert doc.metadata["pages"] == 2 and doc.metadata["ocr_engine"] == "rapidocr"
+    assert list(doc.metadata["ocr_pages"]) == [2] and 0.8 < doc.metadata["ocr_pages"][2] <= 1.0
+    assert "ten days of the order" in doc.text
+    assert "service desk in building C" in " ".join(doc.text.split())
+    chunks = with_pages(make_splitter("structure", 400, 40).split(doc), doc)
+    by_page = {c.metadata["page"]: c for c in chunks}
+    assert "ocr" not in by_page[1].metadata
+    assert by_page[2].metadata["ocr"] is True and by_page[2].metadata["ocr_confidence"] == doc.metadata["ocr_pages"][2]
+    assert by_page[2].place_json()["ocr"] is True and "ocr" not in by_page[1].place_json()
+
+    ws = Workspace(Settings(data_dir=tmp_path / "data"))
+    try:
+        ingestor, _ = Ingestor.open(ws, "contracts")
+        (result,) = ingestor.run([path])
+        assert result.status == "added"
+        (record,) = ws.catalog.documents(ingestor.kb.id)
+        assert (record.format, record.pages, record.ocr_pages) == ("pdf", 2, 1)
+        hits = Retriever(ws, ws.catalog.get_kb("contracts")).search("how long does the warranty last?", k=1)
+        assert hits[0].to_json()["ocr"] is True and hits[0].to_json()["page"] == 2
+    finally:
+        ws.close()

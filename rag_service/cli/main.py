@@ -194,7 +194,9 @@ def cmd_docs(args: argparse.Namespace) -> int:
             _print_json({"documents": [d.to_json() for d in docs]})
         else:
             for d in docs:
-                print(f"{d.id}  {d.status:7}  {d.chunks:5} chunks  {d.source}")
+                pages = f"{d.pages:4} pages" if d.pages is not None else " " * 10
+                ocr = f" ({d.ocr_pages} by OCR)" if d.ocr_pages else ""
+                print(f"{d.id}  {d.status:7}  {d.chunks:5} chunks  {pages}  {d.format or '':5}  {d.source}{ocr}")
         return 0
     from rag_service.admin.documents import delete_document
 

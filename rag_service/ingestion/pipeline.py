@@ -138,6 +138,7 @@ class Ingestor:
         # Whether the file in hand needed OCR (its progress then has two phases). Upload jobs run one file at a time;
         # a multi-file run prefetches the next file, but reports no progress.
         self._ocr = False
+        self._ocr_bar: tqdm[None] | None = None
 
     @classmethod
     def open(cls, workspace: Workspace, kb_name: str, options: SplitOptions = SplitOptions(), *,
@@ -218,10 +219,18 @@ class Ingestor:
                     progress=self._parse_progress)
 
     def _parse_progress(self, done: int, total: int) -> None:
-        """OCR pages read so far: the first OCR_SHARE of the file's progress (then embedding, ``_embed``)."""
+        """OCR pages read so far: the first OCR_SHARE of the file's progress (then embedding, ``_embed``); at a
+        terminal (``progress``), a bar of pages."""
         self._ocr = True
         if self.on_progress is not None:
             self.on_progress(OCR_SHARE * done / max(total, 1))
+        if self.progress:
+            if self._ocr_bar is None:
+                self._ocr_bar = tqdm(total=total, desc="reading pages (OCR)", unit="page", leave=False)
+            self._ocr_bar.update(done - self._ocr_bar.n)
+            if done >= total:
+                self._ocr_bar.close()
+                self._ocr_bar = None
 
     def _unchanged(self, label: str, doc: Document) -> FileResult | None:
         existing = self.ws.catalog.get_document(self.kb.id, doc.id)
