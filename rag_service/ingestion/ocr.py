@@ -24,11 +24,11 @@ if TYPE_CHECKING:
 
 ENGINE = "rapidocr"
 
-# Pages are downscaled so that their long side is at most this many pixels: 2,500 px is A4 at ~215 dpi, where body
-# text (11 pt ≈ 33 px) is still well above the ~20 px that the recogniser (48 px line images) reads reliably, and
-# detection on a 300 dpi page costs half as much as at full size. Measured in bench/ocr_bench.py (docs/benchmarks.md
-# "OCR engines"): no loss of accuracy at 300 dpi against the full size. RapidOCR's own limit (2,000 px, with a
-# bilinear resize that aliases thin strokes) is lifted so that the page is resized once, here, with a proper filter.
+# Pages are downscaled so that their long side is at most this many pixels (A4 at ~215 dpi, 11 pt text ~33 px
+# high). Measured on 300 dpi pages (bench/ocr_bench.py, docs/benchmarks.md "OCR engines"): at 2,000 px (RapidOCR's
+# own limit) and below, the recogniser starts dropping the spaces between English words (2.4 % of characters with
+# spaces counted on noisy pages at 2,000 px, 8 % at 1,600; 0.2 % at 2,500); the full 3,508 px reads no better and
+# costs 1.4x the CPU. RapidOCR's limit is lifted so that the page is resized once, here, with a Lanczos filter.
 MAX_SIDE = 2500
 
 # onnxruntime threads: the machine's two cores for one page at a time (pages of a PDF are recognised one by one),
@@ -48,7 +48,7 @@ PARAGRAPH_EXTRA_SPACE = 0.4
 # photocopies the lowest); an upside-down page reads a few scattered characters at about 0.6.
 TRY_UPSIDE_DOWN_BELOW = 0.8
 
-# Two segments are on one line when their vertical extents overlap by at least this fraction of the lower one.
+# Two segments are on one line when their vertical extents overlap by at least this fraction of the shorter one.
 SAME_LINE_OVERLAP = 0.5
 
 
@@ -90,7 +90,11 @@ def _load_engine() -> RapidOCR:
     from rapidocr_onnxruntime.main import DEFAULT_CFG_PATH
     from rapidocr_onnxruntime.utils import read_yaml, update_model_path
 
-    engine = RapidOCR(max_side_len=MAX_SIDE + 1, intra_op_num_threads=INTRA_OP_THREADS,
+    # det_limit_type "max": detection sees the page scaled down to a long side of 2,000 px (1,500 / 960 for smaller
+    # images; never up), while lines are cut for recognition from the page at MAX_SIDE. Finding lines needs less
+    # resolution than reading them: the same CER as detecting at 2,500 px in bench/ocr_bench.py, for about 0.6x
+    # the detection's time and memory. (The default "min" type would detect at full size.)
+    engine = RapidOCR(max_side_len=MAX_SIDE + 1, det_limit_type="max", intra_op_num_threads=INTRA_OP_THREADS,
                       inter_op_num_threads=INTER_OP_THREADS)
     paths = update_model_path(read_yaml(str(DEFAULT_CFG_PATH)))
     options = _session_options()
