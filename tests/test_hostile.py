@@ -723,3 +723,51 @@ def test_fuzz_other_bodies_never_500_and_store_nothing_when_refused(client: http
     assert client.get("/v1/kbs").json() == before
     resp = client.post("/v1/chat/completions", json=body)  # the LLM is unreachable: 502 when it gets that far
     assert resp.status_code in (200, 400, 404, 413, 422, 502), resp.text
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares a huge image over a few bytes of data: a decompression bomb's first step."""
+    import struct
+    import zlib as z
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", z.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", z.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.slow
+def test_hostile_files_of_the_new_formats_are_refused_in_the_sandbox(tmp_path: Path) -> None:
+    """Through the parser process as `rag serve` runs it: each hostile file fails alone with its one-line reason,
+    inside the default limits, and a good file after them still loads."""
+    from tests.test_formats_documents import epub_bytes, multipart_bomb
+    from tests.test_formats_documents import rezip as rezip_members
+    from tests.test_formats_office import num_row, sheet_xml, with_sheet
+
+    deep = (b'<html xmlns="http://www.w3.org/1999/xhtml"><body>' + b"<div>" * 10_000 + b"deep" + b"</div>" * 10_000
+            + b"</body></html>")
+    cells = "".join(num_row(r, "A", "B", "C", "D") for r in range(1, 300_001))  # 1.2 million cells
+    files = {
+        "scan.png": (_png_declaring(40_000, 40_000),
+                     "scan.png: the image is over the 100-megapixel limit (it declares 1,600,000,000 pixels)"),
+        "wide.png": (_png_declaring(12_000, 10_000),
+                     "wide.png: a 12,000 x 10,000 image is over the 100-megapixel limit"),
+        "bomb.eml": (multipart_bomb(10_000), "bomb.eml: "),
+        "deep.epub": (rezip_members(epub_bytes(), {"EPUB/home.xhtml": deep}),
+                      "deep.epub: the EPUB's XML is nested more than 256 levels deep"),
+        "huge.xlsx": (with_sheet(sheet_xml(cells)), "huge.xlsx: more than 1,000,000 non-empty cells (max_sheet_cells)"),
+    }
+    good = tmp_path / "good.txt"
+    good.write_text("A small good file.", encoding="utf-8")
+    worker = ParseWorker(SandboxLimits.of(Settings()))
+    try:
+        for name, (raw, message) in files.items():
+            path = tmp_path / name
+            path.write_bytes(raw)
+            with pytest.raises(InvalidInputError) as info:
+                _sandbox_load(worker, path)
+            assert str(info.value).startswith(message) and "\n" not in str(info.value), str(info.value)
+        assert _sandbox_load(worker, good).text == "A small good file."
+    finally:
+        worker.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 from rag_service.errors import InvalidInputError
@@ -29,7 +30,7 @@ def load_image(raw: bytes, ctx: LoadContext) -> Loaded:
     source = ctx.source
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below decides
             image = Image.open(io.BytesIO(raw))
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
@@ -53,10 +54,14 @@ def load_image(raw: bytes, ctx: LoadContext) -> Loaded:
                     break
     except InvalidInputError:
         raise
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, at twice its warning size, came first
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f" (it declares {int(declared.group(1)):,} pixels)" if declared else ""
+        raise InvalidInputError(f"{source}: the image is over the {MAX_IMAGE_PIXELS // 1_000_000}-megapixel "
+                                f"limit{size}") from None
     except UnidentifiedImageError:  # its message names a BytesIO object, nothing a user can act on
         raise InvalidInputError(f"{source}: not a readable {_kind(raw)} (damaged or truncated data)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning, OSError, ValueError, SyntaxError, EOFError,
-            IndexError, TypeError) as exc:  # truncated or broken data, or a size Pillow itself refuses
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:  # truncated or broken data
         raise InvalidInputError(f"{source}: not a readable {_kind(raw)} ({reason(exc)})") from None
     loaded = join_pages(pages)
     if not loaded.text:
