@@ -37,15 +37,15 @@ MAX_SIDE = 2500
 INTRA_OP_THREADS = 2
 INTER_OP_THREADS = 1
 
-# Two lines belong to one paragraph unless the space between them exceeds the page's usual space between lines by
-# this fraction of the median line height. A blank line or a word processor's "space after" (~0.7 em at 11 pt)
-# clears it; the jitter of detected boxes (±0.1 line heights) does not. Relative to the usual space, not absolute,
-# so that double-spaced pages do not become one paragraph per line.
+# Two lines belong to one paragraph unless the space between them, in line heights, exceeds the page's usual space
+# between lines by this much. A blank line or a word processor's "space after" (~0.7 em at 11 pt) clears it; the
+# jitter of detected boxes does not (bench/ocr_bench.py counts the pages whose paragraphs all came out right).
+# Relative to the usual space, not absolute, so that double-spaced pages do not become one paragraph per line.
 PARAGRAPH_EXTRA_SPACE = 0.4
 
 # A page read with a lower mean confidence than this is read again turned by 180 degrees (a sheet fed upside down),
-# and the reading with more confident characters kept. Upright pages read at 0.93-1.0 in bench/ocr_bench.py (noisy
-# photocopies the lowest); an upside-down page reads a few scattered characters at about 0.6.
+# and the reading with more confident characters kept. Upright pages read at 0.97-1.0 in bench/ocr_bench.py (noisy
+# photocopies the lowest); an upside-down page reads a few scattered characters at 0.5-0.7.
 TRY_UPSIDE_DOWN_BELOW = 0.8
 
 # Two segments are on one line when their vertical extents overlap by at least this fraction of the shorter one.
@@ -92,8 +92,8 @@ def _load_engine() -> RapidOCR:
 
     # det_limit_type "max": detection sees the page scaled down to a long side of 2,000 px (1,500 / 960 for smaller
     # images; never up), while lines are cut for recognition from the page at MAX_SIDE. Finding lines needs less
-    # resolution than reading them: the same CER as detecting at 2,500 px in bench/ocr_bench.py, for about 0.6x
-    # the detection's time and memory. (The default "min" type would detect at full size.)
+    # resolution than reading them: CER within 0.1 point of detecting at 2,500 px on 8 pages of bench/ocr_bench.py,
+    # with a peak RSS of 800 MB instead of 1,050 for a 300 dpi page. (The default "min" type detects at full size.)
     engine = RapidOCR(max_side_len=MAX_SIDE + 1, det_limit_type="max", intra_op_num_threads=INTRA_OP_THREADS,
                       inter_op_num_threads=INTER_OP_THREADS)
     paths = update_model_path(read_yaml(str(DEFAULT_CFG_PATH)))
@@ -215,12 +215,15 @@ def _join_line(line: list[_Segment]) -> str:
 
 def _paragraphs(lines: list[list[_Segment]]) -> list[list[str]]:
     extents = [(min(s.top for s in line), max(s.bottom for s in line)) for line in lines]
-    height = statistics.median(bottom - top for top, bottom in extents)
-    spaces = [extents[i + 1][0] - extents[i][1] for i in range(len(extents) - 1)]
+    # Each space between two lines in units of their mean height, so that a title's larger line spacing is usual
+    # for its own size and does not split a two-line title.
+    spaces = [(extents[i + 1][0] - extents[i][1]) * 2 / max(extents[i + 1][1] - extents[i + 1][0]
+                                                             + extents[i][1] - extents[i][0], 1e-9)
+              for i in range(len(extents) - 1)]
     usual = statistics.median(spaces) if spaces else 0.0
     paragraphs: list[list[str]] = [[_join_line(lines[0])]]
     for line, space in zip(lines[1:], spaces, strict=True):
-        if space > usual + PARAGRAPH_EXTRA_SPACE * height:
+        if space > usual + PARAGRAPH_EXTRA_SPACE:
             paragraphs.append([])
         paragraphs[-1].append(_join_line(line))
     return paragraphs
@@ -229,7 +232,8 @@ def _paragraphs(lines: list[list[_Segment]]) -> list[list[str]]:
 def _read(page: Image.Image) -> OcrText:
     pixels = np.ascontiguousarray(np.asarray(page)[:, :, ::-1])  # the models were trained on BGR (OpenCV) images
     # use_cls=False: RapidOCR's angle classifier turns each line by 180 degrees when it takes it for upside down, and
-    # on English lines it was wrong often enough to cost 20 % CER (7 of 35 lines of one page came out as "s s");
+    # on English lines it was wrong often enough to cost 20 % CER (whole lines read as "s s" or nothing, on two
+    # English pages of bench/ocr_bench.py);
     # whole pages upside down are handled in ``recognize`` instead.
     result, _ = _get_engine()(pixels, use_cls=False)
     segments = _segments(result) if result else []
