@@ -107,7 +107,8 @@ class IngestionSettings(BaseModel):
     max_ocr_pages: int = Field(
         500, ge=1, description="Most pages of one document read by OCR (scanned PDF pages, image frames); more are "
         "refused before any is read. Each OCR page gets its own parse_cpu_s and parse_timeout_s budget in the "
-        "parser process; at the measured rate 500 pages take about an hour on 2 cores (docs/benchmarks.md).")
+        "parser process; at 5-7 s a page on 2 cores, 500 pages take 40-60 minutes (docs/benchmarks.md \"OCR "
+        "engines\").")
     max_import_line_mb: float = Field(
         8, gt=0, description="Longest line `rag import` reads from an export file, in MB; a longer one is refused "
         "after reading this much of it, never held whole (a gzip of a few MB can inflate to a line of GBs). The "
