@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import multiprocessing
 import resource
+import subprocess
+import sys
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -125,3 +127,24 @@ def test_a_page_under_the_sandbox_memory_cap() -> None:
     child.join()
     print(f"under RLIMIT_AS 2048 MB: VmPeak {peak['VmPeak']} MB, peak RSS {peak['VmHWM']} MB")
     assert cer(ZH, text) <= 0.03
+
+
+def test_an_engine_that_cannot_load_refuses_the_file_in_one_line(tmp_path: Path) -> None:
+    """OpenCV without its system library (libGL on a slim image) must fail the scan with a reason, not a traceback:
+    run in a fresh interpreter where importing cv2 fails as it does there."""
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (200, 100), "white").save(photo)
+    script = (
+        "import sys; sys.modules['cv2'] = None\n"
+        "from pathlib import Path\n"
+        "from rag_service.errors import InvalidInputError\n"
+        "from rag_service.ingestion.loaders import load\n"
+        f"path = Path({str(photo)!r})\n"
+        "try:\n"
+        "    load(path, 'photo.png', path.read_bytes())\n"
+        "except InvalidInputError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.startswith("photo.png: needs OCR, which cannot run on this server (")
+    assert out.stdout.count("\n") == 1

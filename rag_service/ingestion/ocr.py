@@ -105,11 +105,19 @@ def _load_engine() -> RapidOCR:
     return engine
 
 
+class OcrUnavailableError(RuntimeError):
+    """The engine cannot load here (a missing system library such as libGL for OpenCV, a broken install): the
+    loaders turn it into a one-line refusal of the file that needed OCR."""
+
+
 def _get_engine() -> RapidOCR:
     global _engine
     with _engine_lock:
         if _engine is None:
-            _engine = _load_engine()
+            try:
+                _engine = _load_engine()
+            except (ImportError, OSError) as exc:
+                raise OcrUnavailableError(" ".join(str(exc).split())[:200] or type(exc).__name__) from exc
         return _engine
 
 

@@ -25,7 +25,7 @@ def _kind(raw: bytes) -> str:
 def load_image(raw: bytes, ctx: LoadContext) -> Loaded:
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
-    from rag_service.ingestion.ocr import ENGINE, recognize
+    from rag_service.ingestion.ocr import ENGINE, OcrUnavailableError, recognize
 
     source = ctx.source
     try:
@@ -54,6 +54,8 @@ def load_image(raw: bytes, ctx: LoadContext) -> Loaded:
                     break
     except InvalidInputError:
         raise
+    except OcrUnavailableError as exc:
+        raise InvalidInputError(f"{source}: needs OCR, which cannot run on this server ({exc})") from None
     except Image.DecompressionBombError as exc:  # Pillow's own guard, at twice its warning size, came first
         declared = re.search(r"\((\d+) pixels\)", str(exc))
         size = f" (it declares {int(declared.group(1)):,} pixels)" if declared else ""

@@ -153,7 +153,7 @@ def _ocr_pages(raw: bytes, indexes: list[int], source: str) -> Iterator[tuple[in
         return
     import pypdfium2
 
-    from rag_service.ingestion.ocr import recognize
+    from rag_service.ingestion.ocr import OcrUnavailableError, recognize
 
     try:
         pdf = pypdfium2.PdfDocument(raw)
@@ -165,7 +165,11 @@ def _ocr_pages(raw: bytes, indexes: list[int], source: str) -> Iterator[tuple[in
                 image = pdf[index].render(scale=OCR_DPI / 72).to_pil()
             except Exception as exc:
                 raise InvalidInputError(f"{source}: cannot render page {index + 1} for OCR ({reason(exc)})") from None
-            yield index, recognize(image)
+            try:
+                yield index, recognize(image)
+            except OcrUnavailableError as exc:
+                raise InvalidInputError(f"{source}: page {index + 1} needs OCR, which cannot run on this server "
+                                        f"({exc})") from None
     finally:
         pdf.close()
 
