@@ -9,7 +9,6 @@ import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import openpyxl
 import pytest
@@ -21,27 +20,12 @@ from pptx.util import Inches
 from rag_service.errors import InvalidInputError
 from rag_service.ingestion.formats.common import LoadContext, Loaded, LoadLimits
 from rag_service.ingestion.formats.xlsx import load_xls
-from rag_service.ingestion.loaders import load, read_bytes
 from rag_service.records import Document
+from tests.files import load_error, load_file
 
 ZH = "差旅补贴标准按照出差地区和职级确定。"
 SHEET_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 
-
-def load_file(tmp_path: Path, name: str, raw: bytes, **kwargs: Any) -> Document:
-    path = tmp_path / name
-    path.write_bytes(raw)
-    return load(path, name, read_bytes(path, 10_000_000), **kwargs)
-
-
-def load_error(tmp_path: Path, name: str, raw: bytes, **kwargs: Any) -> str:
-    """Every user-caused failure must be one line that starts with the source name, whatever the parser raised."""
-    with pytest.raises(InvalidInputError) as info:
-        load_file(tmp_path, name, raw, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith(f"{name}: ")
-    return message
 
 
 def page_of(doc: Document, phrase: str) -> int:

@@ -18,28 +18,13 @@ from fpdf import FPDF
 from rag_service.errors import InvalidInputError
 from rag_service.ingestion import loaders
 from rag_service.ingestion.loaders import load, read_bytes
-from rag_service.records import Document
+from tests.files import load_error, load_file
 
 ZH_SIMPLIFIED = "差旅补贴标准按照出差地区和职级确定。员工在出差前需要提交申请，经部门负责人批准后方可报销。"
 ZH_TRADITIONAL = "差旅補貼標準按照出差地區和職級確定。員工在出差前需要提交申請，經部門負責人批准後方可報銷。"
 PAGE_ONE = "First page about travel allowances."
 PAGE_TWO = "Second page covers meal allowances."
 
-
-def load_file(tmp_path: Path, name: str, raw: bytes, **kwargs: str) -> Document:
-    path = tmp_path / name
-    path.write_bytes(raw)
-    return load(path, name, read_bytes(path, 10_000_000), **kwargs)
-
-
-def load_error(tmp_path: Path, name: str, raw: bytes, **kwargs: str) -> str:
-    """Every user-caused failure must be one line that starts with the source name, whatever the parser raised."""
-    with pytest.raises(InvalidInputError) as info:
-        load_file(tmp_path, name, raw, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith(f"{name}: ")
-    return message
 
 
 def pdf_bytes(*pages: str) -> bytes:

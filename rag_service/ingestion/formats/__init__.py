@@ -23,64 +23,14 @@ class Format:
     load_text: Callable[[str, LoadContext], Loaded] | None = None  # text formats, after decoding
 
 
-def _pdf(raw: bytes, ctx: LoadContext) -> Loaded:
-    from rag_service.ingestion.formats.pdf import load_pdf
+def _lazy(module: str, function: str) -> Callable[[bytes, LoadContext], Loaded]:
+    """A loader ``function(raw, ctx)`` of ``formats.<module>``, imported on its first file."""
 
-    return load_pdf(raw, ctx.source, ctx.limits, ctx.progress)
+    def load(raw: bytes, ctx: LoadContext) -> Loaded:
+        loaded: Loaded = getattr(importlib.import_module(f"{__name__}.{module}"), function)(raw, ctx)
+        return loaded
 
-
-def _docx(raw: bytes, ctx: LoadContext) -> Loaded:
-    from rag_service.ingestion.formats.docx import load_docx
-
-    return load_docx(raw, ctx.source)
-
-
-def _pptx(raw: bytes, ctx: LoadContext) -> Loaded:
-    from rag_service.ingestion.formats.pptx import load_pptx
-
-    return load_pptx(raw, ctx)
-
-
-def _xlsx(raw: bytes, ctx: LoadContext) -> Loaded:
-    from rag_service.ingestion.formats.xlsx import load_xlsx
-
-    return load_xlsx(raw, ctx)
-
-
-def _xls(raw: bytes, ctx: LoadContext) -> Loaded:
-    from rag_service.ingestion.formats.xlsx import load_xls
-
-    return load_xls(raw, ctx)
-
-
-def _epub(raw: bytes, ctx: LoadContext) -> Loaded:
-    from rag_service.ingestion.formats.epub import load_epub
-
-    return load_epub(raw, ctx)
-
-
-def _odt(raw: bytes, ctx: LoadContext) -> Loaded:
-    from rag_service.ingestion.formats.odt import load_odt
-
-    return load_odt(raw, ctx)
-
-
-def _eml(raw: bytes, ctx: LoadContext) -> Loaded:
-    from rag_service.ingestion.formats.eml import load_eml
-
-    return load_eml(raw, ctx)
-
-
-def _msg(raw: bytes, ctx: LoadContext) -> Loaded:
-    from rag_service.ingestion.formats.msg import load_msg
-
-    return load_msg(raw, ctx)
-
-
-def _image(raw: bytes, ctx: LoadContext) -> Loaded:
-    from rag_service.ingestion.formats.image import load_image
-
-    return load_image(raw, ctx)
+    return load
 
 
 def _txt(text: str, ctx: LoadContext) -> Loaded:
@@ -113,17 +63,17 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("html", (".html", ".htm", ".xhtml"), "an HTML page", load_text=_html),
     Format("csv", (".csv", ".tsv"), "a CSV file", load_text=_csv),
     Format("json", (".json", ".jsonl", ".ndjson"), "a JSON file", load_text=_json),
-    Format("pdf", (".pdf",), "a PDF", load_bytes=_pdf),
-    Format("docx", (".docx",), "a DOCX", load_bytes=_docx),
-    Format("pptx", (".pptx",), "a PowerPoint file", load_bytes=_pptx),
-    Format("xlsx", (".xlsx", ".xlsm"), "an Excel workbook", load_bytes=_xlsx),
-    Format("xls", (".xls",), "a legacy Excel workbook", load_bytes=_xls),
-    Format("odt", (".odt",), "an OpenDocument text", load_bytes=_odt),
-    Format("epub", (".epub",), "an EPUB book", load_bytes=_epub),
-    Format("eml", (".eml",), "an e-mail message", load_bytes=_eml),
-    Format("msg", (".msg",), "an Outlook message", load_bytes=_msg),
+    Format("pdf", (".pdf",), "a PDF", load_bytes=_lazy("pdf", "load_pdf")),
+    Format("docx", (".docx",), "a DOCX", load_bytes=_lazy("docx", "load_docx")),
+    Format("pptx", (".pptx",), "a PowerPoint file", load_bytes=_lazy("pptx", "load_pptx")),
+    Format("xlsx", (".xlsx", ".xlsm"), "an Excel workbook", load_bytes=_lazy("xlsx", "load_xlsx")),
+    Format("xls", (".xls",), "a legacy Excel workbook", load_bytes=_lazy("xlsx", "load_xls")),
+    Format("odt", (".odt",), "an OpenDocument text", load_bytes=_lazy("odt", "load_odt")),
+    Format("epub", (".epub",), "an EPUB book", load_bytes=_lazy("epub", "load_epub")),
+    Format("eml", (".eml",), "an e-mail message", load_bytes=_lazy("eml", "load_eml")),
+    Format("msg", (".msg",), "an Outlook message", load_bytes=_lazy("msg", "load_msg")),
     Format("image", (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif"), "an image",
-           load_bytes=_image),
+           load_bytes=_lazy("image", "load_image")),
 )}
 SUFFIXES: dict[str, str] = {suffix: f.name for f in FORMATS.values() for suffix in f.suffixes}
 

@@ -11,13 +11,14 @@ from docx.table import Table
 from docx.text.paragraph import Paragraph
 
 from rag_service.errors import InvalidInputError
-from rag_service.ingestion.formats.common import Loaded, clean, reason
+from rag_service.ingestion.formats.common import LoadContext, Loaded, clean, reason
 
 _HEADING_STYLE = re.compile(r"heading ([1-6])", re.IGNORECASE)
 
 
-def load_docx(raw: bytes, source: str) -> Loaded:
+def load_docx(raw: bytes, ctx: LoadContext) -> Loaded:
     """Heading styles become Markdown '#' lines so a Markdown-aware splitter can cut at them."""
+    source = ctx.source
     try:
         blocks = [_docx_block(item) for item in docx.Document(io.BytesIO(raw)).iter_inner_content()]
     except Exception as exc:  # python-docx, lxml and zipfile raise many types on malformed input

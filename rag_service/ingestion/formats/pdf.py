@@ -16,15 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pypdf
 
 from rag_service.errors import InvalidInputError
-from rag_service.ingestion.formats.common import (
-    Loaded,
-    LoadLimits,
-    Progress,
-    join_pages,
-    markdown_table,
-    no_progress,
-    reason,
-)
+from rag_service.ingestion.formats.common import LoadContext, Loaded, join_pages, markdown_table, reason
 
 # A page with fewer word characters than this in its text layer is a scan (or a photo) when it holds an image: a
 # scanner's PDF often carries a stray line of text (a date stamp, a barcode's digits) above the image.
@@ -49,7 +41,8 @@ if TYPE_CHECKING:
     from rag_service.ingestion.ocr import OcrText
 
 
-def load_pdf(raw: bytes, source: str, limits: LoadLimits, progress: Progress = no_progress) -> Loaded:
+def load_pdf(raw: bytes, ctx: LoadContext) -> Loaded:
+    source, limits, progress = ctx.source, ctx.limits, ctx.progress
     try:
         reader = pypdf.PdfReader(io.BytesIO(raw))
         locked = reader.is_encrypted and reader.decrypt("") == pypdf.PasswordType.NOT_DECRYPTED
