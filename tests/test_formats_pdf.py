@@ -206,3 +206,20 @@ def test_a_scanned_page_is_read_by_ocr_in_the_sandbox_with_progress_and_marked(t
         assert hits[0].to_json()["ocr"] is True and hits[0].to_json()["page"] == 2
     finally:
         ws.close()
+
+
+def test_tables_are_searched_on_at_most_max_table_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the cap a ruled page keeps its text layer (its cells in reading order), and the metadata says how many."""
+    from rag_service.ingestion.formats import pdf
+
+    monkeypatch.setattr(pdf, "MAX_TABLE_PAGES", 1)
+    styles = getSampleStyleSheet()
+    data = [["Region", "Owner"], ["North", "Alvarez"], ["South", "Brennan"]]
+    story: list = []
+    for page in range(2):
+        story += [Paragraph(f"Part {page + 1}", styles["Heading1"]), grid(data), PageBreak()]
+    doc = load_pdf(tmp_path, build(story, furniture=False))
+    assert markdown_tables(doc.text) == [data]  # the first page's table only
+    assert doc.metadata["table_pages_not_searched"] == 1
+    second = doc.text[doc.text.index("Part 2"):]
+    assert "|" not in second and "Alvarez" in second

@@ -25,6 +25,10 @@ OCR_DPI = 300  # the resolution the OCR bench measured its error rates at (docs/
 # Path-drawing operators in a page's content stream; a ruled table draws at least its four borders.
 _DRAWING = re.compile(rb"(?<![A-Za-z])(?:re|l)(?![A-Za-z])")
 MIN_DRAWING_OPS = 4
+# pdfplumber costs ~57 ms of CPU a ruled page against pypdf's ~2 ms for text (docs/benchmarks.md "PDF tables"): at
+# most this many pages are searched for tables (~17 s), so a 2,000-page ruled PDF stays inside parse_cpu_s; the pages
+# after them keep their text layer, and the document's metadata says how many.
+MAX_TABLE_PAGES = 300
 # A line among the first or last FURNITURE_LINES of a page that appears so on at least FURNITURE_SHARE of the pages (and
 # on FURNITURE_MIN_PAGES or more) is a running header or footer, printed by the layout and not written by the author.
 FURNITURE_LINES = 3
@@ -65,7 +69,7 @@ def load_pdf(raw: bytes, ctx: LoadContext) -> Loaded:
     if len(scanned) > limits.ocr_pages:
         raise InvalidInputError(f"{source}: {len(scanned):,} scanned pages is over the {limits.ocr_pages:,}-page OCR "
                                 "limit (max_ocr_pages)")
-    for index, text in _with_tables(raw, ruled, source):
+    for index, text in _with_tables(raw, ruled[:MAX_TABLE_PAGES], source):
         pages[index] = text
     confidences = {}
     for done, (index, read) in enumerate(_ocr_pages(raw, scanned, source), 1):
@@ -77,6 +81,8 @@ def load_pdf(raw: bytes, ctx: LoadContext) -> Loaded:
     if not loaded.text:
         raise InvalidInputError(f"{source}: no text in the PDF (no text layer, and OCR found no words)"
                                 if scanned else f"{source}: no extractable text (no text layer and no page image)")
+    if len(ruled) > MAX_TABLE_PAGES:
+        loaded.metadata["table_pages_not_searched"] = len(ruled) - MAX_TABLE_PAGES
     if confidences:
         loaded.metadata["ocr_pages"] = {page: c for page, c in confidences.items()
                                         if any(n == page for _, n in loaded.metadata["page_starts"])}
