@@ -27,6 +27,7 @@ from rag_service.ingestion.formats.common import (
     no_progress,
     zip_members,
 )
+from rag_service.ingestion.formats.image import is_image
 from rag_service.ingestion.formats.json_records import parse_json
 from rag_service.ingestion.formats.text import detect_encoding, looks_binary
 from rag_service.records import Document
@@ -35,7 +36,6 @@ from rag_service.text.language import has_words
 __all__ = ["FORMATS", "SUFFIXES", "LoadLimits", "clean", "detect_encoding", "load", "read_bytes"]
 
 _SUPPORTED = ", ".join(sorted(SUFFIXES))
-_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"GIF87a", b"GIF89a")
 _MAGIC = (
     (b"\x1f\x8b", "a gzip archive"), (b"Rar!", "a RAR archive"), (b"7z\xbc\xaf\x27\x1c", "a 7z archive"),
     (b"{\\rtf", "an RTF document"), (b"\x7fELF", "an executable"),
@@ -44,16 +44,23 @@ _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _OLE2_BY_SUFFIX = {
     ".doc": "a legacy Word .doc document; save it as .docx", ".ppt": "a legacy PowerPoint .ppt; save it as .pptx",
 }
-_NOT_TEXT_BY_SUFFIX = {
-    ".pdf": "not a valid PDF (no %PDF- header)",
-    **{s: f"not a valid {f.what.split(' ', 1)[1]} (not a ZIP archive)" for s, f in
-       ((s, FORMATS[name]) for s, name in SUFFIXES.items()) if f.name in ("docx", "pptx", "xlsx", "odt", "epub")},
-    **{s: "not a valid image (no image header)" for s, name in SUFFIXES.items() if name == "image"},
-    ".xls": "not a valid Excel .xls workbook (not an OLE2 file)",
-}
 # ZIP-based formats by a member only they have; OpenDocument and EPUB by their ``mimetype`` member.
 _ZIP_MEMBERS = (("word/document.xml", "docx"), ("ppt/presentation.xml", "pptx"), ("xl/workbook.xml", "xlsx"))
 _ZIP_MIMETYPES = {"application/epub+zip": "epub", "application/vnd.oasis.opendocument.text": "odt"}
+_ZIP_FORMATS = {fmt for _, fmt in _ZIP_MEMBERS} | set(_ZIP_MIMETYPES.values())
+
+
+def _named(fmt: str) -> str:
+    """A format's name for "not a valid ...": its ``what`` without the article ("a DOCX" -> "DOCX")."""
+    return FORMATS[fmt].what.split(" ", 1)[1]
+
+
+_NOT_TEXT_BY_SUFFIX = {
+    ".pdf": "not a valid PDF (no %PDF- header)",
+    **{s: f"not a valid {_named(name)} (not a ZIP archive)" for s, name in SUFFIXES.items() if name in _ZIP_FORMATS},
+    **{s: "not a valid image (no image header)" for s, name in SUFFIXES.items() if name == "image"},
+    ".xls": "not a valid Excel .xls workbook (not an OLE2 file)",
+}
 _ZIP_OTHERS = (
     ("xl/", "an Excel workbook without a workbook part"), ("ppt/", "a PowerPoint file without a presentation part"),
     ("content.xml", "an OpenDocument file other than text (.ods, .odp)"),
@@ -99,17 +106,13 @@ def _load(path: Path, raw: bytes, ctx: LoadContext) -> tuple[str, Loaded]:
     suffix = path.suffix.lower()
     fmt = sniff(suffix, raw, ctx)
     if fmt is not None:
-        loader = FORMATS[fmt].load_bytes
-        assert loader is not None
-        loaded = loader(raw, ctx)
+        loaded = FORMATS[fmt].load(raw, ctx)
     else:
         if suffix in _NOT_TEXT_BY_SUFFIX and looks_binary(raw):
             raise InvalidInputError(f"{source}: {_NOT_TEXT_BY_SUFFIX[suffix]}")
         decoded, encoding = detect_encoding(raw, source)
         fmt = _text_format(suffix, decoded)
-        text_loader = FORMATS[fmt].load_text
-        assert text_loader is not None
-        loaded = text_loader(decoded, ctx)
+        loaded = FORMATS[fmt].load(decoded, ctx)
         loaded.metadata["encoding"] = encoding
     if not has_words(loaded.text):  # nothing but separators, markers or digits
         raise InvalidInputError(f"{source}: no text in the file")
@@ -123,7 +126,7 @@ def sniff(suffix: str, raw: bytes, ctx: LoadContext) -> str | None:
         return "pdf"
     if raw.startswith(b"PK\x03\x04"):
         return _zip_format(suffix, raw, ctx)
-    if raw.startswith(_IMAGE_MAGIC) or (raw[:4] == b"RIFF" and raw[8:12] == b"WEBP") or _is_bmp(raw):
+    if is_image(raw):
         return "image"
     if raw.startswith(_OLE2):
         if suffix == ".xls":
@@ -140,12 +143,6 @@ def sniff(suffix: str, raw: bytes, ctx: LoadContext) -> str | None:
     return None
 
 
-def _is_bmp(raw: bytes) -> bool:
-    """'BM', then the file size and two reserved zero words: a text file may begin with 'BM', not with those."""
-    return raw[:2] == b"BM" and len(raw) >= 26 and raw[6:10] == b"\0\0\0\0" \
-        and int.from_bytes(raw[2:6], "little") in (len(raw), 0)
-
-
 def _looks_like_mail(raw: bytes) -> bool:
     head = raw[:8192].split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
     return bool(_MAIL_HEAD.match(raw)) and all(p.search(head) for p in _MAIL_NEEDS)
@@ -155,8 +152,7 @@ def _zip_format(suffix: str, raw: bytes, ctx: LoadContext) -> str:
     """Which ZIP-based format this is, from the archive's directory, before any parser inflates it."""
     source = ctx.source
     expected = SUFFIXES.get(suffix)
-    damaged = (f"not a valid {FORMATS[expected].what.split(' ', 1)[1]}" if expected in _ZIP_FORMATS
-               else "a damaged ZIP archive")
+    damaged = f"not a valid {_named(expected)}" if expected in _ZIP_FORMATS else "a damaged ZIP archive"
     members = zip_members(raw, source, damaged)
     names = {m.filename for m in members}
     fmt = next((f for member, f in _ZIP_MEMBERS if member in names), None)
@@ -176,13 +172,11 @@ def _zip_format(suffix: str, raw: bytes, ctx: LoadContext) -> str:
     return fmt
 
 
-_ZIP_FORMATS = {"docx", "pptx", "xlsx", "odt", "epub"}
-
 
 def _text_format(suffix: str, text: str) -> str:
     """The extension picks among text formats; without a known one, the first characters do."""
     fmt = SUFFIXES.get(suffix)
-    if fmt is not None and FORMATS[fmt].load_text is not None:
+    if fmt is not None and FORMATS[fmt].text:
         return fmt
     head = text[:1024].lstrip().lower()
     if head.startswith("<") and re.search(r"<!doctype html|<html[\s>]", head):

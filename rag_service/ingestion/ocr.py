@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from rag_service.ingestion.formats.common import reason
+
 if TYPE_CHECKING:
     from rapidocr_onnxruntime import RapidOCR
 
@@ -117,7 +119,7 @@ def _get_engine() -> RapidOCR:
             try:
                 _engine = _load_engine()
             except (ImportError, OSError) as exc:
-                raise OcrUnavailableError(" ".join(str(exc).split())[:200] or type(exc).__name__) from exc
+                raise OcrUnavailableError(reason(exc)) from exc
         return _engine
 
 

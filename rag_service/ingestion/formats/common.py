@@ -51,9 +51,9 @@ class Loaded:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-_CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\v\f\r\x1b") + b"\x7f"
+CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\v\f\r\x1b") + b"\x7f"  # C0 controls but layout
 _CLEAN_TABLE = {
-    **{c: None for c in _CONTROL_BYTES + b"\x1b"}, 0xFEFF: None,
+    **{c: None for c in CONTROL_BYTES + b"\x1b"}, 0xFEFF: None,
     **{ord(c): "\n" for c in "\r\v\f\x85\u2028\u2029"},
 }
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -7,7 +7,7 @@ import io
 import itertools
 
 from rag_service.errors import InvalidInputError
-from rag_service.ingestion.formats.common import Loaded, clean, reason
+from rag_service.ingestion.formats.common import LoadContext, Loaded, clean, reason
 
 
 def _csv_delimiter(text: str) -> str:
@@ -28,8 +28,9 @@ def _csv_delimiter(text: str) -> str:
     return best
 
 
-def load_csv(text: str, source: str) -> Loaded:
+def load_csv(text: str, ctx: LoadContext) -> Loaded:
     """Each row becomes one record of 'header: value' lines, so a chunk of it still says what each value is."""
+    source = ctx.source
     delimiter = _csv_delimiter(text)
     try:
         rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if any(c.strip() for c in r)]

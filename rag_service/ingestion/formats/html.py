@@ -8,7 +8,7 @@ from bs4 import BeautifulSoup, NavigableString, Tag
 from bs4.element import PreformattedString
 
 from rag_service.errors import InvalidInputError
-from rag_service.ingestion.formats.common import Loaded, clean, reason
+from rag_service.ingestion.formats.common import LoadContext, Loaded, clean, reason
 
 _WS = re.compile(r"\s+")
 _HTML_DROP = {
@@ -115,3 +115,8 @@ def load_html(text: str, source: str) -> Loaded:
     return Loaded(clean(renderer.text()), {"title": title} if title else {})
 
 
+
+
+def load_page(text: str, ctx: LoadContext) -> Loaded:
+    """An uploaded HTML file (EPUB chapters and mail bodies call ``load_html`` with their own source names)."""
+    return load_html(text, ctx.source)

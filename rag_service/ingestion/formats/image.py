@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import re
 import warnings
 
@@ -14,12 +15,23 @@ from rag_service.ingestion.formats.common import LoadContext, Loaded, join_pages
 MAX_IMAGE_PIXELS = 100_000_000
 
 
-_KINDS = ((b"\x89PNG", "PNG image"), (b"\xff\xd8\xff", "JPEG image"), (b"II*\x00", "TIFF image"),
-          (b"MM\x00*", "TIFF image"), (b"GIF8", "GIF image"), (b"BM", "BMP image"), (b"RIFF", "WebP image"))
+_KINDS = ((b"\x89PNG\r\n\x1a\n", "PNG image"), (b"\xff\xd8\xff", "JPEG image"), (b"II*\x00", "TIFF image"),
+          (b"MM\x00*", "TIFF image"), (b"GIF87a", "GIF image"), (b"GIF89a", "GIF image"))
 
 
-def _kind(raw: bytes) -> str:
-    return next((kind for magic, kind in _KINDS if raw.startswith(magic)), "image")
+def _kind(raw: bytes) -> str | None:
+    """What the bytes say they are, for detection and messages."""
+    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        return "WebP image"
+    # 'BM', the file size and two reserved zero words: a text file may begin with 'BM', not with those.
+    if raw[:2] == b"BM" and len(raw) >= 26 and raw[6:10] == b"\0\0\0\0" \
+            and int.from_bytes(raw[2:6], "little") in (len(raw), 0):
+        return "BMP image"
+    return next((kind for magic, kind in _KINDS if raw.startswith(magic)), None)
+
+
+def is_image(raw: bytes) -> bool:
+    return _kind(raw) is not None
 
 
 def load_image(raw: bytes, ctx: LoadContext) -> Loaded:
@@ -27,7 +39,7 @@ def load_image(raw: bytes, ctx: LoadContext) -> Loaded:
 
     from rag_service.ingestion.ocr import ENGINE, OcrUnavailableError, recognize
 
-    source = ctx.source
+    source, kind = ctx.source, _kind(raw) or "image"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below decides
@@ -36,12 +48,13 @@ def load_image(raw: bytes, ctx: LoadContext) -> Loaded:
             if width * height > MAX_IMAGE_PIXELS:
                 raise InvalidInputError(f"{source}: a {width:,} x {height:,} image is over the "
                                         f"{MAX_IMAGE_PIXELS // 1_000_000}-megapixel limit")
-            frames = getattr(image, "n_frames", 1)
+            # An animated GIF's frames repeat one picture: its first frame is the document. A TIFF's are its pages.
+            frames = 1 if image.format == "GIF" else getattr(image, "n_frames", 1)
             if frames > ctx.limits.ocr_pages:
                 raise InvalidInputError(f"{source}: {frames:,} frames is over the {ctx.limits.ocr_pages:,}-page OCR "
                                         "limit (max_ocr_pages)")
             pages, confidences = [], {}
-            for number, frame in enumerate(ImageSequence.Iterator(image), 1):
+            for number, frame in enumerate(itertools.islice(ImageSequence.Iterator(image), frames), 1):
                 if frame.width * frame.height > MAX_IMAGE_PIXELS:
                     raise InvalidInputError(f"{source}: frame {number} is over the "
                                             f"{MAX_IMAGE_PIXELS // 1_000_000}-megapixel limit")
@@ -50,8 +63,6 @@ def load_image(raw: bytes, ctx: LoadContext) -> Loaded:
                 pages.append(read.text)
                 confidences[number] = round(read.confidence, 3)
                 ctx.progress(number, frames)
-                if image.format == "GIF":  # an animation's frames repeat the page: the first is the document
-                    break
     except InvalidInputError:
         raise
     except OcrUnavailableError as exc:
@@ -62,9 +73,9 @@ def load_image(raw: bytes, ctx: LoadContext) -> Loaded:
         raise InvalidInputError(f"{source}: the image is over the {MAX_IMAGE_PIXELS // 1_000_000}-megapixel "
                                 f"limit{size}") from None
     except UnidentifiedImageError:  # its message names a BytesIO object, nothing a user can act on
-        raise InvalidInputError(f"{source}: not a readable {_kind(raw)} (damaged or truncated data)") from None
+        raise InvalidInputError(f"{source}: not a readable {kind} (damaged or truncated data)") from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:  # truncated or broken data
-        raise InvalidInputError(f"{source}: not a readable {_kind(raw)} ({reason(exc)})") from None
+        raise InvalidInputError(f"{source}: not a readable {kind} ({reason(exc)})") from None
     loaded = join_pages(pages)
     if not loaded.text:
         raise InvalidInputError(f"{source}: OCR found no text in the image")

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from rag_service.errors import InvalidInputError
-from rag_service.ingestion.formats.common import Loaded, clean, reason
+from rag_service.ingestion.formats.common import LoadContext, Loaded, clean, reason
 
 
 def _json_error(exc: ValueError | RecursionError) -> str:
@@ -38,7 +38,8 @@ def parse_json(text: str, source: str) -> list[Any]:
     return records
 
 
-def load_json(text: str, source: str, field: str) -> Loaded:
+def load_json(text: str, ctx: LoadContext) -> Loaded:
+    source, field = ctx.source, ctx.json_text_field
     objects = [r for r in parse_json(text, source) if isinstance(r, dict)]
     if not objects:
         raise InvalidInputError(f"{source}: expected a JSON object, an array of objects or JSON Lines of objects")

@@ -69,7 +69,7 @@ def load_pdf(raw: bytes, ctx: LoadContext) -> Loaded:
     if len(scanned) > limits.ocr_pages:
         raise InvalidInputError(f"{source}: {len(scanned):,} scanned pages is over the {limits.ocr_pages:,}-page OCR "
                                 "limit (max_ocr_pages)")
-    for index, text in _with_tables(raw, ruled[:MAX_TABLE_PAGES], source):
+    for index, text in _with_tables(raw, ruled[:MAX_TABLE_PAGES]):
         pages[index] = text
     confidences = {}
     for done, (index, read) in enumerate(_ocr_pages(raw, scanned, source), 1):
@@ -84,8 +84,8 @@ def load_pdf(raw: bytes, ctx: LoadContext) -> Loaded:
     if len(ruled) > MAX_TABLE_PAGES:
         loaded.metadata["table_pages_not_searched"] = len(ruled) - MAX_TABLE_PAGES
     if confidences:
-        loaded.metadata["ocr_pages"] = {page: c for page, c in confidences.items()
-                                        if any(n == page for _, n in loaded.metadata["page_starts"])}
+        kept = {n for _, n in loaded.metadata["page_starts"]}  # a page OCR found nothing on has no text
+        loaded.metadata["ocr_pages"] = {page: c for page, c in confidences.items() if page in kept}
         from rag_service.ingestion.ocr import ENGINE
 
         loaded.metadata["ocr_engine"] = ENGINE
@@ -112,7 +112,7 @@ def _has_image(page: Any) -> bool:
         return False
 
 
-def _with_tables(raw: bytes, indexes: list[int], source: str) -> Iterator[tuple[int, str]]:
+def _with_tables(raw: bytes, indexes: list[int]) -> Iterator[tuple[int, str]]:
     """(page index, text) for the pages where pdfplumber finds a ruled table: the text outside the tables with each
     table as a Markdown table in its place, separated by blank lines so the splitter keeps it whole."""
     if not indexes:
@@ -125,6 +125,7 @@ def _with_tables(raw: bytes, indexes: list[int], source: str) -> Iterator[tuple[
                 page = pdf.pages[index]
                 tables = [t for t in page.find_tables() if len(t.rows) >= 2 and len(t.rows[0].cells) >= 2]
                 if not tables:
+                    page.close()  # pdfplumber keeps each page's parsed objects until then
                     continue
                 boxes = [t.bbox for t in tables]
 
@@ -141,8 +142,6 @@ def _with_tables(raw: bytes, indexes: list[int], source: str) -> Iterator[tuple[
                 blocks.sort(key=lambda block: block[0])
                 page.close()
                 yield index, "\n".join(text for _, text in blocks)
-    except InvalidInputError:
-        raise
     except Exception:  # pdfminer fails on some files pypdf reads: keep pypdf's text for those pages
         return
 

@@ -8,7 +8,7 @@ import unicodedata
 from charset_normalizer import from_bytes
 
 from rag_service.errors import InvalidInputError
-from rag_service.ingestion.formats.common import Loaded, clean
+from rag_service.ingestion.formats.common import CONTROL_BYTES, LoadContext, Loaded, clean
 
 # Longest first: the UTF-32-LE mark begins with the UTF-16-LE one.
 BOMS = (
@@ -16,7 +16,6 @@ BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
 )
 _CHINESE_CODECS = {"gb2312", "gbk", "gb18030", "hz", "big5", "big5hkscs", "cp950"}
-_CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\v\f\r\x1b") + b"\x7f"
 
 
 def looks_binary(raw: bytes) -> bool:
@@ -24,7 +23,7 @@ def looks_binary(raw: bytes) -> bool:
     if raw.startswith(tuple(bom for bom, _ in BOMS)):
         return False
     sample = raw[:8192]
-    controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
+    controls = len(sample) - len(sample.translate(None, CONTROL_BYTES))
     return b"\0" in sample or controls > len(sample) // 20
 
 
@@ -72,5 +71,5 @@ def _plausible(text: str) -> bool:
     return bad <= len(sample) // 100
 
 
-def load_text(text: str, source: str) -> Loaded:
+def load_text(text: str, ctx: LoadContext) -> Loaded:
     return Loaded(clean(text))
