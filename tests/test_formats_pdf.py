@@ -17,6 +17,7 @@ from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Table, TableStyle
 
+from rag_service.errors import IngestCancelledError
 from rag_service.ingestion.formats.common import LoadLimits
 from rag_service.ingestion.formats.pdf import drop_furniture
 from rag_service.ingestion.loaders import load
@@ -223,3 +224,26 @@ def test_tables_are_searched_on_at_most_max_table_pages(tmp_path: Path, monkeypa
     assert doc.metadata["table_pages_not_searched"] == 1
     second = doc.text[doc.text.index("Part 2"):]
     assert "|" not in second and "Alvarez" in second
+
+
+@pytest.mark.slow
+def test_a_cancelled_job_stops_an_ocr_parse_after_the_page_in_hand(tmp_path: Path) -> None:
+    """carry_on is asked at each OCR page: False stops the parse there and the next file gets a fresh parser."""
+    from bench.ocr_pages import fonts_installed
+
+    if not fonts_installed("en"):
+        pytest.skip("no DejaVu fonts to print the scanned page with (bench/ocr_pages.py FONTS)")
+    path, good = tmp_path / "contract.pdf", tmp_path / "good.txt"
+    path.write_bytes(mixed_pdf())
+    good.write_text("A small good file.", encoding="utf-8")
+    asked: list[bool] = []
+    worker = ParseWorker(SandboxLimits.of(Settings()))
+    try:
+        with pytest.raises(IngestCancelledError):
+            worker.load(path, "contract.pdf", max_bytes=10_000_000, json_text_field="text", limits=LoadLimits(),
+                        carry_on=lambda: asked.append(False) or False)
+        assert asked == [False]
+        assert worker.load(good, "good.txt", max_bytes=1000, json_text_field="text",
+                           limits=LoadLimits()).text == "A small good file."
+    finally:
+        worker.close()
