@@ -92,3 +92,33 @@ class UniqueViolationError(StoreError):
 
 class LLMError(RagError):
     code = "llm_error"
+
+
+class ForbiddenError(RagError):
+    """The caller may see this knowledge base (or thing) but not do this to it: a reader uploading, an editor
+    deleting a KB they do not manage, anyone but an admin managing people and keys."""
+
+    code = "forbidden"
+
+
+class RateLimitedError(BusyError):
+    """One API key sent more requests, or ran more chats at once, than its limit (RAG_KEY_REQUESTS_PER_MINUTE,
+    RAG_KEY_CONCURRENT_CHATS)."""
+
+    code = "rate_limited"
+
+
+class UserNotFoundError(RagError):
+    code = "user_not_found"
+
+
+class UserExistsError(RagError):
+    code = "user_exists"
+
+
+class KeyNotFoundError(RagError):
+    code = "key_not_found"
+
+
+class GrantNotFoundError(RagError):
+    code = "grant_not_found"

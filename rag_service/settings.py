@@ -279,12 +279,19 @@ class CPUSettings(BaseModel):
 class ServerSettings(BaseModel):
     """The HTTP API (`rag serve`): keys, queues, request limits, uploads. The CLI and the library ignore them."""
 
-    api_key: SecretStr | None = Field(None, description="When set, every /v1 route needs 'Authorization: Bearer'.")
+    api_key: SecretStr | None = Field(None, description="An operator (admin) key: when set, or once any user key "
+                                      "exists (`rag keys create`), every /v1 route needs 'Authorization: Bearer'.")
     api_keys_file: Path | None = Field(None, description="A file of accepted API keys, one per line ('#' comments).")
     chat_concurrency: int = Field(
         1, ge=1, description="Chats generated at once: 1 for in-process llama.cpp (one context); an LLM server "
         "with several slots can take more.")
     chat_queue_size: int = Field(8, ge=0, description="Chats that may wait for the LLM; past that, 503 + Retry-After.")
+    key_requests_per_minute: int = Field(
+        600, ge=0, description="Requests one user's API key may send a minute (a burst of as many, refilled evenly); "
+        "more get 429 + Retry-After. Per process. 0: no limit. Keys from RAG_API_KEY/RAG_API_KEYS_FILE have none.")
+    key_concurrent_chats: int = Field(
+        2, ge=0, description="Chats one user's API key may have running or waiting at once, so one person cannot "
+        "take the whole chat queue; more get 429. Per process. 0: no limit.")
     ingest_queue_size: int = Field(16, ge=1, description="Upload jobs that may wait for an ingest worker (queued or "
                                    "running, counted over every replica on the same database).")
     serve_workers: int = Field(1, ge=0, le=8, description="Ingest workers run inside 'rag serve' (0: this replica "

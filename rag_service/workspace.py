@@ -15,6 +15,7 @@ from rag_service.storage.catalog import Catalog, KnowledgeBase
 from rag_service.storage.db import Backend, open_backend
 from rag_service.storage.feedback import FeedbackStore
 from rag_service.storage.jobs import JobStore
+from rag_service.storage.people import PeopleStore
 from rag_service.storage.sessions import SessionStore
 from rag_service.storage.vector_backends import open_vector_index
 from rag_service.storage.vectorstore import VectorIndex
@@ -54,6 +55,12 @@ class Workspace:
     @functools.cached_property
     def feedback(self) -> FeedbackStore:
         return FeedbackStore(self.backend.database("sessions"))
+
+    @functools.cached_property
+    def people(self) -> PeopleStore:
+        """Users, API keys, grants and the audit trail; beside the catalog, whose KBs the grants name."""
+        _ = self.catalog  # migrated first: grants refer to its knowledge bases
+        return PeopleStore(self.backend.database("catalog"))
 
     @functools.cached_property
     def tokenizer(self) -> Tokenizer:

@@ -213,8 +213,19 @@ def test_openapi_lists_every_route(server: Server) -> None:
         "/v1/sessions": {"get"}, "/v1/feedback": {"get", "post"}, "/v1/reports": {"get"},
         "/v1/reports/{report_id}/{fmt}": {"get"}, "/v1/kbs/{kb}/glossary": {"get", "post"},
         "/v1/kbs/{kb}/glossary/{entry_id}": {"delete"}, "/v1/kbs/{kb}/glossary/suggestions": {"get"},
+        "/v1/models": {"get"}, "/v1/models/{model}": {"get"}, "/v1/me": {"get"}, "/v1/users": {"get", "post"},
+        "/v1/users/{name}": {"patch"}, "/v1/keys": {"get", "post"}, "/v1/keys/{key_id}": {"delete"},
+        "/v1/kbs/{kb}/grants": {"get", "post"}, "/v1/kbs/{kb}/grants/{user}": {"delete"}, "/v1/audit": {"get"},
     }
     assert {p: set(ops) for p, ops in paths.items()} == expected
+    for path, ops in paths.items():  # every answer has a declared shape (204s have none)
+        for method, op in ops.items():
+            ok = {code: r for code, r in op["responses"].items() if code.startswith("2") and code != "204"}
+            assert ok or "204" in op["responses"], (method, path)
+            for response in ok.values():
+                schema = response.get("content", {}).get("application/json", {}).get("schema")
+                if path not in ("/healthz", "/v1/reports/{report_id}/{fmt}"):
+                    assert schema and schema != {}, (method, path, response)
     feedback = paths["/v1/feedback"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
     assert feedback == {"$ref": "#/components/schemas/FeedbackCreated"}
     for method in ("get", "delete"):

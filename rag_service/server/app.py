@@ -17,7 +17,7 @@ from rag_service.server.auth import bearer_scheme
 from rag_service.server.config import allowed_hosts, api_keys
 from rag_service.server.deps import Services
 from rag_service.server.guard import RequestGuard
-from rag_service.server.routers import chat, documents, feedback, glossary, health, kbs, openai, search
+from rag_service.server.routers import chat, documents, feedback, glossary, health, kbs, openai, people, search
 from rag_service.settings import Settings
 
 
@@ -38,11 +38,12 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
     app.include_router(health.router)
     console.install(app)
-    app.add_middleware(RequestGuard, api_keys=services.api_keys, max_body=settings.max_request_kb * 1024,
-                       hosts=allowed_hosts(settings, bool(services.api_keys)), streamed_paths=("/documents",))
+    app.add_middleware(RequestGuard, auth=services.auth, limits=services.limits,
+                       max_body=settings.max_request_kb * 1024,
+                       hosts=allowed_hosts(settings, services.auth.keyed()), streamed_paths=("/documents",))
     app.add_middleware(console.SecurityHeaders)  # outermost: the guard's early answers get the headers too
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(bearer_scheme)])
-    for module in (kbs, documents, search, chat, openai, feedback, glossary):
+    for module in (kbs, documents, search, chat, openai, feedback, glossary, people):
         v1.include_router(module.router)
     app.include_router(v1)
     return app
@@ -58,11 +59,21 @@ def serve(host: str, port: int) -> None:
 
     force_offline()
     settings = load_settings()
-    if not api_keys(settings) and not settings.allow_open and not _loopback(host):
+    if not settings.allow_open and not _loopback(host) and not api_keys(settings) and not _user_keys(settings):
         raise ConfigError(f"refusing to listen on {host} without API keys: set RAG_API_KEY (or RAG_API_KEYS_FILE), "
-                          "or RAG_ALLOW_OPEN=true for a trusted network")
+                          "create a user's key (rag keys create), or RAG_ALLOW_OPEN=true for a trusted network")
     sys.setswitchinterval(settings.switch_interval_ms / 1000)  # the event loop's share of the GIL, under load
     uvicorn.run(create_app(settings), host=host, port=port, timeout_graceful_shutdown=10)
+
+
+def _user_keys(settings: Settings) -> bool:
+    from rag_service.workspace import Workspace
+
+    ws = Workspace(settings)
+    try:
+        return ws.people.any_key()
+    finally:
+        ws.close()
 
 
 def _loopback(host: str) -> bool:

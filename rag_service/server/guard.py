@@ -1,4 +1,5 @@
-"""The gate every request passes before a route sees it: Host check, browser origin, API key, body size.
+"""The gate every request passes before a route sees it: Host check, browser origin, API key (who is calling, and
+whether their key is within its request rate), body size.
 
 It runs as plain ASGI, ahead of FastAPI's body parsing, so an unauthenticated client gets 401 before a byte of
 its body is read (no JSON parsed, no memory spent), and an oversized JSON body is refused by its
@@ -18,16 +19,17 @@ see the reset instead of the answer.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
-from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag_service.server import problems
-from rag_service.server.problems import CrossSiteError, RequestTooLargeError, UnauthorizedError
+from rag_service.server.auth import Authenticator
+from rag_service.server.limits import KeyLimits
+from rag_service.server.problems import CrossSiteError, RequestTooLargeError
 
 PROTECTED_PREFIX = "/v1/"
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -40,19 +42,12 @@ LINGER_IDLE_S = 1.0
 LINGER_BYTES = 64 * 1024 * 1024
 
 
-def key_matches(keys: Iterable[str], authorization: str | None) -> bool:
-    """``Authorization: Bearer <key>`` against every key, each in constant time, so timing reveals neither a
-    key nor which one matched."""
-    scheme, _, given = (authorization or "").partition(" ")
-    token = given.strip().encode() if scheme.lower() == "bearer" else b""
-    return bool(sum(hmac.compare_digest(token, key.encode()) for key in keys))
-
-
 class RequestGuard:
-    def __init__(self, app: ASGIApp, *, api_keys: frozenset[str], max_body: int,
+    def __init__(self, app: ASGIApp, *, auth: Authenticator, limits: KeyLimits, max_body: int,
                  hosts: frozenset[str] | None, streamed_paths: tuple[str, ...]) -> None:
         self.app = app
-        self.api_keys = api_keys
+        self.auth = auth
+        self.limits = limits
         self.max_body = max_body
         self.hosts = hosts
         self.streamed_suffixes = streamed_paths
@@ -72,11 +67,14 @@ class RequestGuard:
             await _problem(scope, receive, send, CrossSiteError(
                 "cross-site browser requests are refused: the API answers its own console and non-browser clients"))
             return
-        if (path.startswith(PROTECTED_PREFIX) and self.api_keys
-                and not key_matches(self.api_keys, headers.get("authorization"))):
-            await _problem(scope, receive, send, UnauthorizedError(
-                "missing or invalid API key: send 'Authorization: Bearer <key>'"))
-            return
+        if path.startswith(PROTECTED_PREFIX):
+            try:  # the caller (401 without a valid key), then their key's request budget (429)
+                principal = await run_in_threadpool(self.auth.authenticate, headers.get("authorization"))
+                self.limits.request(principal)
+            except Exception as exc:
+                await _problem(scope, receive, send, exc)
+                return
+            scope.setdefault("state", {})["principal"] = principal  # routes read it as request.state.principal
         if scope["method"] not in _BODY_METHODS or path.endswith(self.streamed_suffixes):
             await self.app(scope, receive, send)
             return

@@ -21,14 +21,20 @@ from rag_service.errors import (
     DocumentExistsError,
     DocumentNotFoundError,
     EmbedderMismatchError,
+    ForbiddenError,
     GlossaryEntryNotFoundError,
+    GrantNotFoundError,
     InvalidInputError,
+    KeyNotFoundError,
     KnowledgeBaseExistsError,
     KnowledgeBaseNotFoundError,
     LLMError,
     ModelError,
     RagError,
+    RateLimitedError,
     StoreError,
+    UserExistsError,
+    UserNotFoundError,
 )
 
 log = logging.getLogger("rag_service.server")
@@ -83,7 +89,12 @@ class RequestTimeoutError(InvalidInputError):
 STATUS: dict[type[RagError], int] = {
     UnauthorizedError: 401,
     CrossSiteError: 403,
+    ForbiddenError: 403,
     NotFoundError: 404,
+    UserNotFoundError: 404,
+    KeyNotFoundError: 404,
+    GrantNotFoundError: 404,
+    UserExistsError: 409,
     KnowledgeBaseNotFoundError: 404,
     DocumentNotFoundError: 404,
     GlossaryEntryNotFoundError: 404,
@@ -94,6 +105,7 @@ STATUS: dict[type[RagError], int] = {
     PayloadTooLargeError: 413,
     InvalidInputError: 400,
     LLMError: 502,
+    RateLimitedError: 429,
     BusyError: 503,
     ModelError: 503,
     StoreError: 503,
@@ -104,7 +116,8 @@ _SERVER_SIDE = {
     "model_unavailable": "a model is unavailable", "model_package_missing": "a model package is missing",
     "model_hash_mismatch": "a model file failed its checksum", "config_error": "the server is misconfigured",
 }
-_HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "file_too_large"}
+_HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+               413: "file_too_large"}
 
 
 def status_of(exc: BaseException) -> int:

@@ -7,11 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rag_service.admin.people import MAX_KEY_DAYS, MAX_USER_NAME
 from rag_service.errors import InvalidInputError
 from rag_service.retrieval.search import Mode
 from rag_service.settings import ChunkUnit, Fusion, Policy
 from rag_service.storage.catalog import MAX_KB_NAME
 from rag_service.storage.feedback import Rating
+from rag_service.storage.people import Level, Role
 from rag_service.text.language import Language
 
 MAX_QUESTION = 4000
@@ -131,6 +133,10 @@ class KnowledgeBaseOut(BaseModel):
     fusion: FusionOut = Field(description="how a search fuses BM25 and vectors unless the request says otherwise")
 
 
+    access: Level | None = Field(None, description="what the caller may do with it: read (ask, search), write "
+                                 "(upload, delete documents, edit the glossary) or manage (delete it, grant access)")
+
+
 class KnowledgeBaseDetail(KnowledgeBaseOut):
     documents: int = Field(description="ready documents")
     chunks: int = Field(description="their indexed chunks")
@@ -217,6 +223,127 @@ class SessionSummary(BaseModel):
 
 class SessionList(BaseModel):
     sessions: list[SessionSummary]
+
+
+class SessionMessage(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+    created: str
+
+
+class SessionOut(BaseModel):
+    id: str
+    kb_id: str
+    created: str
+    title: str | None = Field(description="the title given by renaming it, if any")
+    messages: list[SessionMessage]
+
+
+# -- people, keys, grants, audit (README "Teams") ------------------------------------------------------------
+class MeOut(BaseModel):
+    user: str = Field(description="the key's owner; 'operator' for a key from RAG_API_KEY/RAG_API_KEYS_FILE or a "
+                      "server without keys")
+    role: Role
+    key_id: str | None = Field(description="the public id of the key used (null for the operator)")
+    admin: bool
+    can_create_kbs: bool
+
+
+class UserIn(_Strict):
+    name: str = Field(min_length=1, max_length=MAX_USER_NAME)
+    role: Role
+
+
+class UserPatch(_Strict):
+    role: Role | None = None
+    disabled: bool | None = Field(None, description="a disabled user's keys stop working at their next request")
+
+
+class UserOut(BaseModel):
+    name: str
+    role: Role
+    disabled: bool
+    created: str
+    keys: int | None = Field(None, description="their keys that still work (not revoked, not expired)")
+
+
+class UserList(BaseModel):
+    users: list[UserOut]
+
+
+class KeyIn(_Strict):
+    user: str = Field(min_length=1, max_length=MAX_USER_NAME, description="the user the key acts as")
+    expires_days: float | None = Field(None, gt=0, le=MAX_KEY_DAYS, description="days until it stops working "
+                                       "(default: never)")
+
+
+class KeyOut(BaseModel):
+    id: str = Field(description="the key's public id (revoke it by this)")
+    user: str
+    prefix: str = Field(description="how the key begins, to recognise it: rag_<id>")
+    created: str
+    expires: str | None
+    revoked: str | None
+    last_used: str | None = Field(description="to the minute")
+
+
+class KeyCreated(BaseModel):
+    id: str
+    key: str = Field(description="the key itself: shown only in this answer, stored only as a hash")
+    user: str
+    expires: str | None
+    prefix: str
+    created: str
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut]
+
+
+class GrantIn(_Strict):
+    user: str = Field(min_length=1, max_length=MAX_USER_NAME)
+    level: Level = Field(description="read (ask, search), write (and upload, delete documents, edit the glossary) "
+                         "or manage (and delete the KB, grant access); readers can only be granted read")
+
+
+class GrantOut(BaseModel):
+    kb: str
+    user: str
+    level: Level
+    created: str
+
+
+class GrantList(BaseModel):
+    grants: list[GrantOut]
+
+
+class AuditEventOut(BaseModel):
+    id: str
+    at: str
+    actor: str = Field(description="a user, 'operator' (a key from the settings) or 'cli:<account>'")
+    key_id: str | None
+    action: str = Field(description="kb.create, kb.delete, document.upload, document.replace, document.delete, "
+                        "glossary.add, glossary.remove, grant.add, grant.remove, key.create, key.revoke, user.add, "
+                        "user.update")
+    kb: str | None
+    target: str | None = Field(description="what was acted on: a document, key, user or glossary entry id")
+    detail: dict[str, Any]
+
+
+class AuditList(BaseModel):
+    events: list[AuditEventOut]
+
+
+class ModelOut(BaseModel):
+    id: str = Field(description="a knowledge base's name: the `model` of a chat completion")
+    object: Literal["model"] = "model"
+    created: int = Field(description="when the knowledge base was created (Unix time)")
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelOut]
 
 
 class Report(BaseModel):
@@ -339,3 +466,33 @@ class AnswerOut(BaseModel):
     claims: list[ClaimOut]
     policy: Policy
     session_id: str | None = None
+
+
+class CompletionMessageOut(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class CompletionChoiceOut(BaseModel):
+    index: int
+    message: CompletionMessageOut
+    finish_reason: str
+
+
+class CompletionUsageOut(UsageOut):
+    total_tokens: int
+
+
+class ChatCompletionOut(BaseModel):
+    """OpenAI's chat.completion, with this service's extensions beside the standard fields."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[CompletionChoiceOut]
+    usage: CompletionUsageOut
+    citations: list[CitationOut]
+    refused: bool
+    related: list[PassageOut]
+    claims: list[ClaimOut]

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from rag_service.storage.db import Database, Migration
+from rag_service.storage.db import AddColumn, Database, Migration
 
 Rating = Literal["up", "down"]
 MIGRATIONS = (
@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS feedback (
     created TEXT NOT NULL{rowid_column}
 );
 CREATE INDEX IF NOT EXISTS feedback_kb ON feedback (kb_id, created)""",)),
+    Migration(2, "the user who rated (their own ratings are theirs to list; NULL: the operator's)", (
+        AddColumn("feedback", "user_id", "TEXT"),)),
 )
 
 
@@ -69,17 +71,21 @@ class FeedbackStore:
         db.migrate("feedback", MIGRATIONS)
 
     def add(self, kb_id: str, question: str, answer: str, rating: Rating, *, comment: str | None = None,
-            session_id: str | None = None, citations: Iterable[dict[str, Any]] = ()) -> Feedback:
+            session_id: str | None = None, citations: Iterable[dict[str, Any]] = (),
+            user_id: str | None = None) -> Feedback:
         item = Feedback(uuid.uuid4().hex[:16], kb_id, question, answer, rating, comment or None, session_id,
                         list(citations), datetime.now(UTC).isoformat(timespec="seconds"))
         self._db.execute("INSERT INTO feedback (id, kb_id, question, answer, rating, comment, session_id, "
-                         "citations, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         "citations, created, user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (item.id, kb_id, question, answer, rating, item.comment, session_id,
-                          json.dumps(item.citations, ensure_ascii=False), item.created))
+                          json.dumps(item.citations, ensure_ascii=False), item.created, user_id))
         return item
 
-    def for_kb(self, kb_id: str) -> list[Feedback]:
-        rows = self._db.execute("SELECT * FROM feedback WHERE kb_id = ? ORDER BY created, {rowid}", (kb_id,))
+    def for_kb(self, kb_id: str, user_id: str | None = None, *, everyone: bool = True) -> list[Feedback]:
+        """The KB's ratings, oldest first: everyone's, or (not ``everyone``) only ``user_id``'s."""
+        mine = "" if everyone else " AND user_id = ?"
+        rows = self._db.execute(f"SELECT * FROM feedback WHERE kb_id = ?{mine} ORDER BY created, {{rowid}}",
+                                (kb_id,) if everyone else (kb_id, user_id))
         return [Feedback(r["id"], r["kb_id"], r["question"], r["answer"], r["rating"], r["comment"],
                          r["session_id"], json.loads(r["citations"]), r["created"]) for r in rows]
 

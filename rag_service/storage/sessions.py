@@ -22,6 +22,8 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (session_id, seq)
 )""",)),
     Migration(2, "session titles (web console)", (AddColumn("sessions", "title", "TEXT"),)),
+    Migration(3, "the user a session belongs to (private to them; NULL: the operator's)", (
+        AddColumn("sessions", "user_id", "TEXT"),)),
 )
 
 
@@ -37,13 +39,16 @@ class SessionStore:
         self._db = db
         db.migrate("sessions", MIGRATIONS)
 
-    def for_kb(self, kb_id: str) -> list[dict[str, Any]]:
-        """The KB's sessions, most recently active first, each with its title (or first question) and size."""
+    def for_kb(self, kb_id: str, user_id: str | None = None, *, everyone: bool = True) -> list[dict[str, Any]]:
+        """The KB's sessions (``everyone``, else only ``user_id``'s), most recently active first, each with its
+        title (or first question) and size."""
+        mine = "" if everyone else " AND s.user_id = ?"
         rows = self._db.execute(
             "SELECT s.id, s.kb_id, s.created, s.title, COUNT(m.seq) AS messages, MAX(m.created) AS active, "
             "(SELECT content FROM messages WHERE session_id = s.id ORDER BY seq LIMIT 1) AS first "
-            "FROM sessions s LEFT JOIN messages m ON m.session_id = s.id WHERE s.kb_id = ? "
-            "GROUP BY s.id ORDER BY COALESCE(MAX(m.created), s.created) DESC, s.{rowid} DESC", (kb_id,))
+            f"FROM sessions s LEFT JOIN messages m ON m.session_id = s.id WHERE s.kb_id = ?{mine} "
+            "GROUP BY s.id ORDER BY COALESCE(MAX(m.created), s.created) DESC, s.{rowid} DESC",
+            (kb_id,) if everyone else (kb_id, user_id))
         return [{"id": r["id"], "kb_id": r["kb_id"], "created": r["created"], "active": r["active"] or r["created"],
                  "title": r["title"] or (r["first"] or "")[:80], "messages": r["messages"]} for r in rows]
 
@@ -53,11 +58,12 @@ class SessionStore:
             raise InvalidInputError(f"a session title needs 1-{MAX_TITLE} characters")
         return self._db.execute("UPDATE sessions SET title = ? WHERE id = ?", (title, session_id)).rowcount > 0
 
-    def open(self, kb_id: str, session_id: str | None) -> str:
-        """An existing session of this KB, or a new one when ``session_id`` is None."""
+    def open(self, kb_id: str, session_id: str | None, user_id: str | None = None) -> str:
+        """An existing session of this KB, or a new one (``user_id``'s) when ``session_id`` is None."""
         if session_id is None:
             session_id = uuid.uuid4().hex
-            self._db.execute("INSERT INTO sessions (id, kb_id, created) VALUES (?, ?, ?)", (session_id, kb_id, _now()))
+            self._db.execute("INSERT INTO sessions (id, kb_id, created, user_id) VALUES (?, ?, ?, ?)",
+                             (session_id, kb_id, _now(), user_id))
             return session_id
         row = self._db.execute("SELECT kb_id FROM sessions WHERE id = ?", (session_id,)).fetchone()
         if row is None:
@@ -85,7 +91,7 @@ class SessionStore:
         messages = [dict(r) for r in self._db.execute(
             "SELECT role, content, created FROM messages WHERE session_id = ? ORDER BY seq", (session_id,))]
         return {"id": row["id"], "kb_id": row["kb_id"], "created": row["created"], "title": row["title"],
-                "messages": messages}
+                "user_id": row["user_id"], "messages": messages}
 
     def delete(self, session_id: str) -> bool:
         return self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0

@@ -7,10 +7,10 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from rag_service.records import Answer
-from rag_service.server.deps import AppServices
+from rag_service.server.deps import AppServices, Caller
 from rag_service.server.disconnect import json_unless_disconnected
 from rag_service.server.problems import problem_body
-from rag_service.server.schemas import AnswerOut, ChatRequest, RenameSession, SessionList
+from rag_service.server.schemas import AnswerOut, ChatRequest, RenameSession, SessionList, SessionOut
 from rag_service.server.services.chat import ChatTurn, Event
 from rag_service.server.sse import event_stream, sse, wants_stream
 
@@ -23,9 +23,9 @@ router = APIRouter(tags=["chat"])
              "draft and show the refusal with done.related; with RAG_STREAM_DRAFTS=false no token events are "
              "sent under a checking policy, only keep-alive comments)",
              responses={200: {"model": AnswerOut, "description": "the checked answer (JSON), or an event stream"}})
-async def chat(kb: str, body: ChatRequest, request: Request, services: AppServices) -> Response:
-    target = await run_in_threadpool(services.chat.resolve, kb, body.session_id)
-    turn = ChatTurn(target, body.question, body.k, body.session_id)
+async def chat(kb: str, body: ChatRequest, request: Request, services: AppServices, who: Caller) -> Response:
+    target = await run_in_threadpool(services.chat.resolve, who, kb, body.session_id)
+    turn = ChatTurn(target, body.question, body.k, body.session_id, caller=who)
 
     def shape(answer: Answer) -> dict[str, Any]:
         return answer.to_json(with_trace=body.explain)
@@ -52,22 +52,24 @@ async def _events(events: AsyncIterator[Event], shape: Callable[[Answer], dict[s
 
 
 @router.get("/sessions", tags=["sessions"], response_model=SessionList,
-            summary="A knowledge base's chat sessions, most recently active first")
-def list_sessions(kb: str, services: AppServices) -> dict[str, Any]:
-    return services.chat.sessions(kb)
+            summary="The caller's chat sessions in a knowledge base (an admin's: everyone's), most recently "
+            "active first")
+def list_sessions(kb: str, services: AppServices, who: Caller) -> dict[str, Any]:
+    return services.chat.sessions(who, kb)
 
 
-@router.patch("/sessions/{session_id}", tags=["sessions"], summary="Rename a chat session")
-def rename_session(session_id: str, body: RenameSession, services: AppServices) -> dict[str, Any]:
-    return services.chat.rename_session(session_id, body.title)
+@router.patch("/sessions/{session_id}", tags=["sessions"], response_model=SessionOut, summary="Rename a chat session")
+def rename_session(session_id: str, body: RenameSession, services: AppServices, who: Caller) -> dict[str, Any]:
+    return services.chat.rename_session(who, session_id, body.title)
 
 
-@router.get("/sessions/{session_id}", tags=["sessions"], summary="A chat session and its messages")
-def get_session(session_id: str, services: AppServices) -> dict[str, Any]:
-    return services.chat.session(session_id)
+@router.get("/sessions/{session_id}", tags=["sessions"], response_model=SessionOut,
+            summary="A chat session and its messages")
+def get_session(session_id: str, services: AppServices, who: Caller) -> dict[str, Any]:
+    return services.chat.session(who, session_id)
 
 
 @router.delete("/sessions/{session_id}", status_code=204, tags=["sessions"], summary="Delete a chat session")
-def delete_session(session_id: str, services: AppServices) -> Response:
-    services.chat.delete_session(session_id)
+def delete_session(session_id: str, services: AppServices, who: Caller) -> Response:
+    services.chat.delete_session(who, session_id)
     return Response(status_code=204)

@@ -20,10 +20,10 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from rag_service.records import Answer
-from rag_service.server.deps import AppServices
+from rag_service.server.deps import AppServices, Caller
 from rag_service.server.disconnect import json_unless_disconnected
 from rag_service.server.problems import problem_body
-from rag_service.server.schemas import OpenAIChatRequest
+from rag_service.server.schemas import ChatCompletionOut, ModelList, ModelOut, OpenAIChatRequest
 from rag_service.server.services.chat import ChatTurn, Event
 from rag_service.server.sse import event_stream, sse
 
@@ -76,13 +76,26 @@ class _Completion:
         yield sse("[DONE]")
 
 
-@router.post("/chat/completions", summary="OpenAI-compatible chat completion; model = knowledge base id or name")
-async def chat_completions(body: OpenAIChatRequest, request: Request, services: AppServices) -> Response:
+@router.post("/chat/completions", summary="OpenAI-compatible chat completion; model = knowledge base id or name",
+             responses={200: {"model": ChatCompletionOut,
+                              "description": "a chat.completion (JSON), or chat.completion.chunk events with stream"}})
+async def chat_completions(body: OpenAIChatRequest, request: Request, services: AppServices,
+                           who: Caller) -> Response:
     question, history = body.turns(services.chat.max_history)
-    kb = await run_in_threadpool(services.chat.resolve, body.model)
-    turn = ChatTurn(kb, question, history=history)
+    kb = await run_in_threadpool(services.chat.resolve, who, body.model)
+    turn = ChatTurn(kb, question, history=history, caller=who)
     completion = _Completion(body.model)
     if not body.stream:
         return await json_unless_disconnected(request, services.chat.ask(turn), completion.message)
     checked = services.chat.policy != "off"
     return event_stream(completion.chunks(await services.chat.open(turn), checked=checked))
+
+
+@router.get("/models", response_model=ModelList, summary="The knowledge bases the key may read, as OpenAI models")
+def list_models(services: AppServices, who: Caller) -> dict[str, Any]:
+    return {"object": "list", "data": services.kbs.models(who)}
+
+
+@router.get("/models/{model}", response_model=ModelOut, summary="One knowledge base as an OpenAI model")
+def get_model(model: str, services: AppServices, who: Caller) -> dict[str, Any]:
+    return services.kbs.model(who, model)

@@ -20,9 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from rag_service.admin.access import OPERATOR, Access, Principal
 from rag_service.answering.generation import Answerer
 from rag_service.errors import BusyError, InvalidInputError, LLMError
 from rag_service.records import Answer
+from rag_service.server.limits import KeyLimits
 from rag_service.server.problems import SessionNotFoundError
 from rag_service.server.workspaces import Workspaces
 from rag_service.storage.catalog import KnowledgeBase
@@ -40,6 +42,8 @@ class ChatTurn:
     session_id: str | None = None
     # Earlier turns sent by a stateless client (OpenAI style): replayed into a throwaway session.
     history: tuple[tuple[str, str], ...] | None = None
+    # Who asks: a new session is theirs, and their key's chats are counted (RAG_KEY_CONCURRENT_CHATS).
+    caller: Principal = OPERATOR
 
 
 class ChatGate:
@@ -67,15 +71,22 @@ class ChatGate:
             if seconds is not None:
                 self._mean_s = 0.8 * self._mean_s + 0.2 * seconds
 
+    @property
+    def mean_s(self) -> float:
+        """Seconds a chat took lately (a moving average)."""
+        return self._mean_s
+
     def stats(self) -> dict[str, int]:
         with self._lock:
             return {"admitted": self._admitted, "capacity": self.capacity}
 
 
 class ChatService:
-    def __init__(self, workspaces: Workspaces, concurrency: int, queue_size: int, max_history: int = 64) -> None:
+    def __init__(self, workspaces: Workspaces, concurrency: int, queue_size: int, max_history: int = 64,
+                 limits: KeyLimits | None = None) -> None:
         self.workspaces = workspaces
         self.max_history = max_history
+        self.limits = limits or KeyLimits(0, 0)
         self.gate = ChatGate(concurrency, queue_size)
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="chat")
 
@@ -93,22 +104,26 @@ class ChatService:
         'off'), else unless RAG_STREAM_DRAFTS=false withholds the unchecked draft."""
         return self.workspaces.current().settings.stream_drafts or self.policy == "off"
 
-    def resolve(self, kb_ref: str, session_id: str | None = None) -> KnowledgeBase:
-        """The KB, and the session when one is named: checked before a response starts, so a stream never
-        begins with an error that could have been a plain 4xx."""
+    def resolve(self, who: Principal, kb_ref: str, session_id: str | None = None) -> KnowledgeBase:
+        """The KB (one the caller may read), and the session when one is named (one of theirs): checked before a
+        response starts, so a stream never begins with an error that could have been a plain 4xx."""
         ws = self.workspaces.current()
-        kb = ws.catalog.get_kb(kb_ref)
+        kb = Access(ws).kb(who, kb_ref)
         if session_id is not None:
-            session = ws.sessions.get(session_id)
-            if session is None:
-                raise SessionNotFoundError(f"no session '{session_id}'")
+            session = self._own_session(ws, who, session_id)
             if session["kb_id"] != kb.id:
                 raise InvalidInputError(f"session '{session_id}' belongs to another knowledge base")
         return kb
 
     async def open(self, turn: ChatTurn) -> AsyncIterator[Event]:
-        """Admit the chat now (503 when the queue is full) and return its events: text pieces, then the Answer."""
-        self.gate.admit()
+        """Admit the chat now (429 when the caller's key has its limit of chats, 503 when the queue is full) and
+        return its events: text pieces, then the Answer."""
+        self.limits.start_chat(turn.caller, retry_after=max(1, math.ceil(self.gate.mean_s)))
+        try:
+            self.gate.admit()
+        except BaseException:
+            self.limits.end_chat(turn.caller)
+            raise
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Any] = asyncio.Queue()
         cancelled = threading.Event()
@@ -121,6 +136,7 @@ class ChatService:
             self._executor.submit(self._produce, turn, emit, cancelled)
         except RuntimeError:  # the executor was shut down
             self.gate.release(None)
+            self.limits.end_chat(turn.caller)
             raise BusyError("the server is shutting down", 5) from None
         return self._consume(events, cancelled)
 
@@ -150,13 +166,15 @@ class ChatService:
             emit(exc)
         finally:
             self.gate.release(time.perf_counter() - started if ran else None)
+            self.limits.end_chat(turn.caller)
             emit(_END)
 
     @staticmethod
     def _generate(ws: Workspace, turn: ChatTurn, emit: Callable[[object], None], cancelled: threading.Event) -> None:
         session_id = turn.session_id
+        if session_id is None:  # a new session, the caller's (a stateless client's is dropped at the end)
+            session_id = ws.sessions.open(turn.kb.id, None, turn.caller.user_id)
         if turn.history is not None:
-            session_id = ws.sessions.open(turn.kb.id, None)
             for role, content in turn.history:
                 ws.sessions.append(session_id, role, content)
         items: Generator[str | Answer, None, None] = Answerer(ws, turn.kb).stream(turn.question, k=turn.k,
@@ -168,25 +186,37 @@ class ChatService:
                     break
         finally:
             items.close()  # releases the LLM between two tokens when the client left
-            if turn.history is not None and session_id is not None:
+            if turn.history is not None:
                 ws.sessions.delete(session_id)
 
-    # -- sessions ----------------------------------------------------------------------------------
-    def session(self, session_id: str) -> dict[str, Any]:
-        session = self.workspaces.current().sessions.get(session_id)
-        if session is None:
+    # -- sessions: each is its user's (admins see all); another's is 404, as if it did not exist ------
+    @staticmethod
+    def _own_session(ws: Workspace, who: Principal, session_id: str) -> dict[str, Any]:
+        session = ws.sessions.get(session_id)
+        if session is None or not who.owns(session.pop("user_id")):
             raise SessionNotFoundError(f"no session '{session_id}'")
+        kb = ws.catalog.find_kb(session["kb_id"])
+        if not who.is_admin and (kb is None or Access(ws).level(who, kb) is None):
+            raise SessionNotFoundError(f"no session '{session_id}'")  # their own, in a KB they may no longer read
         return session
 
-    def sessions(self, kb_ref: str) -> dict[str, Any]:
+    def session(self, who: Principal, session_id: str) -> dict[str, Any]:
+        return self._own_session(self.workspaces.current(), who, session_id)
+
+    def sessions(self, who: Principal, kb_ref: str) -> dict[str, Any]:
         ws = self.workspaces.current()
-        return {"sessions": ws.sessions.for_kb(ws.catalog.get_kb(kb_ref).id)}
+        kb = Access(ws).kb(who, kb_ref)
+        return {"sessions": ws.sessions.for_kb(kb.id, who.user_id, everyone=who.is_admin)}
 
-    def rename_session(self, session_id: str, title: str) -> dict[str, Any]:
-        if not self.workspaces.current().sessions.rename(session_id, title):
+    def rename_session(self, who: Principal, session_id: str, title: str) -> dict[str, Any]:
+        ws = self.workspaces.current()
+        self._own_session(ws, who, session_id)
+        if not ws.sessions.rename(session_id, title):
             raise SessionNotFoundError(f"no session '{session_id}'")
-        return self.session(session_id)
+        return self.session(who, session_id)
 
-    def delete_session(self, session_id: str) -> None:
-        if not self.workspaces.current().sessions.delete(session_id):
+    def delete_session(self, who: Principal, session_id: str) -> None:
+        ws = self.workspaces.current()
+        self._own_session(ws, who, session_id)
+        if not ws.sessions.delete(session_id):
             raise SessionNotFoundError(f"no session '{session_id}'")

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rag_service.admin import people
+from rag_service.admin.access import Access, Principal
 from rag_service.admin.documents import delete_document
 from rag_service.ingestion.pipeline import check_no_collision
 from rag_service.server.services.jobs import IngestJobs
@@ -45,10 +47,10 @@ class DocumentService:
         settings = self.workspaces.settings
         return Pace(settings.upload_idle_s, settings.upload_min_kbps * 1024)
 
-    def prepare_upload(self, kb_ref: str) -> UploadTarget:
-        """Checked before a byte of the body is read: the KB exists and the queue has a place, now reserved (give
-        it back with ``abandon`` if the upload fails before ``submit``)."""
-        kb = self.workspaces.current().catalog.get_kb(kb_ref)
+    def prepare_upload(self, who: Principal, kb_ref: str) -> UploadTarget:
+        """Checked before a byte of the body is read: the KB exists, the caller may write to it, and the queue has
+        a place, now reserved (give it back with ``abandon`` if the upload fails before ``submit``)."""
+        kb = Access(self.workspaces.current()).kb(who, kb_ref, "write")
         self.jobs.reserve()
         job_id = self.jobs.new_id()
         return UploadTarget(kb, job_id, self.upload_root / job_id)
@@ -57,22 +59,34 @@ class DocumentService:
         shutil.rmtree(target.directory, ignore_errors=True)
         self.jobs.release()
 
-    def submit(self, target: UploadTarget, files: list[SavedFile], *, replace: bool = False) -> dict[str, Any]:
+    def submit(self, who: Principal, target: UploadTarget, files: list[SavedFile], *,
+               replace: bool = False) -> dict[str, Any]:
         """Queue the files; without ``replace`` a file named like a different document is refused (409) now,
-        and again by the worker if such a document arrived meanwhile."""
+        and again by the worker if such a document arrived meanwhile. Each file is audited as an upload, or as a
+        replacement when it takes the name of a document the KB holds."""
+        ws = self.workspaces.current()
         if not replace:
-            check_no_collision(self.workspaces.current(), target.kb, [(f.source, f.doc_id) for f in files])
+            check_no_collision(ws, target.kb, [(f.source, f.doc_id) for f in files])
         status = self.jobs.submit(target.kb, target.job_id, files, replace=replace)
+        held = {d.source: d.id for d in ws.catalog.documents(target.kb.id)} if replace else {}
+        for f in files:
+            replaced = held.get(f.source)
+            action = "document.replace" if replaced is not None and replaced != f.doc_id else "document.upload"
+            people.audit(ws, who, action, kb=target.kb.name, target=f.doc_id,
+                         detail={"source": f.source, "job_id": target.job_id,
+                                 **({"replaces": replaced} if action == "document.replace" else {})})
         shutil.rmtree(target.directory, ignore_errors=True)  # the bytes are in the database now
         return {"job_id": target.job_id, "status": status,
                 "documents": [{**f.to_json(), "status": "queued"} for f in files]}
 
-    def list(self, kb_ref: str) -> dict[str, Any]:
+    def list(self, who: Principal, kb_ref: str) -> dict[str, Any]:
         ws = self.workspaces.current()
-        kb = ws.catalog.get_kb(kb_ref)
+        kb = Access(ws).kb(who, kb_ref)
         return {"documents": [d.to_json() for d in ws.catalog.documents(kb.id)]}
 
-    def delete(self, kb_ref: str, doc_id: str) -> None:
+    def delete(self, who: Principal, kb_ref: str, doc_id: str) -> None:
         ws = self.workspaces.current()
-        kb = ws.catalog.get_kb(kb_ref)
+        kb = Access(ws).kb(who, kb_ref, "write")
+        source = next((d.source for d in ws.catalog.documents(kb.id) if d.id == doc_id), None)
         self.writes.run(ws, lambda w, timeout: delete_document(w, kb, doc_id, lock_timeout=timeout))
+        people.audit(ws, who, "document.delete", kb=kb.name, target=doc_id, detail={"source": source})

@@ -13,13 +13,16 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from rag_service.errors import BusyError
+from rag_service.admin.access import Access, Principal, allows
+from rag_service.errors import BusyError, ForbiddenError
 from rag_service.ingestion.sandbox import ParseWorker, SandboxLimits
 from rag_service.ingestion.worker import JobWorker
 from rag_service.server.problems import JobNotFoundError
 from rag_service.server.workspaces import Workspaces
 from rag_service.storage.catalog import KnowledgeBase
 from rag_service.storage.jobs import UploadedFile
+from rag_service.storage.people import Level
+from rag_service.workspace import Workspace
 
 log = logging.getLogger("rag_service.server.jobs")
 # Seconds a client is asked to wait when the queue is full: roughly one small job.
@@ -80,19 +83,31 @@ class IngestJobs:
             worker.wake()
         return "queued"
 
-    def get(self, job_id: str) -> dict[str, Any]:
-        job = self.workspaces.current().jobs.get(job_id)
+    def get(self, who: Principal, job_id: str) -> dict[str, Any]:
+        """A job of a KB the caller may read (any other is 404, as if it did not exist)."""
+        ws = self.workspaces.current()
+        job = ws.jobs.get(job_id)
+        if job is None or not (who.is_admin or self._level(ws, who, job["kb_id"]) is not None):
+            raise JobNotFoundError(f"no job '{job_id}'")
+        return job
+
+    def cancel(self, who: Principal, job_id: str) -> dict[str, Any]:
+        """Cancel a queued or running job (its worker stops within a second or so, between two embedding batches);
+        the job afterwards. A job that had ended is answered as it ended: cancelling is idempotent. Needs write
+        access to its KB."""
+        ws = self.workspaces.current()
+        seen = self.get(who, job_id)
+        if not who.is_admin and not allows(self._level(ws, who, seen["kb_id"]), "write"):
+            raise ForbiddenError(f"you may read job '{job_id}' but not cancel it")
+        job = ws.jobs.cancel(job_id, "cancelled at the client's request")
         if job is None:
             raise JobNotFoundError(f"no job '{job_id}'")
         return job
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
-        """Cancel a queued or running job (its worker stops within a second or so, between two embedding batches);
-        the job afterwards. A job that had ended is answered as it ended: cancelling is idempotent."""
-        job = self.workspaces.current().jobs.cancel(job_id, "cancelled at the client's request")
-        if job is None:
-            raise JobNotFoundError(f"no job '{job_id}'")
-        return job
+    @staticmethod
+    def _level(ws: Workspace, who: Principal, kb_id: str) -> Level | None:
+        kb = ws.catalog.find_kb(kb_id)
+        return None if kb is None else Access(ws).level(who, kb)
 
     @staticmethod
     def new_id() -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rag_service.admin.access import Access, Principal
 from rag_service.server.problems import NotFoundError
 
 PROJECT_REPORTS = Path(__file__).resolve().parents[3] / "docs" / "eval"
@@ -27,12 +28,14 @@ class ReportService:
                     found[f"{key}/{folder.name}"] = folder
         return found
 
-    def list(self) -> dict[str, Any]:
+    def list(self, who: Principal) -> dict[str, Any]:
+        Access.require_admin(who, "read evaluation reports")
         return {"reports": [{"id": rid, "title": folder.name,
                              "formats": [fmt for fmt, name in FORMATS.items() if (folder / name).is_file()]}
                             for rid, folder in self._reports().items()]}
 
-    def file(self, report_id: str, fmt: str) -> Path:
+    def file(self, who: Principal, report_id: str, fmt: str) -> Path:
+        Access.require_admin(who, "read evaluation reports")
         folder = self._reports().get(report_id)
         if folder is None or fmt not in FORMATS or not (folder / FORMATS[fmt]).is_file():
             raise NotFoundError(f"no report '{report_id}' in format '{fmt}'")
