@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rag_service.admin.access import OPERATOR
 from rag_service.errors import BusyError, ConfigError, InvalidInputError
 from rag_service.index.lexical import bm25_reader
 from rag_service.ingestion import loaders
@@ -644,15 +645,15 @@ def test_queued_jobs_survive_a_shutdown_and_run_after_the_restart(tmp_path: Path
 
     workspaces = Workspaces(settings)  # "the restart"
     jobs = IngestJobs(workspaces, queue_size=3, drain_s=60, workers=1)
-    assert [jobs.get(i)["status"] for i in ids] == ["queued"] * 3
+    assert [jobs.get(OPERATOR, i)["status"] for i in ids] == ["queued"] * 3
     jobs.start()
     deadline = time.monotonic() + 120
-    while any(jobs.get(i)["status"] in ("queued", "running") for i in ids):
-        assert time.monotonic() < deadline, [jobs.get(i) for i in ids]
+    while any(jobs.get(OPERATOR, i)["status"] in ("queued", "running") for i in ids):
+        assert time.monotonic() < deadline, [jobs.get(OPERATOR, i) for i in ids]
         time.sleep(0.2)
     jobs.stop()
-    assert [jobs.get(i)["status"] for i in ids] == ["succeeded"] * 3
-    assert [jobs.get(i)["files"][0]["status"] for i in ids] == ["added"] * 3
+    assert [jobs.get(OPERATOR, i)["status"] for i in ids] == ["succeeded"] * 3
+    assert [jobs.get(OPERATOR, i)["files"][0]["status"] for i in ids] == ["added"] * 3
     assert len(workspaces.current().catalog.documents(kb.id, status="ready")) == 3
     workspaces.close()
 

@@ -107,6 +107,8 @@ def update_user(ws: Workspace, who: Principal, name: str, *, role: str | None = 
                 disabled: bool | None = None) -> User:
     """A new role, or disabled/enabled: a disabled user's keys stop working at their next request."""
     Access.require_admin(who, "change users")
+    if role is None and disabled is None:
+        raise InvalidInputError("nothing to change: give a role, or disabled true/false")
     found = user(ws, name)
     ws.people.update_user(found.id, role=_role(role) if role is not None else None, disabled=disabled)
     changes = {k: v for k, v in {"role": role, "disabled": disabled}.items() if v is not None}
@@ -146,9 +148,12 @@ def keys(ws: Workspace, who: Principal, user_name: str | None = None) -> list[Ap
 
 def revoke_key(ws: Workspace, who: Principal, key_id: str) -> ApiKey:
     Access.require_admin(who, "revoke keys")
-    if not ws.people.revoke_key(key_id):
+    before = ws.people.key_record(key_id)
+    if before is None:
         raise KeyNotFoundError(f"no key '{key_id}'")
-    audit(ws, who, "key.revoke", target=key_id)
+    if before.key.revoked is None:  # revoking again changes nothing and is not a new event
+        ws.people.revoke_key(key_id)
+        audit(ws, who, "key.revoke", target=key_id, detail={"user": before.user.name})
     record = ws.people.key_record(key_id)
     assert record is not None
     return record.key

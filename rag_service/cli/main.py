@@ -6,7 +6,6 @@ Errors print one line, ``error: ...``, on stderr and exit non-zero; no traceback
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -14,25 +13,15 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag_service.cli.common import audit, print_json, workspace
+from rag_service.cli.people import add_people_parsers
 from rag_service.errors import InvalidInputError, RagError
 from rag_service.eval.cli import add_calibrate_parser, add_eval_parser
 
 if TYPE_CHECKING:
     from rag_service.answering.generation import Answerer
     from rag_service.records import Answer
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2))
-
-
-def _workspace(**overrides: Any):  # -> Workspace, imported lazily to keep --help fast
-    from rag_service.models.registry import force_offline
-    from rag_service.settings import load_settings
     from rag_service.workspace import Workspace
-
-    force_offline()
-    return Workspace(load_settings(**{k: v for k, v in overrides.items() if v is not None}))
 
 
 def _snippet(text: str, width: int = 160) -> str:
@@ -44,14 +33,22 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     if not os.environ.get("RAG_DEBUG"):  # a file that fails is one "error:" line below; RAG_DEBUG=1 adds its traceback
         logging.getLogger("rag_service.ingestion.pipeline").addHandler(logging.NullHandler())
-    ws = _workspace(chunk_unit=args.chunk_unit)
+    ws = workspace(chunk_unit=args.chunk_unit)
     options = SplitOptions(args.splitter, args.chunk_size, args.chunk_overlap)
     ingestor, created = Ingestor.open(ws, args.kb, options, progress=not args.json and sys.stderr.isatty())
     kb = ingestor.kb
+    if created:
+        audit(ws, "kb.create", kb=kb.name, target=kb.id)
+    held = {d.source: d.id for d in ws.catalog.documents(kb.id)}  # what a file of the same name replaces
     results = ingestor.run(Path(p) for p in args.paths)
+    for r in results:
+        if r.status in ("added", "replaced"):
+            replaces = held.get(r.source) if r.status == "replaced" and r.source is not None else None
+            audit(ws, f"document.{'replace' if r.status == 'replaced' else 'upload'}", kb=kb.name, target=r.doc_id,
+                  detail={"source": r.source, **({"replaces": replaces} if replaces is not None else {})})
     failed = [r for r in results if r.status == "failed"]
     if args.json:
-        _print_json({"kb": kb.name, "created": created, "files": [r.to_json() for r in results]})
+        print_json({"kb": kb.name, "created": created, "files": [r.to_json() for r in results]})
     else:
         counts = {s: sum(r.status == s for r in results) for s in ("added", "replaced", "unchanged", "failed")}
         chunks = sum(r.chunks for r in results if r.status in ("added", "replaced"))
@@ -66,12 +63,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     from rag_service.retrieval.search import Retriever
     from rag_service.storage.filters import SearchFilter
 
-    ws = _workspace()
+    ws = workspace()
     result = Retriever(ws, ws.catalog.get_kb(args.kb)).run(
         args.query, k=args.k, mode=args.mode, fusion=args.fusion, filter=SearchFilter.parse(args.filter),
         expand=args.expand, rerank=args.rerank, pseudo_feedback=args.pseudo_feedback, explain=args.explain)
     if args.json:
-        _print_json(result.to_json(explain=args.explain))
+        print_json(result.to_json(explain=args.explain))
         return 0
     if len(result.queries) > 1:
         print("searched also: " + " | ".join(result.queries[1:]))
@@ -148,24 +145,24 @@ def _answer(answerer: Answerer, question: str, *, k: int | None, session: str | 
 def cmd_ask(args: argparse.Namespace) -> int:
     from rag_service.answering.generation import Answerer
 
-    ws = _workspace()
+    ws = workspace()
     answerer = Answerer(ws, ws.catalog.get_kb(args.kb))
     stream = args.stream and not args.json
     answer, draft = _answer(answerer, args.question, k=args.k, session=args.session, stream=stream)
     if args.json:
-        _print_json(answer.to_json(with_trace=args.trace))
+        print_json(answer.to_json(with_trace=args.trace))
         return 0
     _print_answer(answer, streamed=stream, draft=draft)
     print(f"\n(session {answer.session_id}: continue with --session {answer.session_id})", file=sys.stderr)
     if args.trace:
-        _print_json(answer.trace)
+        print_json(answer.trace)
     return 0
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
     from rag_service.answering.generation import Answerer
 
-    ws = _workspace()
+    ws = workspace()
     answerer = Answerer(ws, ws.catalog.get_kb(args.kb))
     session = args.session
     print(f"chatting with '{args.kb}' (empty line or Ctrl-D to quit)")
@@ -186,12 +183,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    ws = _workspace()
+    ws = workspace()
     kb = ws.catalog.get_kb(args.kb)
     if args.docs_cmd == "list":
         docs = ws.catalog.documents(kb.id)
         if args.json:
-            _print_json({"documents": [d.to_json() for d in docs]})
+            print_json({"documents": [d.to_json() for d in docs]})
         else:
             for d in docs:
                 pages = f"{d.pages:4} pages" if d.pages is not None else " " * 10
@@ -200,7 +197,9 @@ def cmd_docs(args: argparse.Namespace) -> int:
         return 0
     from rag_service.admin.documents import delete_document
 
+    source = next((d.source for d in ws.catalog.documents(kb.id) if d.id == args.doc_id), None)
     delete_document(ws, kb, args.doc_id)
+    audit(ws, "document.delete", kb=kb.name, target=args.doc_id, detail={"source": source})
     print(f"deleted document {args.doc_id} from '{kb.name}'")
     return 0
 
@@ -209,7 +208,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     """``rag feedback export``: the KB's ratings as a question file for ``rag eval answers --kb``."""
     from rag_service.storage.feedback import export_lines
 
-    ws = _workspace()
+    ws = workspace()
     kb = ws.catalog.get_kb(args.kb)
     lines = [line + "\n" for line in export_lines(ws.feedback.for_kb(kb.id))]
     if args.out:
@@ -226,19 +225,21 @@ def cmd_glossary(args: argparse.Namespace) -> int:
     from rag_service.errors import GlossaryEntryNotFoundError
     from rag_service.index import glossary
 
-    ws = _workspace()
+    ws = workspace()
     kb = ws.catalog.get_kb(args.kb)
     if args.glossary_cmd == "remove":
         if not glossary_edits.remove(ws, kb, args.entry_id):
             raise GlossaryEntryNotFoundError(f"knowledge base '{kb.name}' has no glossary entry '{args.entry_id}'")
+        audit(ws, "glossary.remove", kb=kb.name, target=args.entry_id)
         print(f"removed glossary entry {args.entry_id} from '{kb.name}'")
         return 0
     if args.glossary_cmd == "suggest":
         found = glossary.suggest(ws.catalog, kb, args.limit, max_terms=ws.settings.glossary_max_terms)
         if args.accept and found:
             glossary_edits.add(ws, kb, [s.terms for s in found])
+            audit(ws, "glossary.add", kb=kb.name, detail={"entries": [list(s.terms) for s in found], "suggested": True})
         if args.json:
-            _print_json({"suggestions": [s.to_json() for s in found], "accepted": bool(args.accept and found)})
+            print_json({"suggestions": [s.to_json() for s in found], "accepted": bool(args.accept and found)})
             return 0
         for s in found:
             print(f"{' = '.join(s.terms)}    ({s.count}x, e.g. \u2026{s.example}\u2026)")
@@ -254,10 +255,11 @@ def cmd_glossary(args: argparse.Namespace) -> int:
         if not new:
             raise InvalidInputError("give entries ('SFT = 有监督微调 = supervised fine-tuning') or --file FILE")
         glossary_edits.add(ws, kb, new)
+        audit(ws, "glossary.add", kb=kb.name, detail={"entries": [list(terms) for terms in new]})
         kb = ws.catalog.get_kb(kb.id)
     items = glossary.entries(kb)
     if args.json:
-        _print_json({"entries": [e.to_json() for e in items]})
+        print_json({"entries": [e.to_json() for e in items]})
     else:
         for e in items:
             print(f"{e.id}  {' = '.join(e.terms)}")
@@ -269,10 +271,10 @@ def cmd_glossary(args: argparse.Namespace) -> int:
 def cmd_kbs(args: argparse.Namespace) -> int:
     from rag_service.admin.documents import describe_kb
 
-    ws = _workspace()
+    ws = workspace()
     kbs = [describe_kb(ws, kb) for kb in ws.catalog.list_kbs()]
     if args.json:
-        _print_json({"kbs": kbs})
+        print_json({"kbs": kbs})
     else:
         for k in kbs:
             fusion = k["fusion"]["method"] + (f" {k['fusion']['bm25_weight']}" if k["fusion"]["method"] == "weighted"
@@ -288,10 +290,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     """``rag export``: a knowledge base as one file, for a backup or for ``rag import`` on another deployment."""
     from rag_service.admin.transfer import export_kb
 
-    ws = _workspace()
+    ws = workspace()
     result = export_kb(ws, args.kb, Path(args.file), progress=not args.json and sys.stderr.isatty())
     if args.json:
-        _print_json({**result.to_json(), "file": args.file})
+        print_json({**result.to_json(), "file": args.file})
     else:
         print(f"exported knowledge base '{result.kb}' to {args.file}: {result.documents} documents, "
               f"{result.chunks} chunks")
@@ -305,11 +307,19 @@ def cmd_import(args: argparse.Namespace) -> int:
     """``rag import``: a knowledge base from a ``rag export`` file, all or nothing."""
     from rag_service.admin.transfer import import_kb
 
-    ws = _workspace()
-    result = import_kb(ws, Path(args.file), name=args.kb, replace=args.replace,
-                       progress=not args.json and sys.stderr.isatty())
+    ws = workspace()
+    before = {kb.id: kb.name for kb in ws.catalog.list_kbs()} if args.replace else {}
+    try:
+        result = import_kb(ws, Path(args.file), name=args.kb, replace=args.replace,
+                           progress=not args.json and sys.stderr.isatty())
+    finally:
+        if before:  # --replace deletes the KB of that name once the file is known to be good, even if the import fails
+            _audit_replaced(ws, before, args)
+    made = ws.catalog.find_kb(result.kb)
+    audit(ws, "kb.create", kb=result.kb, target=made.id if made is not None else None,
+          detail={"imported_from": args.file})
     if args.json:
-        _print_json(result.to_json())
+        print_json(result.to_json())
     else:
         print(f"imported knowledge base '{result.kb}' from {args.file}: {result.documents} documents, "
               f"{result.chunks} chunks")
@@ -317,6 +327,21 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"warning: {result.missing_vectors} chunks came without a vector and were embedded again",
               file=sys.stderr)
     return 0
+
+
+def _audit_replaced(ws: Workspace, before: dict[str, str], args: argparse.Namespace) -> None:
+    """A kb.delete event for the KB that ``rag import --replace`` deleted, if it did."""
+    import contextlib
+
+    from rag_service.admin.transfer import ExportReader, ImportLimits
+
+    target = args.kb
+    if target is None:  # the exported name, from the file's first line
+        with contextlib.suppress(Exception), ExportReader(Path(args.file), ImportLimits.of(ws.settings)) as reader:
+            target = reader.header.kb["name"]
+    for kb_id, name in before.items():
+        if name == (target or "").strip() and ws.catalog.find_kb(kb_id) is None:
+            audit(ws, "kb.delete", kb=name, target=kb_id, detail={"replaced_by_import": args.file})
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -332,7 +357,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     except RagError as exc:
         status = {"error": f"cannot identify the generator ({exc})"}
     if args.json:
-        _print_json({"settings": values, "language_defaults": {
+        print_json({"settings": values, "language_defaults": {
             language: {"fusion": d.fusion, "bm25_weight": d.bm25_weight, "measured": d.evidence}
             for language, d in LANGUAGE_DEFAULTS.items()}, "answer_checks": status})
         return 0
@@ -538,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "before it goes back to the queue (default 20)")
     s.set_defaults(func=cmd_worker)
 
+    add_people_parsers(sub)
     add_calibrate_parser(sub)
     add_eval_parser(sub)
     return p

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,10 @@ bearer_scheme = HTTPBearer(auto_error=False, description="an API key: from `rag 
 # Verified keys remembered per process (by SHA-256), and how often a key's last-used time is written.
 VERIFIED_CACHE = 4096
 LAST_USED_EVERY = timedelta(minutes=1)
+# Wrong secrets for one key id a minute before that id's unverified attempts are refused without hashing: each
+# argon2 verify costs ~26 ms of CPU, so guessing at a known id must not become a way to load the server. The key's
+# owner is unaffected once their key was verified in this process (the cache is asked first).
+MAX_FAILURES_PER_MINUTE = 10
 
 
 def bearer(authorization: str | None) -> str:
@@ -50,6 +55,7 @@ class Authenticator:
         self._people = people
         self._keyed = bool(env_keys)  # once true, stays true: keys are revoked, never deleted
         self._verified: OrderedDict[bytes, str] = OrderedDict()  # sha256(key) -> key id
+        self._failures: dict[str, tuple[float, int]] = {}  # key id -> (start of its minute, wrong secrets in it)
         self._lock = threading.Lock()
 
     def keyed(self) -> bool:
@@ -83,12 +89,21 @@ class Authenticator:
 
     def _verify(self, token: str, key_id: str, hashed: str) -> bool:
         digest = hashlib.sha256(token.encode()).digest()
+        now = time.monotonic()
         with self._lock:
             known = self._verified.get(digest)
             if known is not None:
                 self._verified.move_to_end(digest)
                 return known == key_id
+            start, failed = self._failures.get(key_id, (now, 0))
+            if now - start < 60 and failed >= MAX_FAILURES_PER_MINUTE:
+                return False
         if not verify_key(hashed, token):
+            with self._lock:
+                start, failed = self._failures.get(key_id, (now, 0))
+                self._failures[key_id] = (start, failed + 1) if now - start < 60 else (now, 1)
+                if len(self._failures) > VERIFIED_CACHE:
+                    self._failures.clear()
             return False
         with self._lock:
             self._verified[digest] = key_id

@@ -38,7 +38,14 @@ export async function api(path, { method = "GET", json, form, text = false } = {
   } else if (form) {
     init.body = form;
   }
-  const resp = await fetch(path, init);
+  let resp = await fetch(path, init);
+  // A read refused by the key's request rate (429) waits as long as the server asks and tries again (a few times):
+  // polling many uploads at once must slow down, not fail. Writes are not repeated.
+  for (let tries = 0; resp.status === 429 && method === "GET" && tries < 5; tries++) {
+    const wait = Math.min(60, Number(resp.headers.get("Retry-After")) || 1);
+    await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+    resp = await fetch(path, init);
+  }
   if (!resp.ok) await fail(resp);
   if (resp.status === 204) return null;
   return text ? resp.text() : resp.json();

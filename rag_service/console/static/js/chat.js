@@ -14,6 +14,14 @@ export async function show() {
   await showSessions();
 }
 
+export function reset() {
+  sessionId = null;
+  $("messages").replaceChildren();
+  $("session-list").replaceChildren();
+  $("question").value = "";
+  closeSide();
+}
+
 async function showSessions() {
   if (!kb()) return $("session-list").replaceChildren();
   const { sessions } = await api(`/v1/sessions?kb=${enc(kb())}`);

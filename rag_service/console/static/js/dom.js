@@ -1,4 +1,4 @@
-// The two DOM helpers every view uses.
+// The DOM helpers every view uses.
 
 export const $ = (id) => document.getElementById(id);
 
@@ -7,4 +7,11 @@ export function el(tag, props = {}, ...children) {
   const node = Object.assign(document.createElement(tag), props);
   node.append(...children);
   return node;
+}
+
+// An ISO time as "YYYY-MM-DD HH:MM" in UTC (as the server records it), "" for none.
+export function when(iso) {
+  if (!iso) return "";
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? iso : date.toISOString().slice(0, 16).replace("T", " ");
 }

@@ -1,19 +1,42 @@
-// Knowledge bases (list, create, delete) and the documents of the one selected: uploads with per-file progress.
+// Knowledge bases (list, create, delete) and the documents of the one selected: uploads with per-file progress,
+// and who may use it. Each KB's "access" (read < write < manage) decides what is offered: uploading and deleting
+// documents need write, deleting the KB and its grants need manage; creating one needs can_create_kbs (/v1/me).
 
 import { api, ApiError, enc } from "./api.js";
-import { fail, refreshKbs, say } from "./app.js";
+import { fail, may, refreshKbs, say, state } from "./app.js";
 import { t } from "./i18n.js";
-import { $, el } from "./dom.js";
+import { $, el, when } from "./dom.js";
 
 let selected = null;
+let access = {}; // KB name -> the caller's level on it
 
 export async function show() {
   const kbs = await refreshKbsWithCounts();
+  access = Object.fromEntries(kbs.map((kb) => [kb.name, kb.access ?? "manage"]));
+  const create = Boolean(state.me?.can_create_kbs);
+  $("kb-form").hidden = !create;
+  $("kbs-grid").classList.toggle("one", !create);
+  $("kbs-empty").textContent = create ? t("kbs.empty") : t("kbs.emptyReader");
   $("kbs-empty").hidden = kbs.length > 0;
   $("kbs-rows").replaceChildren(...kbs.map(row));
   if (selected && !kbs.some((kb) => kb.name === selected)) selected = null;
   $("docs-panel").hidden = !selected;
+  $("grants-panel").hidden = !selected || !may(access[selected], "manage");
   if (selected) await showDocuments();
+  if (selected && may(access[selected], "manage")) await showGrants();
+}
+
+export function reset() {
+  selected = null;
+  access = {};
+  $("kbs-rows").replaceChildren();
+  $("docs-rows").replaceChildren();
+  $("uploads").replaceChildren();
+  $("grants-rows").replaceChildren();
+  $("grant-users").replaceChildren();
+  $("docs-panel").hidden = true;
+  $("grants-panel").hidden = true;
+  for (const id of ["kb-error", "grant-error"]) $(id).textContent = "";
 }
 
 async function refreshKbsWithCounts() {
@@ -24,15 +47,20 @@ async function refreshKbsWithCounts() {
 function row(kb) {
   const open = el("button", { type: "button", className: "link", textContent: t("kbs.open") });
   open.addEventListener("click", () => select(kb.name));
-  const remove = el("button", { type: "button", className: "link", textContent: t("kbs.delete") });
-  remove.setAttribute("aria-label", `${t("kbs.delete")} ${kb.name}`);
-  remove.addEventListener("click", () => deleteKb(kb.name));
+  const actions = el("td", {}, open);
+  if (may(kb.access ?? "manage", "manage")) {
+    const remove = el("button", { type: "button", className: "link", textContent: t("kbs.delete") });
+    remove.setAttribute("aria-label", `${t("kbs.delete")} ${kb.name}`);
+    remove.addEventListener("click", () => deleteKb(kb.name));
+    actions.append(remove);
+  }
   const tr = el("tr", {},
     el("td", {}, el("button", { type: "button", className: "link", textContent: kb.name, onclick: () => select(kb.name) })),
     el("td", { className: "num", textContent: kb.documents }),
     el("td", { className: "num", textContent: kb.chunks }),
     el("td", { className: "muted", textContent: `${kb.splitter} ${kb.chunk_size}/${kb.chunk_overlap} · ${kb.embedder}` }),
-    el("td", {}, open, remove));
+    el("td", { className: "access", textContent: kb.access ? t(`level.${kb.access}`) : "" }),
+    actions);
   tr.dataset.kb = kb.name;
   if (kb.name === selected) tr.classList.add("selected");
   return tr;
@@ -41,7 +69,8 @@ function row(kb) {
 async function select(name) {
   selected = name;
   await show();
-  $("drop").focus();
+  if (!$("drop").hidden) $("drop").focus();
+  else $("docs-panel").querySelector("h2").scrollIntoView({ block: "nearest" });
 }
 
 async function deleteKb(name) {
@@ -79,18 +108,25 @@ async function createKb(event) {
 // -- documents --------------------------------------------------------------------------------------------
 async function showDocuments() {
   $("docs-kb").textContent = selected;
+  const write = may(access[selected], "write");
+  $("drop").hidden = !write;
+  $("uploads").hidden = !write;
   const { documents } = await api(`/v1/kbs/${enc(selected)}/documents`);
   $("docs-rows").replaceChildren(...documents.map((doc) => {
-    const remove = el("button", { type: "button", className: "link", textContent: t("docs.delete") });
-    remove.setAttribute("aria-label", `${t("docs.delete")} ${doc.source}`);
-    remove.addEventListener("click", () => deleteDocument(doc));
+    const remove = el("td", {});
+    if (write) {
+      const button = el("button", { type: "button", className: "link", textContent: t("docs.delete") });
+      button.setAttribute("aria-label", `${t("docs.delete")} ${doc.source}`);
+      button.addEventListener("click", () => deleteDocument(doc));
+      remove.append(button);
+    }
     const tr = el("tr", {},
       el("td", { textContent: doc.source }),
       el("td", { className: `state-${doc.status}`, textContent: t(`state.${doc.status}`) }),
       el("td", { className: "num", textContent: doc.chunks }),
       pagesCell(doc),
       el("td", { className: "num", textContent: doc.chars == null ? "" : t("docs.chars", { n: doc.chars }) }),
-      el("td", {}, remove));
+      remove);
     tr.dataset.source = doc.source;
     return tr;
   }));
@@ -157,7 +193,8 @@ async function uploadOne(kb, file, row, replace = false) {
         row.bar.value = 1;
         break;
       }
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      // Twice a second while it runs; a queued job (waiting behind others) is asked every 2 s.
+      await new Promise((resolve) => setTimeout(resolve, status.status === "queued" ? 2000 : 500));
     }
     if (kb === selected) await show();
   } catch (error) {
@@ -174,8 +211,68 @@ async function uploadOne(kb, file, row, replace = false) {
   }
 }
 
+// -- who may use the selected KB (its managers see this) ----------------------------------------------------
+async function showGrants() {
+  const kb = selected;
+  $("grants-kb").textContent = kb;
+  const { grants } = await api(`/v1/kbs/${enc(kb)}/grants`);
+  $("grants-empty").hidden = grants.length > 0;
+  $("grants-rows").replaceChildren(...grants.map((grant) => {
+    const remove = el("button", { type: "button", className: "link", textContent: t("grants.remove") });
+    remove.setAttribute("aria-label", `${t("grants.remove")}: ${grant.user}`);
+    remove.addEventListener("click", () => removeGrant(kb, grant.user));
+    const tr = el("tr", {},
+      el("td", { textContent: grant.user }),
+      el("td", { textContent: t(`level.${grant.level}`) }),
+      el("td", { className: "muted time", textContent: when(grant.created) }),
+      el("td", {}, remove));
+    tr.dataset.user = grant.user;
+    return tr;
+  }));
+  // Admins may list the users, which the name field then offers; a manager who is not an admin types the name.
+  if (state.me?.admin) {
+    try {
+      const { users } = await api("/v1/users");
+      $("grant-users").replaceChildren(...users.filter((u) => !u.disabled).map((u) => new Option(`${u.name} (${t(`role.${u.role}`)})`, u.name)));
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status === 401) throw error;
+    }
+  }
+}
+
+async function addGrant(event) {
+  event.preventDefault();
+  const kb = selected;
+  const user = $("grant-user").value.trim();
+  const level = $("grant-level").value;
+  $("grant-error").textContent = "";
+  try {
+    await api(`/v1/kbs/${enc(kb)}/grants`, { method: "POST", json: { user, level } });
+    event.target.reset();
+    say(t("grants.added", { user, level: t(`level.${level}`), kb }));
+    await showGrants();
+  } catch (error) {
+    if (error instanceof ApiError && error.status !== 401) $("grant-error").textContent = error.message;
+    else fail(error);
+  }
+}
+
+async function removeGrant(kb, user) {
+  if (!confirm(t("grants.confirmRemove", { user, kb }))) return;
+  $("grant-error").textContent = "";
+  try {
+    await api(`/v1/kbs/${enc(kb)}/grants/${enc(user)}`, { method: "DELETE" });
+    say(t("grants.removed", { user, kb }));
+    await showGrants();
+  } catch (error) {
+    if (error instanceof ApiError && error.status !== 401) $("grant-error").textContent = error.message;
+    else fail(error);
+  }
+}
+
 export function wire() {
   $("kb-form").addEventListener("submit", createKb);
+  $("grant-form").addEventListener("submit", addGrant);
   $("docs-files").addEventListener("change", (event) => {
     uploadAll([...event.target.files]);
     event.target.value = "";

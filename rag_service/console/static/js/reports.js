@@ -16,6 +16,11 @@ export async function show() {
   }));
 }
 
+export function reset() {
+  $("report-list").replaceChildren();
+  $("report-frame").removeAttribute("srcdoc");
+}
+
 async function view(report) {
   const fmt = report.formats.includes("html") ? "html" : report.formats[0];
   const text = await api(`/v1/reports/${report.id.split("/").map(enc).join("/")}/${fmt}`, { text: true });

@@ -9,6 +9,11 @@ const MODES = ["bm25", "vector", "hybrid"];
 
 export async function show() {}
 
+export function reset() {
+  $("search-query").value = "";
+  $("search-results").replaceChildren();
+}
+
 function explain(hit) {
   const x = hit.explain || {};
   const parts = ["bm25", "vector"].filter((name) => x[name])
