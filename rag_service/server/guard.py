@@ -201,4 +201,4 @@ async def _drain(receive: Receive) -> None:
 
 
 async def _problem(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
-    await problems.response_for(exc)(scope, receive, send)
+    await problems.response_for(exc, scope["path"])(scope, receive, send)

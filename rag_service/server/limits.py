@@ -40,7 +40,7 @@ class KeyLimits:
             bucket.at = now
             if bucket.tokens < 1.0:
                 wait = math.ceil((1.0 - bucket.tokens) / rate)
-                raise RateLimitedError(f"API key {who.key_id} sent more than {self.per_minute} requests a minute "
+                raise RateLimitedError(f"this API key sent more than {self.per_minute} requests a minute "
                                        "(RAG_KEY_REQUESTS_PER_MINUTE); retry later", max(1, wait))
             bucket.tokens -= 1.0
 
@@ -50,7 +50,7 @@ class KeyLimits:
             return
         with self._lock:
             if self._running[who.key_id] >= self.chats:
-                raise RateLimitedError(f"API key {who.key_id} already has {self.chats} chats running or waiting "
+                raise RateLimitedError(f"this API key already has {self.chats} chats running or waiting "
                                        "(RAG_KEY_CONCURRENT_CHATS); retry when one ends", retry_after)
             self._running[who.key_id] += 1
 

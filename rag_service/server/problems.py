@@ -142,6 +142,22 @@ def problem_body(exc: BaseException) -> dict[str, Any]:
     return _body(status, code, detail)
 
 
+# Routes OpenAI clients call. Their SDKs take an error's text from an "error" object ({"message", "type", "code"})
+# and, without one, say only "Error code: 404": these routes' problems carry it beside the RFC 9457 members.
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/models")
+
+
+def openai_error(problem: dict[str, Any]) -> dict[str, Any]:
+    """A problem as the "error" object of OpenAI's API (also the error chunk of a streamed completion)."""
+    return {"message": problem["detail"], "type": problem["code"], "code": problem["code"]}
+
+
+def _for_path(body: dict[str, Any], path: str | None) -> dict[str, Any]:
+    if path is not None and any(path == p or path.startswith(f"{p}/") for p in OPENAI_PATHS):
+        return {**body, "error": openai_error(body)}
+    return body
+
+
 def _body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "code": code,
             "detail": detail, **extra}
@@ -159,27 +175,29 @@ def _response(body: dict[str, Any], headers: dict[str, str] | None = None) -> JS
     return JSONResponse(body, status_code=body["status"], headers=headers, media_type=PROBLEM_JSON)
 
 
-def response_for(exc: Exception) -> JSONResponse:
-    """The problem response of any exception (also for code that runs before FastAPI's handlers)."""
-    return _response(problem_body(exc), _headers(exc))
+def response_for(exc: Exception, path: str | None = None) -> JSONResponse:
+    """The problem response of any exception (also for code that runs before FastAPI's handlers) to a request
+    for ``path``."""
+    return _response(_for_path(problem_body(exc), path), _headers(exc))
 
 
 def install(app: FastAPI) -> None:
     """Route every error through problem+json: ours, request validation, routing (404/405) and the rest."""
 
     async def rag_error(request: Request, exc: Exception) -> JSONResponse:
-        return response_for(exc)
+        return response_for(exc, request.url.path)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
-        return _response(_body(422, "validation_error", detail, errors=errors))
+        return _response(_for_path(_body(422, "validation_error", detail, errors=errors), request.url.path))
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return _response(_body(exc.status_code, code, str(exc.detail)), dict(exc.headers or {}))
+        return _response(_for_path(_body(exc.status_code, code, str(exc.detail)), request.url.path),
+                         dict(exc.headers or {}))
 
     async def client_gone(request: Request, exc: Exception) -> JSONResponse:
         # The client left while its body was being read: nobody reads this answer, and it is no server error.

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from rag_service.records import Answer
 from rag_service.server.deps import AppServices, Caller
 from rag_service.server.disconnect import json_unless_disconnected
-from rag_service.server.problems import problem_body
+from rag_service.server.problems import openai_error, problem_body
 from rag_service.server.schemas import ChatCompletionOut, ModelList, ModelOut, OpenAIChatRequest
 from rag_service.server.services.chat import ChatTurn, Event
 from rag_service.server.sse import event_stream, sse
@@ -71,8 +71,7 @@ class _Completion:
                 else:
                     yield sse(self._chunk({"content": item}))
         except Exception as exc:
-            problem = problem_body(exc)
-            yield sse({"error": {"message": problem["detail"], "type": problem["code"], "code": problem["code"]}})
+            yield sse({"error": openai_error(problem_body(exc))})
         yield sse("[DONE]")
 
 

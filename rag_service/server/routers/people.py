@@ -38,12 +38,14 @@ def list_users(services: AppServices, who: Caller) -> dict[str, Any]:
     return services.people.users(who)
 
 
-@router.post("/users", status_code=201, response_model=UserOut, tags=["people"], summary="Add a user (admins)")
+# exclude_unset: "keys" (how many work) belongs to the listing; a new or changed user's answer leaves it out.
+@router.post("/users", status_code=201, response_model=UserOut, response_model_exclude_unset=True, tags=["people"],
+             summary="Add a user (admins)")
 def add_user(body: UserIn, services: AppServices, who: Caller) -> dict[str, Any]:
     return services.people.add_user(who, body.name, body.role)
 
 
-@router.patch("/users/{name}", response_model=UserOut, tags=["people"],
+@router.patch("/users/{name}", response_model=UserOut, response_model_exclude_unset=True, tags=["people"],
               summary="Change a user's role, or disable (enable) them: their keys stop (resume) working (admins)")
 def update_user(name: str, body: UserPatch, services: AppServices, who: Caller) -> dict[str, Any]:
     return services.people.update_user(who, name, role=body.role, disabled=body.disabled)

@@ -141,10 +141,15 @@ class ChatService:
         return self._consume(events, cancelled)
 
     async def ask(self, turn: ChatTurn) -> Answer:
+        """The Answer, once the chat has ended: its place in the queue and its key's count of chats are given back
+        before the client has the answer, so the same key's next chat is not refused for this one (429)."""
+        answer = None
         async for item in await self.open(turn):
             if isinstance(item, Answer):
-                return item
-        raise LLMError("the chat ended without an answer")
+                answer = item
+        if answer is None:
+            raise LLMError("the chat ended without an answer")
+        return answer
 
     @staticmethod
     async def _consume(events: asyncio.Queue[Any], cancelled: threading.Event) -> AsyncIterator[Event]:
