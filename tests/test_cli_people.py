@@ -1,6 +1,8 @@
 """``rag users|keys|grants|audit`` and the audit events of the CLI's other write commands, end to end: the real CLI as
-a process, on embedded SQLite and on PostgreSQL (``on_each_catalog``: one data dir and one database per backend for
-the whole module, so each test names its own users)."""
+a process, on embedded SQLite (one data dir for the whole module, so each test names its own users).
+
+The commands call the same use cases as the REST routes (``rag_service.admin.people``), and those run on PostgreSQL
+over HTTP in tests/test_teams.py; a CLI process costs a second or two, so this module runs on one catalog."""
 
 from __future__ import annotations
 
@@ -26,6 +28,12 @@ from tests.conftest import ROOT, rag_json, run_rag
 KB = "handbook"
 CLI = local_operator().name  # cli:<this account>; the CLI processes run under the same one
 KEY_FIELDS = {"id", "user", "prefix", "created", "expires", "revoked", "last_used"}
+
+
+@pytest.fixture(scope="module")
+def catalog_env() -> dict[str, str]:
+    """The embedded catalog only (overrides tests/conftest.py's SQLite + PostgreSQL parametrisation here)."""
+    return {}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +80,7 @@ def test_the_new_commands_keep_rag_help_free_of_storage_and_models() -> None:
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow  # CLI processes, a second or two each: make test only
 @pytest.mark.usefixtures("on_each_catalog")
 def test_users_add_list_role_disable_enable(data: Path) -> None:
     for name, role in (("ada", "admin"), ("eddie", "editor"), ("rea", "reader")):
@@ -110,6 +119,7 @@ def test_users_add_list_role_disable_enable(data: Path) -> None:
     ]  # the refused adds left nothing
 
 
+@pytest.mark.slow  # CLI processes, a second or two each: make test only
 @pytest.mark.usefixtures("on_each_catalog")
 def test_keys_create_list_expire_revoke(data: Path) -> None:
     run_rag("users", "add", "kim", "--role", "editor", data_dir=data)
@@ -178,6 +188,7 @@ def test_keys_create_list_expire_revoke(data: Path) -> None:
     assert all(e["key_id"] is None for e in events)  # the CLI holds no key
 
 
+@pytest.mark.slow  # CLI processes, a second or two each: make test only
 @pytest.mark.usefixtures("on_each_catalog")
 def test_grants_add_list_remove(data: Path) -> None:
     for name, role in (("gina", "editor"), ("rory", "reader")):
@@ -217,6 +228,7 @@ def test_grants_add_list_remove(data: Path) -> None:
     assert trail(data, "--action", "grant", "--kb", "nope") == []
 
 
+@pytest.mark.slow  # CLI processes, a second or two each: make test only
 @pytest.mark.usefixtures("on_each_catalog")
 def test_the_write_commands_of_the_cli_leave_audit_events(data: Path, tmp_path: Path) -> None:
     """Ingest (KB created, file added, file replaced), docs delete, glossary add/remove, import (KB created) and
