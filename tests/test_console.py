@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield s
 
 
-@pytest.fixture(scope="module")
-def page(server: Server) -> Iterator[Any]:
+@contextmanager
+def console_page(server: Server, *, timeout_ms: int = 30_000, permissions: tuple[str, ...] = ()) -> Iterator[Any]:
+    """A Chromium page at 1280x800 (English) that records Content-Security-Policy violations (``page.violations``)
+    and requests leaving the server (``page.external``); skips when there is no Chromium."""
     binary = chromium_binary()
     if binary is None:
         pytest.skip("no Chromium binary: apt-get install -y chromium fonts-noto-cjk (needs root)")
@@ -52,8 +55,10 @@ def page(server: Server) -> Iterator[Any]:
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=binary)
         context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
+        if permissions:
+            context.grant_permissions(list(permissions), origin=server.url)
         page = context.new_page()
-        page.set_default_timeout(30_000)
+        page.set_default_timeout(timeout_ms)
         violations: list[str] = []  # the console must work under its Content-Security-Policy
         page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
         page.violations = violations  # type: ignore[attr-defined]
@@ -63,6 +68,12 @@ def page(server: Server) -> Iterator[Any]:
         page.external = external  # type: ignore[attr-defined]
         yield page
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(server: Server) -> Iterator[Any]:
+    with console_page(server) as p:
+        yield p
 
 
 def test_sign_in_rejects_a_wrong_key_and_accepts_the_right_one(page: Any, server: Server) -> None:

@@ -16,16 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT
 from tests.fakes import ScriptedLLM, ScriptedServer
 from tests.test_api import KEY, Server, ingest, rag_server
 
-ARTIFACTS = ROOT / "data" / "test-artifacts"
 pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
 expect = sync_api.expect
 
-from tests.test_console import chromium_binary  # noqa: E402  (after the skip: that module needs Playwright too)
+from tests.test_console import ARTIFACTS, console_page  # noqa: E402  (after the skip: that module needs Playwright too)
 
 HR = (b"Northwind HR handbook: every employee gets 25 days of paid annual leave a year. "
       b"Leave requests go to your manager two weeks ahead.")
@@ -82,21 +80,8 @@ def readable(server: Server, key: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def page(server: Server, team: Team) -> Iterator[Any]:
-    binary = chromium_binary()
-    if binary is None:
-        pytest.skip("no Chromium binary: apt-get install -y chromium fonts-noto-cjk (needs root)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=binary)
-        context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
-        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        violations: list[str] = []  # the console must work under its Content-Security-Policy
-        page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
-        page.violations = violations  # type: ignore[attr-defined]
-        yield page
-        browser.close()
+    with console_page(server, timeout_ms=20_000, permissions=("clipboard-read", "clipboard-write")) as p:
+        yield p
 
 
 def sign_in(page: Any, key: str) -> None:
