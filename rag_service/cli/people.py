@@ -21,11 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from rag_service.cli.common import operator, print_json, workspace
+from rag_service.storage.people import LEVELS, ROLES  # a light module: the rows' types, no database driver
 
-# As rag_service.storage.people.ROLES / LEVELS (tests/test_cli_people.py holds them equal); spelled out here so that
-# `rag --help` imports no storage code.
-ROLES = ("admin", "editor", "reader")
-LEVELS = ("read", "write", "manage")
 MAX_AUDIT_LIMIT = 10_000  # as GET /v1/audit
 _VERBS = {"read": "read", "write": "read and write to", "manage": "manage"}
 
