@@ -327,6 +327,12 @@ class ServerSettings(BaseModel):
     max_request_kb: int = Field(
         1024, ge=1, le=1024 * 1024, description="Largest JSON request body in KiB; a bigger one is refused (413) "
         "before it is read. Uploads have their own limit (RAG_MAX_FILE_MB per file).")
+    max_embedding_inputs: int = Field(
+        2048, ge=1, description="Texts one POST /v1/embeddings may embed (OpenAI's own limit); more is refused (400).")
+    max_embedding_tokens: int = Field(
+        16384, ge=1, description="Tokens (in the embedder's tokenizer) one POST /v1/embeddings may embed; more is "
+        "refused (400). e5 embeds ~900-1,000 tokens a second on 2 cores (docs/benchmarks.md 'Ingestion throughput'), "
+        "so this is a request of ~17 s.")
     max_history_messages: int = Field(
         64, ge=0, description="Messages an OpenAI-style request may carry before its question; more is refused (400).")
     allow_open: bool = Field(

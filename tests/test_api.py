@@ -213,7 +213,8 @@ def test_openapi_lists_every_route(server: Server) -> None:
         "/v1/sessions": {"get"}, "/v1/feedback": {"get", "post"}, "/v1/reports": {"get"},
         "/v1/reports/{report_id}/{fmt}": {"get"}, "/v1/kbs/{kb}/glossary": {"get", "post"},
         "/v1/kbs/{kb}/glossary/{entry_id}": {"delete"}, "/v1/kbs/{kb}/glossary/suggestions": {"get"},
-        "/v1/models": {"get"}, "/v1/models/{model}": {"get"}, "/v1/me": {"get"}, "/v1/users": {"get", "post"},
+        "/v1/models": {"get"}, "/v1/models/{model}": {"get"}, "/v1/embeddings": {"post"}, "/v1/me": {"get"},
+        "/v1/users": {"get", "post"},
         "/v1/users/{name}": {"patch"}, "/v1/keys": {"get", "post"}, "/v1/keys/{key_id}": {"delete"},
         "/v1/kbs/{kb}/grants": {"get", "post"}, "/v1/kbs/{kb}/grants/{user}": {"delete"}, "/v1/audit": {"get"},
     }

@@ -125,3 +125,40 @@ def test_a_revoked_key_is_an_authentication_error(setup: Setup) -> None:
         setup.sdk("not-a-key").models.list()
     assert "missing or invalid API key" in unknown.value.message
     assert [m.id for m in setup.sdk().models.list()] == ["shared"]  # the reader's first key still works
+
+
+def test_embeddings_by_a_readable_kb_or_a_bundled_embedder(setup: Setup) -> None:
+    """The SDK asks for base64 by default; the vectors are e5's own, as a question (default) or as a passage."""
+    import httpx
+    import numpy as np
+
+    from rag_service.models.embeddings import get_embedder
+
+    e5 = get_embedder("e5")
+    texts = ["What is the daily meal allowance?", "每位读者最多可以借几本书？"]
+    client = setup.sdk()
+    made = client.embeddings.create(model="shared", input=texts)
+    assert [d.index for d in made.data] == [0, 1] and made.model == "shared"
+    got = np.array([d.embedding for d in made.data], dtype=np.float32)
+    assert got.shape == (2, e5.dim)
+    assert np.allclose(got, np.stack([e5.embed_query(t) for t in texts]), atol=1e-5)
+    assert made.usage.prompt_tokens == made.usage.total_tokens == sum(e5.count_tokens(t) for t in texts)
+    passage = client.embeddings.create(model="e5", input=texts[0], extra_body={"input_type": "passage"})
+    assert np.allclose(passage.data[0].embedding, e5.embed_documents([texts[0]])[0], atol=1e-5)
+    assert not np.allclose(passage.data[0].embedding, got[0], atol=1e-3)  # a passage is embedded differently
+    with httpx.Client(base_url=setup.server.url, headers={"Authorization": f"Bearer {setup.key}"}) as http:
+        plain = http.post("/v1/embeddings", json={"model": "default", "input": texts[1]}).raise_for_status().json()
+        assert np.allclose(plain["data"][0]["embedding"], got[1], atol=1e-5)  # floats, the configured embedder
+        too_many = http.post("/v1/embeddings", json={"model": "e5", "input": ["x"] * 2049})
+        assert too_many.status_code == 400 and "RAG_MAX_EMBEDDING_INPUTS" in too_many.json()["error"]["message"]
+        too_long = http.post("/v1/embeddings", json={"model": "e5", "input": ["meal allowance " * 2000] * 3})
+        assert too_long.status_code == 400 and "RAG_MAX_EMBEDDING_TOKENS" in too_long.json()["error"]["message"]
+    with pytest.raises(openai.NotFoundError) as hidden:
+        client.embeddings.create(model="secret", input="x")
+    assert hidden.value.message == "Error code: 404 - knowledge base 'secret' does not exist"
+    for bad, words in (([[1, 2, 3]], "token arrays"), ("", "non-empty")):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.embeddings.create(model="e5", input=bad)  # type: ignore[arg-type]
+        assert words in refused.value.message
+    with pytest.raises(openai.BadRequestError, match="384-dimensional"):
+        client.embeddings.create(model="e5", input="x", dimensions=256)

@@ -359,7 +359,7 @@ def _check_job(team: Team, who: str, kb: str, resp: httpx.Response) -> str | Non
 
 
 KB_PAIR = ("shared", "secret")
-OPENAI_ROUTES = ("GET /v1/models", "GET /v1/models/{kb}", "POST /v1/chat/completions")
+OPENAI_ROUTES = ("GET /v1/models", "GET /v1/models/{kb}", "POST /v1/chat/completions", "POST /v1/embeddings")
 # In the table's order; the rows after the upload wait for its jobs (PHASE_TWO).
 ROUTES = (
     Route("GET /v1/me", "any", 200, lambda t, w, kb, a: _c(t, w).get("/v1/me"), check=_check_me),
@@ -385,6 +385,10 @@ ROUTES = (
           KB_PAIR, check=_check_search),
     Route("POST /v1/kbs/{kb}/chat", "read", 200, _chat, KB_PAIR, check=_check_answer),
     Route("POST /v1/chat/completions", "read", 200, _completion, KB_PAIR, check=_check_answer),
+    Route("POST /v1/embeddings", "read", 200, lambda t, w, kb, a: _c(t, w).post(
+        "/v1/embeddings", json={"model": kb, "input": "meal allowance"}), KB_PAIR,
+          check=lambda t, w, kb, r: _expect(r.json()["model"] == kb and len(r.json()["data"][0]["embedding"]) == 384,
+                                            r.text[:200])),
     Route("GET /v1/sessions?kb=", "read", 200, lambda t, w, kb, a: _c(t, w).get("/v1/sessions", params={"kb": kb}),
           KB_PAIR),
     Route("POST /v1/feedback", "read", 201, _post_feedback, KB_PAIR),

@@ -17,6 +17,7 @@ from rag_service.server.limits import KeyLimits
 from rag_service.server.problems import UnauthorizedError
 from rag_service.server.services.chat import ChatService
 from rag_service.server.services.documents import DocumentService
+from rag_service.server.services.embeddings import EmbeddingService
 from rag_service.server.services.feedback import FeedbackService
 from rag_service.server.services.glossary import GlossaryService
 from rag_service.server.services.health import Readiness
@@ -46,6 +47,7 @@ class Services:
     glossary: GlossaryService
     reports: ReportService
     people: PeopleService
+    embeddings: EmbeddingService
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -65,7 +67,9 @@ class Services:
                    chat=ChatService(workspaces, settings.chat_concurrency, settings.chat_queue_size,
                                     settings.max_history_messages, limits),
                    feedback=FeedbackService(workspaces), glossary=GlossaryService(workspaces, writes),
-                   reports=ReportService(settings.reports_dir), people=PeopleService(workspaces))
+                   reports=ReportService(settings.reports_dir), people=PeopleService(workspaces),
+                   embeddings=EmbeddingService(workspaces, settings.max_embedding_inputs,
+                                               settings.max_embedding_tokens))
 
     def start(self) -> None:
         self.jobs.start()

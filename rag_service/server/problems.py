@@ -144,7 +144,7 @@ def problem_body(exc: BaseException) -> dict[str, Any]:
 
 # Routes OpenAI clients call. Their SDKs take an error's text from an "error" object ({"message", "type", "code"})
 # and, without one, say only "Error code: 404": these routes' problems carry it beside the RFC 9457 members.
-OPENAI_PATHS = ("/v1/chat/completions", "/v1/models")
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/models", "/v1/embeddings")
 
 
 def openai_error(problem: dict[str, Any]) -> dict[str, Any]:

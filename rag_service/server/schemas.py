@@ -496,3 +496,41 @@ class ChatCompletionOut(BaseModel):
     refused: bool
     related: list[PassageOut]
     claims: list[ClaimOut]
+
+
+class EmbeddingRequest(BaseModel):
+    """OpenAI's embeddings body; options it has that do not apply here (``user``) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(description="a knowledge base (its embedder), or 'e5', 'minilm' or 'default'")
+    input: str | list[Any] = Field(description="a text or a list of texts (token arrays are not accepted)")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, description="only the model's own dimension")
+    input_type: Literal["query", "passage"] = Field(
+        "query", description="an extension: 'passage' embeds texts as e5 embeds the passages of a KB; 'query' (the "
+        "default, also e5's advice for symmetric tasks) as it embeds a question")
+
+    def texts(self) -> list[str]:
+        if isinstance(self.input, str):
+            return [self.input]
+        if not all(isinstance(item, str) for item in self.input):
+            raise InvalidInputError("input must be a text or a list of texts: token arrays are not supported")
+        return list(self.input)
+
+
+class EmbeddingOut(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str = Field(description="numbers, or their float32 bytes in base64")
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    object: Literal["list"]
+    model: str
+    data: list[EmbeddingOut]
+    usage: EmbeddingUsage

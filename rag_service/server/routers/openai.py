@@ -23,7 +23,14 @@ from rag_service.records import Answer
 from rag_service.server.deps import AppServices, Caller
 from rag_service.server.disconnect import json_unless_disconnected
 from rag_service.server.problems import openai_error, problem_body
-from rag_service.server.schemas import ChatCompletionOut, ModelList, ModelOut, OpenAIChatRequest
+from rag_service.server.schemas import (
+    ChatCompletionOut,
+    EmbeddingList,
+    EmbeddingRequest,
+    ModelList,
+    ModelOut,
+    OpenAIChatRequest,
+)
 from rag_service.server.services.chat import ChatTurn, Event
 from rag_service.server.sse import event_stream, sse
 
@@ -98,3 +105,10 @@ def list_models(services: AppServices, who: Caller) -> dict[str, Any]:
 @router.get("/models/{model}", response_model=ModelOut, summary="One knowledge base as an OpenAI model")
 def get_model(model: str, services: AppServices, who: Caller) -> dict[str, Any]:
     return services.kbs.model(who, model)
+
+
+@router.post("/embeddings", response_model=EmbeddingList,
+             summary="OpenAI-compatible embeddings: model = a knowledge base (its embedder), or e5, minilm, default")
+def embeddings(body: EmbeddingRequest, services: AppServices, who: Caller) -> dict[str, Any]:
+    return services.embeddings.embed(who, body.model, body.texts(), input_type=body.input_type,
+                                     encoding_format=body.encoding_format, dimensions=body.dimensions)
