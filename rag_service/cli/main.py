@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag_service.cli.backup import add_backup_parsers
 from rag_service.cli.common import audit, print_json, workspace
 from rag_service.cli.people import add_people_parsers
 from rag_service.errors import InvalidInputError, RagError
@@ -564,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_worker)
 
     add_people_parsers(sub)
+    add_backup_parsers(sub)
     add_calibrate_parser(sub)
     add_eval_parser(sub)
     return p
