@@ -118,6 +118,38 @@ def test_the_model_s_refusal_is_delivered_with_related_passages(client: httpx.Cl
     assert set(out["related"][0]) >= {"chunk_id", "doc_id", "source", "text", "score"}
 
 
+def test_a_session_returns_each_answer_with_its_citations_claims_and_refusal(
+        client: httpx.Client, facts: dict[str, Any], script: Script) -> None:
+    """What GET /v1/sessions/{id} gives back is what each chat returned but its trace, so a reopened conversation
+    can show the same chips and related passages; questions have no evidence."""
+    hotel = "How much is the hotel allowance per night?"
+    script(answer_for=[("meal allowance", MEAL_ANSWER), ("hotel", REFUSAL)], condensed=[hotel],
+           yes={**CONFIDENT, "gate": [0.9, 0.2]})
+    cited = client.post("/v1/kbs/facts/chat", json={"question": MEAL, "explain": True}).json()
+    refused = client.post("/v1/kbs/facts/chat", json={"question": "And hotels?",
+                                                       "session_id": cited["session_id"]}).json()
+    assert cited["citations"] and refused["refused"] and refused["related"]
+    resp = client.get(f"/v1/sessions/{cited['session_id']}")
+    assert resp.status_code == 200, resp.text
+    messages = resp.json()["messages"]
+    assert [(m["role"], m["content"]) for m in messages] == [
+        ("user", MEAL), ("assistant", cited["answer"]), ("user", "And hotels?"), ("assistant", refused["answer"])]
+    evidence = ("citations", "claims", "refused", "grounded", "related", "policy", "usage")
+    for asked in messages[0::2]:
+        assert all(asked[k] is None for k in evidence)
+    def given(value: Any) -> Any:  # the session's schema spells an unknown page or reason null, the chat omits it
+        if isinstance(value, dict):
+            return {k: given(v) for k, v in value.items() if v is not None}
+        return [given(v) for v in value] if isinstance(value, list) else value
+
+    for message, answer in ((messages[1], cited), (messages[3], refused)):
+        assert {k: given(message[k]) for k in evidence} == {k: answer[k] for k in evidence}
+        assert "trace" not in message
+    assert messages[1]["citations"][0]["source"] == "travel.txt" and "45 euros" in messages[1]["citations"][0]["text"]
+    assert messages[3]["refused"] is True and messages[3]["related"][0]["source"] == "travel.txt"
+    client.delete(f"/v1/sessions/{cited['session_id']}")
+
+
 def test_chat_streams_the_draft_as_token_events_then_the_checked_answer(client: httpx.Client, facts: dict[str, Any],
                                                                        script: Script) -> None:
     draft = f"{MEAL_ANSWER}\nMembers also get a free parking permit [1]."

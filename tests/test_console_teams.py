@@ -1,7 +1,8 @@
 """The console with teams, in a real browser (Debian's Chromium driven by Playwright) against a real `rag serve` whose
 LLM is the scripted one (tests/fakes.py): a reader sees only the knowledge base granted to them and none of the
-actions they may not take, and still gets an answer; an admin adds a key on the admin page, copies it once, revokes
-it, and finds both in the audit trail; a KB's manager grants and takes access on the KB view.
+actions they may not take, and still gets an answer, which a reopened conversation shows again with its chips and a
+refusal's related passages (kept inside their card at 1280 px); an admin adds a key on the admin page, copies it
+once, revokes it, and finds both in the audit trail; a KB's manager grants and takes access on the KB view.
 
 The users, keys and grants are set up over the REST API with the operator key; what the page did is checked over
 HTTP with the keys themselves. The tests share one server and one page and run in file order. Without Playwright or
@@ -9,6 +10,7 @@ a Chromium binary they are skipped with the reason, as in test_console.py."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,8 @@ ENG = b"Northwind engineering: production deploys happen on Tuesdays and Thursda
 LEAVE = "How many days of annual leave does an employee get?"
 LEAVE_ANSWER = "Every employee gets 25 days of paid annual leave a year [1]."
 CONFIDENT = {"gate": 0.9, "passage_gate": 0.9, "evidence": 0.9}
+PARKING = "Where can Northwind employees park their cars?"
+REFUSAL = "I cannot find the answer in the provided documents."
 
 
 @dataclass
@@ -140,6 +144,76 @@ def test_a_reader_sees_only_the_kb_granted_and_no_action_they_may_not_take(
         (session,) = c.get("/v1/sessions", params={"kb": "hr"}).json()["sessions"]
     with server.client(key=team.reader) as c:
         assert [s["id"] for s in c.get("/v1/sessions", params={"kb": "hr"}).json()["sessions"]] == [session["id"]]
+
+
+def related_outside(page: Any, refusal: Any) -> list[str]:
+    """The related-passage lines of ``refusal`` that reach past its card or the conversation's (at this width)."""
+    cards = [refusal.bounding_box(), page.locator(".conversation").bounding_box()]
+    out = []
+    for line in refusal.locator(".related li button").all():
+        box = line.bounding_box()
+        if any(box["x"] < c["x"] - 0.5 or box["x"] + box["width"] > c["x"] + c["width"] + 0.5 for c in cards):
+            out.append(f"{line.inner_text()!r}: {box} outside {cards}")
+    return out
+
+
+def test_a_reopened_conversation_shows_its_chips_and_related_passages_which_stay_in_their_card(
+        page: Any, server: Server, generator: ScriptedServer) -> None:
+    """Rita's conversation (the cited answer above) gets a refusal, the page is reloaded, and the conversation
+    reopened from the sidebar shows what the live answers showed: the chip opens its passage with the sentence
+    the answer relies on marked, the refusal lists its related passages; at 1280 px those lines end inside
+    their card, with the passage panel open or not."""
+    check = expect
+    generator.llm = ScriptedLLM(condensed=[PARKING], answers=[REFUSAL], yes={"gate": 0.2})
+    page.locator("#question").fill(PARKING)
+    page.get_by_role("button", name="Ask").click()
+    refusal = page.locator(".msg.refusal").last
+    check(refusal.locator(".related li")).to_have_count(1)
+    check(refusal.locator(".related li")).to_contain_text("leave.txt")
+    assert related_outside(page, refusal) == []
+
+    page.reload()
+    check(page.locator("#view-chat")).to_be_visible()
+    check(page.locator("#messages li")).to_have_count(0)
+    conversation = page.locator("#session-list li button.open")
+    check(conversation).to_have_count(1)
+    conversation.click()
+    check(page.locator("#messages li.msg.user")).to_have_count(2)
+    answer = page.locator(".msg.answer[data-refused='false']")
+    check(answer).to_contain_text("25 days of paid annual leave")
+    chip = answer.locator("button.chip")
+    check(chip).to_have_count(1)
+    check(chip).to_have_text("1")
+    chip.click()
+    check(page.locator("#side")).to_be_visible()
+    check(page.locator("#side-body")).to_contain_text("leave.txt")
+    check(page.locator("#side-body mark")).to_contain_text("25 days of paid annual leave")
+    refusal = page.locator(".msg.refusal[data-refused='true']")
+    check(refusal).to_contain_text(REFUSAL)
+    check(refusal.locator("button.chip")).to_have_count(0)
+    check(refusal.locator(".related li")).to_have_count(1)
+    assert related_outside(page, refusal) == []  # the panel open: the conversation is narrower
+    page.screenshot(path=str(ARTIFACTS / "console-reopened.png"))
+    refusal.locator(".related li button").click()
+    check(page.locator("#side-body .passage")).to_contain_text("two weeks ahead")
+    # "Why this answer" of a reopened answer: its tokens and claims (the trace, with the prompt, is not kept).
+    answer.get_by_role("button", name="Why this answer").click()
+    check(page.locator("#side-body .tokens")).to_contain_text("prompt")
+    check(page.locator("#side-body li")).to_contain_text(["✓ Every employee gets 25 days"])
+    check(page.locator("#side-body pre.prompt")).to_have_count(0)
+    page.locator("#side-close").click()
+
+    # An answer written before sessions kept evidence (its row without it) still opens, as plain text.
+    with sqlite3.connect(server.data_dir / "sessions.sqlite3") as db:
+        assert db.execute("UPDATE messages SET answer = NULL WHERE seq = 2").rowcount == 1
+    page.get_by_role("button", name="New conversation").click()
+    check(page.locator("#messages li")).to_have_count(0)
+    conversation.click()
+    check(page.locator("#messages li.msg")).to_have_count(4)
+    check(page.locator(".msg.answer").first).to_contain_text("25 days of paid annual leave a year [1].")
+    check(page.locator(".msg.answer button.chip")).to_have_count(0)
+    check(page.locator(".msg.refusal .related li")).to_have_count(1)
+    assert not page.violations, page.violations  # type: ignore[attr-defined]
 
 
 def test_an_admin_creates_a_key_sees_it_once_revokes_it_and_finds_both_in_the_audit(

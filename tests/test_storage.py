@@ -23,6 +23,7 @@ from rag_service.storage.db import Backend, open_backend
 from rag_service.storage.db.postgres import PostgresBackend
 from rag_service.storage.feedback import FeedbackStore
 from rag_service.storage.jobs import JobStore, UploadedFile
+from rag_service.storage.sessions import MIGRATIONS as SESSION_MIGRATIONS
 from rag_service.storage.sessions import SessionStore
 
 # The catalog schema as the first release wrote it: no schema_migrations table, none of the later columns.
@@ -118,6 +119,41 @@ def test_sessions_and_feedback_on_every_backend(backend: Backend) -> None:
     rated = [(f.rating, f.comment, f.citations) for f in feedback.for_kb("kb1")]
     assert rated == [("down", "wrong", [{"doc_id": "d1"}])]
     assert store.delete(sid) and store.get(sid) is None
+
+
+def test_an_answer_is_kept_with_its_evidence_and_older_answers_read_as_plain_text(backend: Backend) -> None:
+    """A session written before evidence was kept (migrations 1-3, rows as that release inserted them) is upgraded
+    in place: its messages read as before, and a new answer beside them keeps what the chat returned but its
+    trace."""
+    db = backend.database("sessions")
+    db.migrate("sessions", SESSION_MIGRATIONS[:3])
+    db.execute("INSERT INTO sessions (id, kb_id, created) VALUES ('old', 'kb1', '2026-01-01T00:00:00+00:00')")
+    for seq, role, content in ((1, "user", "hi"), (2, "assistant", "hello [1]")):
+        db.execute("INSERT INTO messages VALUES ('old', ?, ?, ?, '2026-01-01T00:00:00+00:00')", (seq, role, content))
+    store = SessionStore(db)
+    citation = {"n": 1, "chunk_id": "d1:0", "doc_id": "d1", "source": "a.md", "text": "Hello, 世界.", "page": 2}
+    answer = {"answer": "Hello [1].", "citations": [citation], "refused": False, "grounded": True,
+              "usage": {"prompt_tokens": 90, "completion_tokens": 4}, "related": [], "policy": "strict",
+              "claims": [{"text": "Hello.", "citations": [1], "supported": True, "evidence": "Hello, 世界."}],
+              "session_id": "old", "trace": {"messages": ["the prompt"]}}
+    refusal = {**answer, "answer": "Not found.", "citations": [], "claims": [], "refused": True, "grounded": False,
+               "related": [{"chunk_id": "d1:0", "doc_id": "d1", "source": "a.md", "text": "Hello.", "score": 0.5}]}
+    store.append("old", "user", "and now?")
+    store.append("old", "assistant", "Hello [1].", answer=answer)
+    store.append("old", "user", "and then?")
+    store.append("old", "assistant", "Not found.", answer=refusal)
+    with pytest.raises(ValueError):
+        store.append("old", "user", "q", answer=answer)
+    messages = store.get("old")["messages"]  # type: ignore[index]
+    assert [(m["role"], m["content"]) for m in messages] == [
+        ("user", "hi"), ("assistant", "hello [1]"), ("user", "and now?"), ("assistant", "Hello [1]."),
+        ("user", "and then?"), ("assistant", "Not found.")]
+    assert all(set(m) == {"role", "content", "created"} for m in messages[:3] + messages[4:5])
+    kept = {k: v for k, v in answer.items() if k not in ("answer", "session_id", "trace")}
+    assert {k: v for k, v in messages[3].items() if k not in ("role", "content", "created")} == kept
+    assert messages[5]["refused"] is True and messages[5]["related"] == refusal["related"]
+    assert store.history("old")[3] == {"role": "assistant", "content": "Hello [1]."}  # what condensing reads
+    assert store.for_kb("kb1")[0]["messages"] == 6
 
 
 def test_an_old_sqlite_catalog_is_upgraded_in_place(tmp_path: Path) -> None:

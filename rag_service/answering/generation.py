@@ -397,14 +397,17 @@ class Answerer:
 
     def _finish(self, turn: _Turn, text: str, usage: Usage, *, refused: bool,
                 citations: list[Citation] | None = None, claims: list[Claim] | None = None) -> Answer:
+        turn.trace["timings"] = {k: round(v, 4) for k, v in turn.timings.items()}
+        answer = Answer(answer=text, citations=citations or [], refused=refused, usage=usage,
+                        grounded=bool(citations), trace=turn.trace, session_id=turn.session_id,
+                        related=turn.hits[:RELATED_MAX] if refused else [], claims=claims or [],
+                        policy=self.ws.settings.grounding, packed=turn.packed)
+        # The answer is kept with its evidence (citations, claims, refusal, related passages): a reopened session
+        # shows what this one showed.
         sessions = self.ws.sessions
         sessions.append(turn.session_id, "user", turn.question)
-        sessions.append(turn.session_id, "assistant", text)
-        turn.trace["timings"] = {k: round(v, 4) for k, v in turn.timings.items()}
-        return Answer(answer=text, citations=citations or [], refused=refused, usage=usage,
-                      grounded=bool(citations), trace=turn.trace, session_id=turn.session_id,
-                      related=turn.hits[:RELATED_MAX] if refused else [], claims=claims or [],
-                      policy=self.ws.settings.grounding, packed=turn.packed)
+        sessions.append(turn.session_id, "assistant", text, answer=answer.to_json())
+        return answer
 
 
 def warm_up(llm: LLM, settings: Settings) -> None:

@@ -226,9 +226,19 @@ class SessionList(BaseModel):
 
 
 class SessionMessage(BaseModel):
+    """A question, or an answer with the evidence it was delivered with (as the chat returned it, without the
+    trace). For a question, and an answer written before evidence was kept, the evidence fields are null."""
+
     role: Literal["user", "assistant"]
     content: str
     created: str
+    citations: list[CitationOut] | None = None
+    claims: list[ClaimOut] | None = None
+    refused: bool | None = None
+    grounded: bool | None = None
+    related: list[PassageOut] | None = Field(None, description="when refused: the closest passages (at most 3)")
+    policy: Policy | None = None
+    usage: UsageOut | None = None
 
 
 class SessionOut(BaseModel):

@@ -1,9 +1,12 @@
 """Multi-turn chat sessions: who asked what, and what was answered, per knowledge base (any ``rag_service.storage.db``
-backend, so any replica continues any session)."""
+backend, so any replica continues any session). An answer is kept with its evidence (citations, claims, refusal,
+related passages), so a reopened conversation shows what the live answer showed."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +27,13 @@ CREATE TABLE IF NOT EXISTS messages (
     Migration(2, "session titles (web console)", (AddColumn("sessions", "title", "TEXT"),)),
     Migration(3, "the user a session belongs to (private to them; NULL: the operator's)", (
         AddColumn("sessions", "user_id", "TEXT"),)),
+    Migration(4, "an answer's evidence beside its text (JSON; NULL for questions and older answers)", (
+        AddColumn("messages", "answer", "TEXT"),)),
 )
+
+# What an assistant message keeps of its Answer's JSON (records.Answer.to_json): the text is ``content``; the trace
+# (the prompt, every hit) is not kept, it is the size of the KB's passages and explains the moment of answering only.
+ANSWER_FIELDS = ("citations", "claims", "refused", "grounded", "related", "policy", "usage")
 
 
 def _now() -> str:
@@ -72,13 +81,21 @@ class SessionStore:
             raise InvalidInputError(f"session '{session_id}' belongs to another knowledge base")
         return session_id
 
-    def append(self, session_id: str, role: str, content: str) -> None:
+    def append(self, session_id: str, role: str, content: str, answer: Mapping[str, Any] | None = None) -> None:
+        """A message at the end of the session; an assistant message's ``answer`` (an Answer's JSON) keeps its
+        ``ANSWER_FIELDS``."""
+        kept = None
+        if answer is not None:
+            if role != "assistant":
+                raise ValueError("only an assistant message has an answer's evidence")
+            kept = json.dumps({k: answer[k] for k in ANSWER_FIELDS if k in answer}, ensure_ascii=False)
         # The session row is locked first, so two replicas appending to one session number turns in order.
         with self._db.transaction() as tx:
             tx.execute("SELECT id FROM sessions WHERE id = ? {lock_row}", (session_id,))
             tx.execute(
-                "INSERT INTO messages SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM messages WHERE session_id = ?",
-                (session_id, role, content, _now(), session_id))
+                "INSERT INTO messages (session_id, seq, role, content, created, answer) "
+                "SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ? FROM messages WHERE session_id = ?",
+                (session_id, role, content, _now(), kept, session_id))
 
     def history(self, session_id: str) -> list[dict[str, str]]:
         return [{"role": r["role"], "content": r["content"]} for r in self._db.execute(
@@ -88,8 +105,11 @@ class SessionStore:
         row = self._db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
         if row is None:
             return None
-        messages = [dict(r) for r in self._db.execute(
-            "SELECT role, content, created FROM messages WHERE session_id = ? ORDER BY seq", (session_id,))]
+        # An answer's evidence beside its role, content and time (none for a question, nor for an answer written
+        # before evidence was kept: those are plain text).
+        messages = [{"role": r["role"], "content": r["content"], "created": r["created"],
+                     **(json.loads(r["answer"]) if r["answer"] else {})} for r in self._db.execute(
+            "SELECT role, content, created, answer FROM messages WHERE session_id = ? ORDER BY seq", (session_id,))]
         return {"id": row["id"], "kb_id": row["kb_id"], "created": row["created"], "title": row["title"],
                 "user_id": row["user_id"], "messages": messages}
 

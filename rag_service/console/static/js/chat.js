@@ -44,9 +44,14 @@ async function showSessions() {
 async function openSession(id) {
   const session = await api(`/v1/sessions/${enc(id)}`);
   sessionId = id;
-  $("messages").replaceChildren(...session.messages.map((m) =>
-    m.role === "user" ? userMessage(m.content) : el("li", { className: "msg answer" },
-      el("div", { className: "label", textContent: t("chat.answer") }), el("div", { className: "text", textContent: m.content }))));
+  let question = "";
+  $("messages").replaceChildren(...session.messages.map((m) => {
+    if (m.role === "user") {
+      question = m.content;
+      return userMessage(m.content);
+    }
+    return restoredAnswer(question, m, id);
+  }));
   closeSide();
   await showSessions();
   $("question").focus();
@@ -80,6 +85,18 @@ function newSession() {
   closeSide();
   showSessions().catch(fail);
   $("question").focus();
+}
+
+// A stored answer as the live one rendered it (chips, a refusal's related passages), from the evidence the session
+// kept beside its text; one written before evidence was kept is plain text.
+function restoredAnswer(question, m, id) {
+  if (m.citations == null) {
+    return el("li", { className: "msg answer" }, el("div", { className: "label", textContent: t("chat.answer") }),
+      el("div", { className: "text", textContent: m.content }));
+  }
+  return answerMessage(question, { answer: m.content, citations: m.citations, claims: m.claims ?? [],
+    refused: Boolean(m.refused), grounded: Boolean(m.grounded), related: m.related ?? [], policy: m.policy,
+    usage: m.usage, session_id: id });
 }
 
 function userMessage(text) {
@@ -144,7 +161,8 @@ function answerMessage(question, answer) {
   if (answer.refused && answer.related.length) {
     li.append(el("div", { className: "muted", textContent: t("chat.related") }), el("ol", { className: "related" },
       ...answer.related.map((hit, i) => {
-        const open = el("button", { type: "button", className: "link", textContent: `${hit.source}: ${hit.text.slice(0, 90)}…` });
+        const line = `${hit.source}: ${hit.text.slice(0, 90)}…`;
+        const open = el("button", { type: "button", className: "link", textContent: line, title: line });
         open.addEventListener("click", () => openPassage(answer, { ...hit, n: i + 1 }, true));
         return el("li", {}, open);
       })));
@@ -243,12 +261,13 @@ function openWhy(answer) {
   const prompt = (trace.messages || []).map((m) => `── ${m.role} ──\n${m.content}`).join("\n\n");
   const claims = answer.claims.map((c) => el("li", {
     textContent: `${c.supported ? "✓" : "✗"} ${c.text}${c.reason ? ` (${c.reason})` : ""}` }));
-  openSide(t("why.title"),
-    el("h3", { textContent: t("why.tokens") }),
-    el("p", { className: "tokens", textContent: t("why.promptTokens", { p: answer.usage.prompt_tokens, c: answer.usage.completion_tokens }) }),
-    el("h3", { textContent: t("why.hits") }), ...hits,
+  // A reopened answer has its tokens and claims but no trace (the hits and the prompt are not kept).
+  const usage = answer.usage ? [el("h3", { textContent: t("why.tokens") }),
+    el("p", { className: "tokens", textContent: t("why.promptTokens", { p: answer.usage.prompt_tokens, c: answer.usage.completion_tokens }) })] : [];
+  openSide(t("why.title"), ...usage,
+    ...(answer.trace ? [el("h3", { textContent: t("why.hits") }), ...hits] : []),
     el("h3", { textContent: t("why.claims") }), el("ul", {}, ...claims),
-    el("h3", { textContent: t("why.prompt") }), el("pre", { className: "prompt", textContent: prompt }));
+    ...(answer.trace ? [el("h3", { textContent: t("why.prompt") }), el("pre", { className: "prompt", textContent: prompt })] : []));
 }
 
 export function wire() {
