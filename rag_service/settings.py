@@ -29,6 +29,7 @@ POLICIES: tuple[Policy, ...] = get_args(Policy)
 Fusion = Literal["rrf", "weighted"]  # rag_service/retrieval/fusion.py
 FUSIONS: tuple[Fusion, ...] = get_args(Fusion)
 ChunkUnit = Literal["chars", "tokens"]
+LogFormat = Literal["text", "json"]  # rag_service/server/logs.py
 CHUNK_UNITS: tuple[ChunkUnit, ...] = get_args(ChunkUnit)
 # Settings that were removed, with what replaces them: set in the environment or a file, they are an error, never
 # silently ignored.
@@ -341,6 +342,33 @@ class ServerSettings(BaseModel):
     trusted_hosts: str = Field(
         "", description="Comma-separated Host header values to accept ('*' = any). Default: any when API keys "
         "are set, else only localhost names (an open local API must not answer DNS-rebinding pages).")
+    log_format: LogFormat = Field(
+        "text", description="Log lines of `rag serve` and `rag worker`: 'text' for a terminal, or 'json' (one object "
+        "a line: time, level, request id, route, KB, status, latency, a chat's time to first token, tokens and "
+        "refusal; jobs' id, KB, files and cause) for a log pipeline. Never document text, questions, answers or keys.")
+    metrics_public: bool = Field(
+        False, description="Serve GET /metrics (Prometheus) without an API key; by default it needs a valid key, as "
+        "/v1 does.")
+    worker_metrics_listen: str = Field(
+        "", description="HOST:PORT where `rag worker` serves its Prometheus metrics (ingested chunks, jobs) at "
+        "/metrics, without a key: a private network's address (e.g. 0.0.0.0:9100 inside compose). Empty: none.")
+
+    @field_validator("worker_metrics_listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        v = v.strip()
+        if v and not listen_address(v):
+            raise ValueError(f"worker_metrics_listen must be HOST:PORT (e.g. 0.0.0.0:9100), got {v!r}")
+        return v
+
+
+def listen_address(value: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``[::1]:9100`` for IPv6) as (host, port), or None when it is not one."""
+    host, _, port = value.strip().rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
 
 
 SECTIONS: dict[str, type[BaseModel]] = {

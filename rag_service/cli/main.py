@@ -405,15 +405,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from rag_service.ingestion.sandbox import ParseWorker, SandboxLimits
     from rag_service.ingestion.worker import JobWorker
+    from rag_service.server import logs
+    from rag_service.server.metrics import serve_worker_metrics
     from rag_service.server.workspaces import Workspaces
     from rag_service.settings import load_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Chroma server request otherwise
     settings = load_settings()
+    logs.configure(settings.log_format)  # text or JSON lines; the jobs' lines carry their id, KB, files and cause
     workspaces = Workspaces(settings)
-    print(f"rag worker: {args.workers} worker(s) on {workspaces.current().backend.describe()}", file=sys.stderr,
-          flush=True)
+    if settings.worker_metrics_listen:  # the store of this (main) thread's workspace, which nothing else uses
+        jobs = workspaces.current().jobs
+        serve_worker_metrics(settings.worker_metrics_listen, lambda: jobs)
+    logging.getLogger("rag_service.worker").info("rag worker: %d worker(s) on %s", args.workers,
+                                                 workspaces.current().backend.describe())
     parser = ParseWorker(SandboxLimits.of(settings))
     workers = [JobWorker(workspaces.current, parser, lease_s=settings.job_lease_s, poll_s=settings.job_poll_s,
                          max_attempts=settings.job_max_attempts, nice=settings.ingest_nice)

@@ -14,8 +14,9 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from rag_service import metrics
 from rag_service.errors import IngestCancelledError, RagError
 from rag_service.ingestion.pipeline import Ingestor
 from rag_service.storage.jobs import ClaimedJob, JobStore
@@ -191,10 +192,17 @@ class JobWorker:
         ws = self.workspace()
         store = ws.jobs
         error: str | None = None
+        started = time.monotonic()
+        about: dict[str, Any] = {"job_id": job.id, "kb": job.kb_name, "kb_id": job.kb_id, "attempt": job.attempt,
+                                 "worker": self.name}
+        chunks = 0
         scratch = Path(tempfile.mkdtemp(prefix=f"rag-job-{job.id[:8]}-"))
         try:
             kb = ws.catalog.get_kb(job.kb_id)
             pending = store.pending_files(job.id)
+            about["files"] = [source for _, source in pending]
+            log.info("ingest job %s started: %d file(s) into '%s'", job.id, len(pending), job.kb_name,
+                     extra=_fields(**about))
             meter = _ProgressMeter(lambda within, eta: store.report_progress(job.id, self.name, within, eta),
                                    len(pending))
             ingestor = Ingestor(ws, kb, replace=job.replace, parser=self.parser, on_progress=meter.file_progress,
@@ -211,17 +219,52 @@ class JobWorker:
                 meter.file_done()
                 path.unlink()
                 entry = {k: v for k, v in result.to_json().items() if k != "path"}  # path: a temporary file
+                metrics.observe_ingested_file(entry)
+                if result.status in ("added", "replaced"):
+                    chunks += result.chunks
+                elif result.status == "failed":
+                    log.warning("ingest job %s: file %s failed: %s", job.id, source, result.error,
+                                extra=_fields(**{**about, "files": [source], "error": result.error}))
                 if not store.file_done(job.id, self.name, position, entry):
                     raise IngestCancelledError(f"job {job.id} was cancelled or taken over")
         except IngestCancelledError:
-            log.warning("ingest job %s was cancelled or taken over by another worker; %s stops", job.id, self.name)
+            log.warning("ingest job %s was cancelled or taken over by another worker; %s stops", job.id, self.name,
+                        extra=_fields(**about, outcome="cancelled", chunks=chunks))
+            metrics.observe_job("cancelled")
             return
         except RagError as exc:
             error = str(exc)
         except Exception as exc:  # a store or library failure: the job reports it, the worker lives on
-            log.exception("ingest job %s failed", job.id)
+            log.exception("ingest job %s failed", job.id, extra=_fields(**about, error=type(exc).__name__))
             error = f"internal error ({type(exc).__name__}); see the worker's log"
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         if not store.finish(job.id, self.name, error):
-            log.warning("ingest job %s: finished by %s after another worker took it over", job.id, self.name)
+            log.warning("ingest job %s: finished by %s after another worker took it over", job.id, self.name,
+                        extra=_fields(**about))
+            return
+        self._log_end(store, job.id, about, chunks, time.monotonic() - started, error)
+
+    @staticmethod
+    def _log_end(store: JobStore, job_id: str, about: dict[str, Any], chunks: int, seconds: float,
+                 error: str | None) -> None:
+        """The job's line as it ended: its status and, when it failed, the cause (each failed file's reason)."""
+        try:
+            ended = store.get(job_id) or {}
+        except Exception:  # the line is a courtesy: the job itself is recorded
+            log.debug("could not read job %s back", job_id, exc_info=True)
+            ended = {}
+        status = str(ended.get("status", "failed" if error else "succeeded"))
+        metrics.observe_job(status)
+        values = {**about, "outcome": status, "chunks": chunks, "duration_s": round(seconds, 2),
+                  "error": ended.get("error", error)}
+        if status == "succeeded":
+            log.info("ingest job %s succeeded: %d chunk(s) in %.1f s", job_id, chunks, seconds,
+                     extra=_fields(**values))
+        else:
+            log.warning("ingest job %s %s: %s", job_id, status, values["error"], extra=_fields(**values))
+
+
+def _fields(**values: Any) -> dict[str, Any]:
+    """``extra=`` of a log call: the line's fields (JSON members, ``key=value`` in text; rag_service.server.logs)."""
+    return {"fields": values}

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from rag_service import metrics
 from rag_service.errors import (
     BusyError,
     ConfigError,
@@ -129,6 +130,7 @@ def status_of(exc: BaseException) -> int:
 
 def problem_body(exc: BaseException) -> dict[str, Any]:
     """The problem document for any exception; unexpected ones are logged and never leak internals."""
+    metrics.count_store_error(exc)  # a database's or the vector store's failure (rag_store_errors_total)
     if isinstance(exc, RagError):
         status, code, detail = status_of(exc), exc.code, str(exc)
         if status >= 500 and not isinstance(exc, BusyError):  # busy is routine back-pressure

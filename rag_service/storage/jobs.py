@@ -120,6 +120,16 @@ class JobStore:
         row = self._db.execute("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()
         return int(row[0])
 
+    def stats(self) -> tuple[dict[str, int], str | None]:
+        """(jobs by state as ``get`` names them, ``created`` of the oldest queued job or None): for the metrics.
+        Finished jobs are counted as far as they are kept (``RETAINED_JOBS``)."""
+        counts: dict[str, int] = {}
+        for row in self._db.execute("SELECT status, cancelled, COUNT(*) FROM jobs GROUP BY status, cancelled"):
+            state = "cancelled" if row[1] else str(row[0])
+            counts[state] = counts.get(state, 0) + int(row[2])
+        oldest = self._db.execute("SELECT MIN(created) FROM jobs WHERE status = 'queued'").fetchone()
+        return counts, None if oldest is None or oldest[0] is None else str(oldest[0])
+
     def get(self, job_id: str) -> dict[str, Any] | None:
         """The job as ``GET /v1/jobs/{id}`` shows it, or None."""
         job = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()

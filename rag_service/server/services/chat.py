@@ -24,7 +24,9 @@ from rag_service.admin.access import OPERATOR, Access, Principal
 from rag_service.answering.generation import Answerer
 from rag_service.errors import BusyError, InvalidInputError, LLMError
 from rag_service.records import Answer
+from rag_service.server import logs
 from rag_service.server.limits import KeyLimits
+from rag_service.server.metrics import ChatMeter
 from rag_service.server.problems import SessionNotFoundError
 from rag_service.server.workspaces import Workspaces
 from rag_service.storage.catalog import KnowledgeBase
@@ -124,6 +126,7 @@ class ChatService:
         except BaseException:
             self.limits.end_chat(turn.caller)
             raise
+        meter = ChatMeter(logs.current())  # from admission: the queue wait counts in the time to first token
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Any] = asyncio.Queue()
         cancelled = threading.Event()
@@ -133,7 +136,7 @@ class ChatService:
                 loop.call_soon_threadsafe(events.put_nowait, item)
 
         try:
-            self._executor.submit(self._produce, turn, emit, cancelled)
+            self._executor.submit(self._produce, turn, emit, cancelled, meter)
         except RuntimeError:  # the executor was shut down
             self.gate.release(None)
             self.limits.end_chat(turn.caller)
@@ -161,15 +164,23 @@ class ChatService:
         finally:
             cancelled.set()
 
-    def _produce(self, turn: ChatTurn, emit: Callable[[object], None], cancelled: threading.Event) -> None:
+    def _produce(self, turn: ChatTurn, emit: Callable[[object], None], cancelled: threading.Event,
+                 meter: ChatMeter) -> None:
         started = time.perf_counter()
         ran = not cancelled.is_set()  # a client that left while its chat waited costs no LLM time
+
+        def measured(item: object) -> None:
+            meter.seen(item)  # before the client can have it: the request's log line is written after
+            emit(item)
+
         try:
             if ran:
-                self._generate(self.workspaces.current(), turn, emit, cancelled)
+                self._generate(self.workspaces.current(), turn, measured, cancelled)
         except Exception as exc:
+            meter.end("failed")
             emit(exc)
         finally:
+            meter.end("abandoned")  # no answer and no error: the client left
             self.gate.release(time.perf_counter() - started if ran else None)
             self.limits.end_chat(turn.caller)
             emit(_END)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rag_service import metrics
 from rag_service.admin.access import Access, Principal
 from rag_service.retrieval.search import Mode, Retriever
 from rag_service.server.workspaces import Workspaces
@@ -22,4 +23,5 @@ class SearchService:
         result = Retriever(ws, Access(ws).kb(who, kb_ref)).run(
             query, k=k, mode=mode, fusion=fusion, filter=SearchFilter.from_mapping(filter or {}),
             pseudo_feedback=pseudo_feedback, explain=explain)
+        metrics.observe_search(mode)
         return result.to_json(explain=explain)
