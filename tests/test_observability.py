@@ -412,3 +412,41 @@ def test_an_unexpected_error_is_a_problem_with_the_request_id_and_labels_stay_bo
                for family in text_string_to_metric_families(client.get("/metrics").text) for s in family.samples}
     assert value(samples, "rag_http_requests_total", method="GET", route="/boom", status="500") >= 1
     assert value(samples, "rag_http_requests_total", method="other", route="/metrics", status="405") >= 1
+
+
+def test_an_llm_server_error_reaches_the_log_without_the_text_it_echoed() -> None:
+    """A server that echoes the prompt in its error reply: the error (logged by problem_body) keeps the status and
+    the error's type and code, never the reply's text."""
+    import http.server
+    import threading
+
+    from rag_service.errors import LLMError
+    from rag_service.models.llm import OpenAIHttpLLM
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            asked = self.rfile.read(int(self.headers["Content-Length"]))
+            reply = json.dumps({"error": {"message": f"cannot answer {asked.decode()}", "type": "server_error",
+                                          "code": 500}}).encode()
+            self.send_response(500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        llm = OpenAIHttpLLM(f"http://127.0.0.1:{server.server_address[1]}/v1", "m", None, timeout=10)
+        secret = [{"role": "user", "content": "SECRET PASSAGE about salaries"}]
+        for call in (lambda: llm.complete(secret, max_tokens=5, temperature=0.0),
+                     lambda: list(llm.stream(secret, max_tokens=5, temperature=0.0)),
+                     lambda: llm.yes_probability(secret)):
+            with pytest.raises(LLMError) as failed:
+                call()
+            assert "answered 500 (server_error 500)" in str(failed.value) and "SECRET" not in str(failed.value)
+    finally:
+        server.shutdown()

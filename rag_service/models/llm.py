@@ -249,7 +249,7 @@ class OpenAIHttpLLM(LLM):
         except httpx.HTTPError as exc:
             raise LLMError(f"cannot reach the LLM server at {self._url}: {exc}") from exc
         if resp.status_code != 200:
-            raise LLMError(f"LLM server {self._url} answered {resp.status_code}: {resp.text[:200]!r}")
+            raise server_error(self._url, resp.status_code, resp.content)
         choice = (resp.json().get("choices") or [{}])[0]
         content = ((choice.get("logprobs") or {}).get("content") or [{}])[0]
         top = {t["token"]: t["logprob"] for t in content.get("top_logprobs") or [] if "token" in t}
@@ -269,7 +269,7 @@ class OpenAIHttpLLM(LLM):
         try:
             with httpx.stream("POST", self._url, json=body, headers=self._headers, timeout=self._timeout) as resp:
                 if resp.status_code != 200:
-                    raise LLMError(f"LLM server {self._url} answered {resp.status_code}: {resp.read()[:200]!r}")
+                    raise server_error(self._url, resp.status_code, resp.read())
                 for line in resp.iter_lines():
                     if not line.startswith("data:") or line.strip() == "data: [DONE]":
                         continue
@@ -285,6 +285,17 @@ class OpenAIHttpLLM(LLM):
         text = "".join(pieces)
         yield Completion(text, int(usage.get("prompt_tokens", 0)),
                          int(usage.get("completion_tokens", len(pieces))))
+
+
+def server_error(url: str, status: int, body: bytes) -> LLMError:
+    """An LLM server's refusal, with the error type or code its JSON names but never its body's text: a server may
+    echo the prompt (the documents' passages, the question) in its message, and this message reaches the log."""
+    kind = ""
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        error = json.loads(body).get("error")
+        if isinstance(error, dict):
+            kind = " ".join(str(error[k]) for k in ("type", "code") if isinstance(error.get(k), str | int))
+    return LLMError(f"LLM server {url} answered {status}" + (f" ({kind})" if kind else ""))
 
 
 @functools.lru_cache(maxsize=2)
