@@ -83,7 +83,8 @@ def _probe(ws: Workspace, kb: KnowledgeBase) -> tuple[str | None, list[str]]:
     return None, []
 
 
-def _indexed(ws: Workspace, kb: KnowledgeBase) -> list[tuple[Any, list[str] | None]]:
+def _chunks(ws: Workspace, kb: KnowledgeBase) -> list[tuple[Any, list[str] | None]]:
+    """Every chunk of the ready documents (parents too, with tokens None) and its BM25 tokens."""
     return [row for doc in ws.catalog.documents(kb.id, status="ready")
             for row in ws.catalog.document_chunks(kb.id, doc.id)]
 
@@ -112,7 +113,7 @@ def backup(ws: Workspace, dest: Path) -> BackupResult:
                     src.close()
                     dst.close()
             for kb in ws.catalog.list_kbs():
-                rows = _indexed(ws, kb)
+                rows = _chunks(ws, kb)
                 ids = [chunk.id for chunk, tokens in rows if tokens is not None]
                 found: dict[str, np.ndarray] = {}
                 try:
@@ -168,7 +169,7 @@ def restore(settings: Settings, src: Path) -> BackupResult:
             kb = ws.catalog.get_kb(kb_copy["id"])
             saved = np.load(src / "vectors" / f"{kb.id}.npz")
             ids, vectors = [str(i) for i in saved["ids"]], saved["vectors"]
-            chunks = {chunk.id: chunk for chunk, tokens in _indexed(ws, kb) if tokens is not None}
+            chunks = {chunk.id: chunk for chunk, tokens in _chunks(ws, kb) if tokens is not None}
             ws.vectors.drop(kb.collection)  # nothing of another instance's may remain under this name
             for start in range(0, len(ids), UPSERT_BATCH):
                 part = ids[start:start + UPSERT_BATCH]
@@ -185,7 +186,7 @@ def _verify(ws: Workspace, manifest: dict[str, Any]) -> None:
     for kb_copy in manifest["kbs"]:
         kb = ws.catalog.get_kb(kb_copy["id"])
         documents = len(ws.catalog.documents(kb.id, status="ready"))
-        chunks = len(_indexed(ws, kb))
+        chunks = len(_chunks(ws, kb))
         vectors = ws.vectors.count(kb.collection) if kb_copy["vectors"] else 0
         got = (documents, chunks, vectors)
         wanted = (kb_copy["documents"], kb_copy["chunks"], kb_copy["vectors"])

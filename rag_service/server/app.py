@@ -43,10 +43,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestGuard, auth=services.auth, limits=services.limits,
                        max_body=settings.max_request_kb * 1024,
                        hosts=allowed_hosts(settings, services.auth.keyed()), streamed_paths=("/documents",))
-    app.add_middleware(console.SecurityHeaders)  # the guard's early answers get the headers too
-    # Outermost: every response carries its request id, and every request is logged and counted once.
+    # Around the guard: every response carries its request id, and every request is logged and counted once.
     app.state.routes = RouteTemplates(app)
     app.add_middleware(RequestLog, routes=app.state.routes)
+    # Outermost: every answer gets the security headers, the guard's early ones and RequestLog's 500s included.
+    app.add_middleware(console.SecurityHeaders)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(bearer_scheme)])
     for module in (kbs, documents, search, chat, openai, feedback, glossary, people):
         v1.include_router(module.router)

@@ -204,8 +204,8 @@ class RouteTemplates:
 
 # -- the middleware ------------------------------------------------------------------------------------------
 class RequestLog:
-    """Outermost: gives each request its id (echoed in every response), then logs and counts it once its response
-    has been sent (or has failed)."""
+    """Around everything but the security headers: gives each request its id (echoed in every response), then logs
+    and counts it once its response has been sent (or has failed)."""
 
     def __init__(self, app: ASGIApp, *, routes: RouteTemplates) -> None:
         self.app = app
@@ -236,9 +236,7 @@ class RequestLog:
                 raise
             # An unexpected error: answered here rather than by Starlette's outer error middleware, so the 500
             # carries the request id too (problem_body logs the traceback; the request's line says 500).
-            response = problems.response_for(exc, scope.get("path"))
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            await response(scope, receive, send_with_id)
+            await problems.response_for(exc, scope.get("path"))(scope, receive, send_with_id)
         finally:
             _current.reset(token)
             self._done(scope, record, status, time.perf_counter() - started)

@@ -179,10 +179,9 @@ class PeopleStore:
         """Whether any key was ever created: from then on the API needs a key, even with none in the environment."""
         return self._db.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
 
-    def revoke_key(self, key_id: str) -> bool:
-        """False when there is no such key; revoking a revoked key keeps its first revocation time."""
+    def revoke_key(self, key_id: str) -> None:
+        """Revoking a revoked key keeps its first revocation time."""
         self._db.execute("UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL", (now_text(), key_id))
-        return self._db.execute("SELECT 1 FROM api_keys WHERE id = ?", (key_id,)).fetchone() is not None
 
     def touch_key(self, key_id: str, at: str) -> None:
         self._db.execute("UPDATE api_keys SET last_used = ? WHERE id = ?", (at, key_id))
